@@ -1,0 +1,1 @@
+"""Command-line plumbing: shared argparse groups and the `oskdft` console command."""

@@ -1,0 +1,378 @@
+"""Experiment configuration: typed dataclasses loaded from YAML.
+
+YAML holds what defines an experiment (model, losses, schedules, augmentation, back ends); flags
+hold paths and resources. One system = one YAML file in ``egs/<recipe>/conf/``; its stem names the
+experiment directory ``exp/<stem>/``. Stage 3 saves the merged configuration, with the recipe's
+data section (``conf/data.yaml``) folded in, as ``exp/<stem>/config.yaml``; later stages read only
+that file.
+
+Rules:
+
+- an unknown key, in a file or an override, is an error naming the file, the line and the
+  known keys; a value of the wrong type is an error too;
+- ``base: other.yaml`` (relative to the file) inherits another config, merged key by key;
+- overrides are dotted keys, ``optim.backend_lr=5e-5 kd.loss=none``, values parsed as YAML.
+
+>>> cfg = SystemConfig()
+>>> cfg.kd.loss, cfg.sv.margin
+('mse_last', 0.2)
+>>> apply_overrides(cfg, ["sv.margin=0.3"]).sv.margin
+0.3
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+from oskdft.utils.errors import InputError
+from oskdft.utils.io import Pathlike, atomic_write
+
+
+@dataclass
+class DataConfig:
+    """Stages 1-2: training windows and the held-out validation split (``conf/data.yaml``)."""
+
+    sample_rate: int = 16000
+    # Training windows: crops of every training utterance; the paper's epoch draws one per
+    # utterance: 2 s crops at whole-second offsets.
+    window_seconds: float = 2.0
+    window_hop_seconds: float = 1.0
+    # Validation: speakers held out of training, with generated trials, for model selection.
+    valid_speakers: int = 100
+    valid_utts_per_speaker: int = 10
+    valid_trials: int = 20000
+    # Back-end set (PLDA, mean, AS-norm cohort): at most this many utterances per training speaker.
+    backend_utts_per_speaker: int = 20
+    seed: int = 1
+
+
+@dataclass
+class TeacherConfig:
+    """The frozen SSL model the student distils."""
+
+    # A Hugging Face hub name or a local directory in Hugging Face format. A relative path is
+    # resolved against the recipe's working directory (e.g. exp/teacher_ft/final/ssl).
+    path: Optional[str] = None
+    # cached: stage 2 stores its hidden states once; online: it runs inside every training step.
+    mode: str = "cached"
+
+
+@dataclass
+class SSLConfig:
+    """The self-supervised encoder that runs on the waveform."""
+
+    # student: a shallow copy of the teacher (OS-KDFT and baselines);
+    # teacher: the teacher itself, fine-tuned (the upper bound);
+    # scratch: randomly initialised from `arch` (egs/mini's teacher_ft).
+    source: str = "student"
+    # Hugging Face config fields for source=scratch; `model_type` is wav2vec2, hubert or wavlm.
+    arch: Dict[str, Any] = field(default_factory=dict)
+    num_layers: int = 4
+    # Teacher layers (0-based) copied into the student; default: the first num_layers.
+    init_layers: Optional[List[int]] = None
+    # The original code left these randomly initialised; copying them is the default here.
+    copy_pos_conv: bool = True
+    copy_final_layer_norm: bool = True
+    # Channels of a thinner, randomly initialised CNN feature extractor (None keeps the teacher's).
+    thin_cnn_dim: Optional[int] = None
+    # OS-KDFT adapters, one per layer, parallel to the feed-forward block, on the FT branch only.
+    adapters: bool = True
+    adapter_dim: int = 64
+    adapter_scale: float = 0.1
+    # The original's adapter returns `up + h`, doubling the residual on the FT branch.
+    doubled_residual: bool = False
+
+
+@dataclass
+class BackendConfig:
+    """ECAPA-TDNN on top of the SSL encoder."""
+
+    # last: InstanceNorm of the last layer (the paper); weighted_sum: learnable layer weights.
+    input: str = "last"
+    channels: int = 512
+    embed_dim: int = 192
+
+
+@dataclass
+class KDConfig:
+    """Knowledge distillation from the teacher."""
+
+    # none | mse_last (the paper) | distilhubert (prediction heads for target_layers)
+    loss: str = "mse_last"
+    scale: float = 100.0
+    # linear_decay: w = (decay_epochs - epoch) / decay_epochs (epoch counted from 0); constant: 1.
+    schedule: str = "linear_decay"
+    decay_epochs: int = 100
+    # KD stops after this many epochs (two-step baselines); None: it never stops.
+    until_epoch: Optional[int] = None
+    # Teacher layers (1-based hidden states) that distilhubert heads predict.
+    target_layers: List[int] = field(default_factory=lambda: [4, 8, 12])
+
+
+@dataclass
+class SVConfig:
+    """Speaker-verification fine-tuning loss: AAM-softmax."""
+
+    margin: float = 0.2
+    scale: float = 30.0
+    # inverse_frequency: cross-entropy weights 1/count per speaker (the original); none.
+    class_weights: str = "inverse_frequency"
+    # The SV loss starts at this epoch (two-step baselines set it to kd.until_epoch).
+    from_epoch: int = 0
+
+
+@dataclass
+class AugmentConfig:
+    """Online augmentation of the student's input; the teacher always sees the clean window."""
+
+    prob: float = 0.6
+    # Relative weights of the choices made when augmenting.
+    choices: Dict[str, float] = field(
+        default_factory=lambda: {
+            "none": 1.0,
+            "rir": 1.0,
+            "babble": 1.0,
+            "music": 1.0,
+            "noise": 1.0,
+            "speech_music": 1.0,
+        }
+    )
+    babble_speakers: List[int] = field(default_factory=lambda: [3, 8])
+    babble_snr: List[float] = field(default_factory=lambda: [13.0, 20.0])
+    music_snr: List[float] = field(default_factory=lambda: [5.0, 25.0])
+    noise_snr: List[float] = field(default_factory=lambda: [0.0, 15.0])
+    clip_prob: float = 0.3
+    # Clip at this fraction of the window's peak amplitude.
+    clip_level: List[float] = field(default_factory=lambda: [0.3, 0.9])
+    gain_prob: float = 0.3
+    # Gain envelope: a smooth random gain within this range of decibels.
+    gain_db: List[float] = field(default_factory=lambda: [-10.0, 6.0])
+
+
+@dataclass
+class OptimConfig:
+    """Adam with the paper's three learning-rate groups."""
+
+    epochs: int = 100
+    # Global batch (summed over ranks); the OS-KDFT student sees twice as many rows.
+    batch_size: int = 128
+    # ECAPA + AAM head: cosine from backend_lr to backend_lr_min over `epochs`.
+    backend_lr: float = 1e-4
+    backend_lr_min: float = 1e-6
+    # Adapters: this multiple of the back-end rate.
+    adapter_lr_mult: float = 10.0
+    # Shared SSL weights: linear warm-up to ssl_lr over ssl_warmup_epochs, then x ssl_decay per epoch.
+    ssl_lr: float = 5e-5
+    ssl_warmup_epochs: int = 9
+    ssl_decay: float = 0.93
+    weight_decay: float = 0.0
+    # The original rebuilt Adam every epoch, resetting its moments; true reproduces that.
+    reset_each_epoch: bool = False
+    # Gradient-norm clipping; None disables it.
+    grad_clip: Optional[float] = None
+    # Mixed precision on GPU: none | bf16 | fp16 (CPU always trains in fp32).
+    amp: str = "bf16"
+
+
+@dataclass
+class TrainConfig:
+    """Loop, checkpointing and logging."""
+
+    seed: int = 1
+    num_workers: int = 4
+    log_every: int = 50
+    keep_last: int = 3
+    # Average the weights of the last N epoch checkpoints into final/ (0: take the best epoch).
+    average_last: int = 0
+    tensorboard: bool = False
+    # Cap on steps per epoch (None: one window of every training utterance).
+    max_steps_per_epoch: Optional[int] = None
+
+
+@dataclass
+class EvalConfig:
+    """Stages 4-5: embedding extraction and scoring."""
+
+    # The paper's second view of each utterance: num_crops crops of crop_seconds at
+    # linspace(0, len - crop_seconds, num_crops).
+    crop_seconds: float = 3.0
+    num_crops: int = 5
+    # cosine | cosine_mean (train mean removed) | plda | asnorm | fused (the paper's score)
+    backends: List[str] = field(
+        default_factory=lambda: ["cosine", "cosine_mean", "plda", "asnorm", "fused"]
+    )
+    lda_dim: Optional[int] = 150
+    plda_iters: int = 10
+    asnorm_top_n: int = 300
+    batch_seconds: float = 200.0
+
+
+@dataclass
+class SystemConfig:
+    """One trained system: a row of the results table."""
+
+    description: str = ""
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    ssl: SSLConfig = field(default_factory=SSLConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    kd: KDConfig = field(default_factory=KDConfig)
+    sv: SVConfig = field(default_factory=SVConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # Folded in from the recipe's conf/data.yaml when stage 3 saves exp/<system>/config.yaml.
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, merging, validation
+
+
+def load_config(path: Pathlike, overrides: Sequence[str] = (), cls: type = SystemConfig):
+    """Load ``path`` (following ``base:``), apply dotted ``overrides``, validate into ``cls``."""
+    raw, lines = _load_with_bases(Path(path))
+    cfg = _build(cls, raw, Path(path), lines, prefix="")
+    return apply_overrides(cfg, overrides)
+
+
+def load_data_config(path: Pathlike) -> DataConfig:
+    return load_config(path, cls=DataConfig)
+
+
+def apply_overrides(cfg, overrides: Sequence[str]):
+    """Return a copy of ``cfg`` with ``a.b=value`` overrides applied (values parsed as YAML)."""
+    if not overrides:
+        return cfg
+    tree = to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise InputError("--override", f"{item!r} is not of the form key.sub=value")
+        dotted, text = item.split("=", 1)
+        node = tree
+        keys = dotted.split(".")
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                raise InputError("--override", f"unknown key {dotted!r}", hint=_known(node))
+            node = node[key]
+        if keys[-1] not in node:
+            raise InputError("--override", f"unknown key {dotted!r}", hint=_known(node))
+        node[keys[-1]] = yaml.safe_load(text)
+    return _build(type(cfg), tree, Path("--override"), {}, prefix="")
+
+
+def to_dict(cfg) -> Dict[str, Any]:
+    return copy.deepcopy(dataclasses.asdict(cfg))
+
+
+def save_config(cfg, path: Pathlike) -> None:
+    """Write ``cfg`` as YAML, atomically; ``load_config`` reads it back to an equal object."""
+    with atomic_write(path) as f:
+        yaml.safe_dump(to_dict(cfg), f, sort_keys=False, default_flow_style=None)
+
+
+def _load_with_bases(path: Path, seen: Optional[set] = None):
+    seen = set() if seen is None else seen
+    if path.resolve() in seen:
+        raise InputError(path, "`base:` chain loops back to this file")
+    seen.add(path.resolve())
+    if not path.is_file():
+        raise InputError(path, "config file not found")
+    text = path.read_text()
+    try:
+        raw = yaml.safe_load(text) or {}
+        lines = _key_lines(yaml.compose(text))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise InputError(path, f"not valid YAML: {e}", line=mark.line + 1 if mark else None)
+    if not isinstance(raw, dict):
+        raise InputError(path, "a config must be a mapping of sections")
+    lines = {key: (path, line) for key, line in lines.items()}
+    base = raw.pop("base", None)
+    if base is None:
+        return raw, lines
+    base_raw, base_lines = _load_with_bases(path.parent / base, seen)
+    base_lines.update(lines)
+    return _deep_merge(base_raw, raw), base_lines
+
+
+def _key_lines(node, prefix: str = "") -> Dict[str, int]:
+    """Map dotted key -> 1-based line number, from a composed YAML node tree."""
+    out: Dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            dotted = f"{prefix}{key_node.value}"
+            out[dotted] = key_node.start_mark.line + 1
+            out.update(_key_lines(value_node, dotted + "."))
+    return out
+
+
+def _deep_merge(base: Dict[str, Any], top: Dict[str, Any]) -> Dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "choices":
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _known(node: Dict[str, Any]) -> str:
+    return "known keys: " + ", ".join(sorted(node))
+
+
+def _build(cls, raw: Dict[str, Any], path: Path, lines: Dict, prefix: str):
+    """Construct dataclass ``cls`` from ``raw``, rejecting unknown keys and wrong types."""
+    if not isinstance(raw, dict):
+        where, line = lines.get(prefix.rstrip("."), (path, None))
+        raise InputError(where, f"section {prefix.rstrip('.')!r} must be a mapping", line=line)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        where, line = lines.get(dotted, (path, None))
+        if key not in fields:
+            raise InputError(where, f"unknown config key {dotted!r}", line=line,
+                             hint=_known(fields))
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = _build(hint, value or {}, path, lines, prefix=dotted + ".")
+        else:
+            values[key] = _check_type(value, hint, where, line, dotted)
+    return cls(**values)
+
+
+def _check_type(value, hint, where, line, dotted):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        return _check_type(value, args[0], where, line, dotted)
+    ok = True
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif origin in (list, List):
+        ok = isinstance(value, list)
+        if ok:
+            value = [_check_type(v, args[0], where, line, dotted) for v in value]
+    elif origin in (dict, Dict):
+        ok = isinstance(value, dict)
+    if not ok:
+        name = getattr(hint, "__name__", str(hint))
+        raise InputError(where, f"{dotted} must be {name}, got {value!r}", line=line)
+    return value

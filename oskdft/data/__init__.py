@@ -1,0 +1,1 @@
+"""Data: Kaldi data dirs, lhotse manifests, audio reading, windows, augmentation, loading."""

@@ -1,0 +1,1 @@
+"""Losses: AAM-softmax and knowledge-distillation losses. No file I/O."""

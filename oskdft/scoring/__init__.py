@@ -1,0 +1,1 @@
+"""Scoring back ends and metrics (stage 5). numpy/scipy only: nothing here imports torch."""

@@ -1,0 +1,1 @@
+"""Training (stage 3): the OS-KDFT loop, schedules, checkpoints, DDP."""

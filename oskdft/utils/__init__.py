@@ -1,0 +1,1 @@
+"""Generic helpers: atomic file writes, Kaldi ark/scp I/O, logging, seeding, registries."""

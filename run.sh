@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+set -euo pipefail
+# OS-KDFT speaker-verification recipe driver: raw corpus -> scored trials, in numbered stages.
+#
+#   bash run.sh                                  # the embedded egs/mini recipe, every stage, on CPU
+#   bash run.sh --egs voxceleb --gpus 8 --nj 16  # VoxCeleb (edit egs/voxceleb/run.conf first)
+#   bash run.sh --stage 3 --stop-stage 3 --systems oskdft --force true   # retrain one system
+#
+# Paths below are relative to the working directory, egs/<egs>/ (or --dir).
+#
+# stage | name              | inputs                                | outputs                                   | marker
+# ------+-------------------+---------------------------------------+-------------------------------------------+---------------------------
+#   0   | data preparation  | corpus (egs/<egs>/prepare.py)         | data/<set>/{wav.scp,utt2spk,spk2utt,      | data/.stage0.done
+#       |                   |                                       |   trials_*}, data/manifests/<set>_*.jsonl.gz |
+#   1   | training windows  | data/manifests, conf/data.yaml        | data/manifests/train_windows.jsonl.gz,    | data/.stage1.done
+#       |                   |                                       |   data/{valid,backend}/, aug cut sets     |
+#   2   | teacher cache     | train windows, each system's teacher  | exp/teacher_cache/<key>/                  | exp/.stage2.done
+#   3   | OS-KDFT training  | train windows, cache, conf/<sys>.yaml | exp/<sys>/{config.yaml,checkpoints,final} | exp/<sys>/.stage3.done
+#   4   | embeddings        | exp/<sys>/final, data/<set>           | exp/<sys>/embeddings/<set>/xvector*.{ark,scp} | exp/<sys>/.stage4.done
+#   5   | scoring, results  | embeddings, trials                    | exp/<sys>/scores/, exp/results.{md,json}  | exp/.stage5.done
+#   6   | export            | exp/<sys>/final                       | exp/<sys>/export/model.onnx               | exp/<sys>/.stage6.done
+
+cmdline="$0 $*"
+
+# Begin configuration section.
+egs=mini                      # recipe under egs/: its run.conf, prepare.py and conf/ define the job
+dir=                          # working directory for data/ and exp/ (default: egs/<egs>)
+stage=0                       # first stage to run
+stop_stage=6                  # last stage to run
+nj=2                          # parallel jobs for stages 2 and 4
+gpus=0                        # GPUs per node for training (0: one process on CPU)
+num_nodes=1                   # nodes taking part in training
+node_rank=0                   # this node's rank among them
+rdzv_endpoint=127.0.0.1:29400 # torchrun c10d rendezvous host:port (node 0's address when multi-node)
+cmd=utils/run_local.sh        # job runner: utils/run_local.sh or utils/run_slurm.sh [options]
+systems=                      # systems to train and score (default: run.conf's list)
+train_config=                 # train one system from this YAML instead (its stem names exp/<stem>)
+override=                     # dotted config overrides for every system, e.g. "optim.epochs=2"
+force=false                   # rerun stages even when their done marker matches
+# End configuration section.
+
+help_message="Runs the OS-KDFT recipe of egs/<egs>/ from raw corpus to scored trials."
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$root"
+. ./path.sh
+. utils/parse_options.sh
+. utils/log.sh
+. utils/done.sh
+# A runner named relative to the repository (the default) must still be found after the cd below.
+case $cmd in /*) ;; *) [ -e "$root/${cmd%% *}" ] && cmd="$root/$cmd" ;; esac
+
+recipe=$root/egs/$egs
+[ -f "$recipe/run.conf" ] || { log "no recipe egs/$egs (missing $recipe/run.conf)"; exit 1; }
+cli_systems=$systems
+# shellcheck disable=SC1090,SC1091
+. "$recipe/run.conf"  # corpus paths, set names and the system list
+[ -n "$cli_systems" ] && systems=$cli_systems
+
+if [ -n "$train_config" ]; then
+  train_config=$(realpath "$train_config")
+  systems=$(basename "$train_config" .yaml)
+fi
+system_config() {  # the YAML that defines system $1
+  if [ -n "$train_config" ]; then echo "$train_config"; else echo "$recipe/conf/$1.yaml"; fi
+}
+
+work=${dir:-$recipe}
+mkdir -p "$work"
+work=$(realpath "$work")
+cd "$work"
+log "recipe egs/$egs, working in $work, stages $stage..$stop_stage, systems: $systems"
+
+data_config=$recipe/conf/data.yaml
+override_args=()
+[ -n "$override" ] && override_args=(--override $override)
+
+# Stage 0: corpus -> Kaldi data dirs -> validated lhotse manifests.
+#   in:  the corpus (prepare_opts in run.conf)  out: data/<set>/, data/manifests/<set>_*.jsonl.gz
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  log "Stage 0: data preparation"
+  h=$(stage_hash "$recipe/prepare.py" "$recipe/run.conf" -- "$prepare_opts")
+  if ! is_done data stage0 "$h"; then
+    # shellcheck disable=SC2086
+    python "$recipe/prepare.py" $prepare_opts data
+    python "$root/local/prepare_manifests.py" --train-set "$train_set" \
+      --eval-sets "$eval_sets" --aug-sets "$aug_sets" data
+    mark_done data stage0 "$h"
+  fi
+fi
+
+# Stage 1: training windows, the held-out validation split, the back-end subset, augmentation sets.
+#   in:  data/manifests, conf/data.yaml
+#   out: data/manifests/{train_windows,valid_cuts,backend_cuts,aug_*_cuts}.jsonl.gz, data/{valid,backend}/
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "Stage 1: training windows and validation split"
+  h=$(stage_hash "$data_config" data/.stage0.done)
+  if ! is_done data stage1 "$h"; then
+    python "$root/local/make_windows.py" --data-config "$data_config" --train-set "$train_set" \
+      --aug-sets "$aug_sets" data
+    mark_done data stage1 "$h"
+  fi
+fi
+
+# Stage 2: run each system's frozen teacher over the clean windows, once per distinct teacher.
+#   in:  data/manifests/train_windows.jsonl.gz  out: exp/teacher_cache/<teacher>_L<layers>_.../
+#   Systems in online-teacher mode need no cache and are skipped.
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "Stage 2: teacher feature cache"
+  confs=(); for sys in $systems; do confs+=("$(system_config "$sys")"); done
+  h=$(stage_hash "$data_config" "${confs[@]}" data/.stage1.done -- "$override")
+  if ! is_done exp stage2 "$h"; then
+    for sys in $systems; do
+      conf=$(system_config "$sys")
+      args=(--config "$conf" --data-config "$data_config" "${override_args[@]}")
+      $cmd JOB=1:"$nj" "exp/teacher_cache/log/$sys/cache.JOB.log" \
+        python "$root/local/cache_teacher_feats.py" "${args[@]}" --job JOB --num-jobs "$nj" \
+        data exp/teacher_cache
+      python "$root/local/merge_teacher_cache.py" "${args[@]}" --num-jobs "$nj" \
+        data exp/teacher_cache
+    done
+    mark_done exp stage2 "$h"
+  fi
+fi
+
+# Stage 3: train every system in the order listed (a later one may distil an earlier one).
+#   in:  data/manifests, exp/teacher_cache, conf/<sys>.yaml
+#   out: exp/<sys>/{config.yaml,checkpoints/,final/,log/train.log,metrics.jsonl}
+#   An interrupted run resumes from its newest checkpoint.
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  prev_markers=()
+  for sys in $systems; do
+    log "Stage 3: training $sys"
+    conf=$(system_config "$sys")
+    h=$(stage_hash "$conf" "$data_config" data/.stage1.done "${prev_markers[@]}" -- "$override")
+    prev_markers+=("exp/$sys/.stage3.done")
+    is_done "exp/$sys" stage3 "$h" && continue
+    args=(--config "$conf" --data-config "$data_config" "${override_args[@]}" --force "$force"
+          data "exp/$sys")
+    if [ "$gpus" -gt 0 ]; then
+      torchrun --nproc_per_node="$gpus" --nnodes="$num_nodes" --node_rank="$node_rank" \
+        --rdzv_backend=c10d --rdzv_endpoint="$rdzv_endpoint" --rdzv_id="oskdft-$sys" \
+        "$root/local/train.py" "${args[@]}"
+    else
+      python "$root/local/train.py" --device cpu "${args[@]}"
+    fi
+    mark_done "exp/$sys" stage3 "$h"
+  done
+fi
+
+# Stage 4: embeddings (full utterance and the paper's 5 x 3 s crops) of every evaluation set,
+#   the validation set and the back-end set, split over $nj jobs.
+#   in:  exp/<sys>/final, data/<set>   out: exp/<sys>/embeddings/<set>/xvector{,_crops}.{ark,scp}
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  embed_sets="$eval_sets valid backend"
+  for sys in $systems; do
+    log "Stage 4: embeddings of $sys ($embed_sets)"
+    h=$(stage_hash "exp/$sys/.stage3.done" data/.stage1.done -- "$embed_sets")
+    is_done "exp/$sys" stage4 "$h" && continue
+    $cmd JOB=1:"$nj" "exp/$sys/embeddings/log/extract.JOB.log" \
+      python "$root/local/extract_embeddings.py" --sets "$embed_sets" --job JOB --num-jobs "$nj" \
+      "exp/$sys/final" data "exp/$sys/embeddings"
+    python "$root/local/merge_embeddings.py" --sets "$embed_sets" --num-jobs "$nj" \
+      data "exp/$sys/embeddings"
+    mark_done "exp/$sys" stage4 "$h"
+  done
+fi
+
+# Stage 5: score every trial list with every back end, calibrate on the validation trials,
+#   compute EER / minDCF / Cllr, then the results table over all systems.
+#   in:  exp/<sys>/embeddings, data/<set>/trials_*
+#   out: exp/<sys>/scores/, exp/results.md, exp/results.json
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "Stage 5: scoring"
+  markers=(); for sys in $systems; do markers+=("exp/$sys/.stage4.done"); done
+  h=$(stage_hash "${markers[@]}" -- "$eval_sets $systems")
+  if ! is_done exp stage5 "$h"; then
+    for sys in $systems; do
+      python "$root/local/score_trials.py" --eval-sets "$eval_sets" data "exp/$sys"
+    done
+    python "$root/local/make_results.py" --systems "$systems" --eval-sets "$eval_sets" exp
+    mark_done exp stage5 "$h"
+  fi
+  cat exp/results.md
+fi
+
+# Stage 6: export each system's student + ECAPA to ONNX (waveform -> embedding) with a parity
+#   check against PyTorch on real utterances.
+#   in:  exp/<sys>/final, data/<first eval set>   out: exp/<sys>/export/model.onnx
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  for sys in $systems; do
+    log "Stage 6: export $sys"
+    h=$(stage_hash "exp/$sys/.stage3.done")
+    is_done "exp/$sys" stage6 "$h" && continue
+    python "$root/local/export_model.py" --parity-set "data/${eval_sets%% *}" \
+      "exp/$sys/final" "exp/$sys/export"
+    mark_done "exp/$sys" stage6 "$h"
+  done
+fi
+
+log "Done: stages $stage..$stop_stage of egs/$egs"

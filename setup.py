@@ -1,0 +1,39 @@
+"""Packaging for oskdft: OS-KDFT speaker-verification recipes.
+
+`utils/setup_env.sh` installs this package editable, with the `test` extra, into `.venv`.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="oskdft",
+    version="0.1.0",
+    description=(
+        "Kaldi-style recipes that compress wav2vec 2.0 / HuBERT / WavLM into a small "
+        "speaker-verification model with One-Step Knowledge Distillation and Fine-Tuning"
+    ),
+    python_requires=">=3.10",
+    packages=find_packages(include=["oskdft", "oskdft.*"]),
+    install_requires=[
+        # torch>=2.11 is what lets torchaudio 2.11 (the only release without a torch pin) install.
+        "torch>=2.11",
+        "torchaudio>=2.11",
+        "transformers>=4.40",
+        "lhotse>=1.24",
+        "urllib3",  # lhotse imports it but does not declare it
+        "kaldiio>=2.18",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "soundfile>=0.12",
+        "pyyaml>=6",
+        "tqdm",
+        "matplotlib>=3.7",
+        "onnx>=1.16",
+        "onnxruntime>=1.18",
+        "onnxscript",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        "tensorboard": ["tensorboard"],
+    },
+    entry_points={"console_scripts": ["oskdft=oskdft.cli.main:main"]},
+)
