@@ -1,1 +1,1 @@
-"""Generic helpers: atomic file writes, Kaldi ark/scp I/O, logging, seeding, registries."""
+"""Generic helpers (no torch): atomic file writes, Kaldi ark/scp I/O, logging, errors, registries."""

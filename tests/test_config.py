@@ -1,0 +1,73 @@
+import pytest
+
+from oskdft.config import (
+    DataConfig,
+    SystemConfig,
+    apply_overrides,
+    load_config,
+    load_data_config,
+    save_config,
+)
+from oskdft.utils.errors import InputError
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_unknown_key_names_file_line_and_known_keys(tmp_path):
+    conf = write(tmp_path / "sys.yaml", "kd:\n  loss: none\nsv:\n  margn: 0.3\n")
+    with pytest.raises(InputError) as err:
+        load_config(conf)
+    message = str(err.value)
+    assert f"{conf}:4" in message and "sv.margn" in message and "margin" in message
+
+
+def test_unknown_section_is_an_error(tmp_path):
+    conf = write(tmp_path / "sys.yaml", "optimiser:\n  epochs: 3\n")
+    with pytest.raises(InputError, match=r"sys.yaml:1: unknown config key 'optimiser'"):
+        load_config(conf)
+
+
+def test_wrong_type_is_an_error(tmp_path):
+    conf = write(tmp_path / "sys.yaml", "optim:\n  epochs: ten\n")
+    with pytest.raises(InputError, match=r"sys.yaml:2: optim.epochs must be int"):
+        load_config(conf)
+
+
+def test_base_inheritance_merges_key_by_key(tmp_path):
+    write(tmp_path / "base.yaml", "optim:\n  epochs: 7\n  batch_size: 16\nkd:\n  loss: mse_last\n")
+    conf = write(tmp_path / "child.yaml", "base: base.yaml\noptim:\n  epochs: 3\n")
+    cfg = load_config(conf)
+    assert (cfg.optim.epochs, cfg.optim.batch_size, cfg.kd.loss) == (3, 16, "mse_last")
+
+
+def test_error_in_base_names_the_base_file(tmp_path):
+    write(tmp_path / "base.yaml", "optim:\n  epoch: 7\n")
+    conf = write(tmp_path / "child.yaml", "base: base.yaml\n")
+    with pytest.raises(InputError, match=r"base.yaml:2: unknown config key 'optim.epoch'"):
+        load_config(conf)
+
+
+def test_overrides_are_typed_and_checked():
+    cfg = apply_overrides(SystemConfig(), ["optim.epochs=3", "kd.loss=none", "ssl.init_layers=[0, 2]"])
+    assert (cfg.optim.epochs, cfg.kd.loss, cfg.ssl.init_layers) == (3, "none", [0, 2])
+    with pytest.raises(InputError, match="unknown key 'optim.lr'"):
+        apply_overrides(SystemConfig(), ["optim.lr=0.1"])
+    with pytest.raises(InputError, match="key.sub=value"):
+        apply_overrides(SystemConfig(), ["optim.epochs"])
+    with pytest.raises(InputError, match="must be float"):
+        apply_overrides(SystemConfig(), ["sv.margin=big"])
+
+
+def test_save_and_load_round_trip(tmp_path):
+    cfg = apply_overrides(SystemConfig(), ["optim.epochs=2", "data.window_seconds=3.0"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+
+
+def test_data_config_alone(tmp_path):
+    conf = write(tmp_path / "data.yaml", "window_seconds: 3\nvalid_speakers: 4\n")
+    cfg = load_data_config(conf)
+    assert cfg == DataConfig(window_seconds=3.0, valid_speakers=4)
