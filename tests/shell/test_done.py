@@ -1,0 +1,127 @@
+"""utils/done.sh: stage_hash, is_done and mark_done, as run.sh uses them."""
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A stage as run.sh writes it: the work appends to work.txt, so the test sees whether it ran.
+STAGE = """set -euo pipefail
+cmdline="$0 $*"
+force=${1:-false}
+. "$UTILS/done.sh"
+h=$(stage_hash conf.yaml data -- "${2:-}")
+if ! is_done exp stage3 "$h"; then
+  echo ran >> work.txt
+  mark_done exp stage3 "$h"
+fi
+"""
+
+
+def runs(tmp_path):
+    work = tmp_path / "work.txt"
+    return len(work.read_text().splitlines()) if work.exists() else 0
+
+
+def test_rerun_skips_until_config_or_input_changes_and_force_reruns(bash, tmp_path):
+    (tmp_path / "conf.yaml").write_text("lr: 0.1\n")
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "train" / "wav.scp").write_text("u1 a.wav\n")
+
+    assert bash(STAGE).returncode == 0
+    assert runs(tmp_path) == 1
+    result = bash(STAGE)
+    assert result.returncode == 0
+    assert runs(tmp_path) == 1, "nothing changed: the stage must be skipped"
+    assert "stage3 of exp done with the same config and inputs: skipping" in result.stderr
+
+    (tmp_path / "conf.yaml").write_text("lr: 0.2\n")
+    result = bash(STAGE)
+    assert runs(tmp_path) == 2, "a changed config reruns the stage"
+    assert "inputs changed since" in result.stderr and "rerunning" in result.stderr
+
+    (tmp_path / "data" / "train" / "utt2spk").write_text("u1 s1\n")
+    bash(STAGE)
+    assert runs(tmp_path) == 3, "a new file in an input directory reruns the stage"
+
+    bash(STAGE, "false", "--override optim.lr=1")
+    assert runs(tmp_path) == 4, "a changed string reruns the stage"
+    bash(STAGE, "false", "--override optim.lr=1")
+    assert runs(tmp_path) == 4
+
+    result = bash(STAGE, "true", "--override optim.lr=1")
+    assert runs(tmp_path) == 5, "--force true reruns a stage that is done"
+    assert "--force true: rerunning" in result.stderr
+
+
+def test_failed_stage_leaves_no_marker_and_reruns(bash, tmp_path):
+    (tmp_path / "conf.yaml").write_text("a\n")
+    (tmp_path / "data").mkdir()
+    failing = STAGE.replace("echo ran >> work.txt", "echo ran >> work.txt; false")
+    assert bash(failing).returncode != 0
+    assert not (tmp_path / "exp" / ".stage3.done").exists()
+    assert bash(STAGE).returncode == 0
+    assert runs(tmp_path) == 2
+
+
+def test_marker_records_hash_command_line_date_and_git_revision(bash, tmp_path):
+    (tmp_path / "conf.yaml").write_text("a\n")
+    (tmp_path / "data").mkdir()
+    assert bash(STAGE, "false", "x").returncode == 0
+    marker = (tmp_path / "exp" / ".stage3.done").read_text()
+    fields = dict(line.split(": ", 1) for line in marker.splitlines())
+    assert len(fields["hash"]) == 64
+    assert fields["cmdline"] == "caller.sh false x"
+    assert fields["date"][:2] == "20"
+    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True)
+    if git.returncode == 0:  # a git checkout
+        assert fields["git"].startswith(git.stdout.strip()[:7])
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == [".stage3.done"]
+
+
+def hashes(bash, *specs):
+    """stage_hash of each spec, a string of arguments as a shell would split them."""
+    script = '. "$UTILS/done.sh"\nfor spec in "$@"; do eval "stage_hash $spec"; done\n'
+    result = bash(script, *specs)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_stage_hash_depends_on_contents_names_under_dirs_and_strings_not_on_paths(bash, tmp_path):
+    (tmp_path / "a.yaml").write_text("x\n")
+    (tmp_path / "copy.yaml").write_text("x\n")
+    (tmp_path / "b.yaml").write_text("y\n")
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d1" / "f").write_text("1\n")
+    (tmp_path / "d2").mkdir()
+    (tmp_path / "d2" / "g").write_text("1\n")
+    h = hashes(bash, "a.yaml", "copy.yaml", "b.yaml", "d1", "d2", "a.yaml -- s1", "a.yaml -- s2",
+               "a.yaml b.yaml", "b.yaml a.yaml", '-- "a b"', "-- a b")
+    a, copy, b, d1, d2, s1, s2, ab, ba, one_string, two_strings = h
+    assert all(len(x) == 64 for x in h)
+    assert a == copy, "the same contents under another path: the same hash"
+    assert a != b
+    assert d1 != d2, "a renamed file under a directory changes the hash"
+    assert len({a, s1, s2}) == 3
+    assert ab != ba, "the order of the inputs counts"
+    assert one_string != two_strings
+
+
+def test_stage_hash_of_missing_marker_fails_under_set_e_and_names_the_stage(bash, tmp_path):
+    script = """set -euo pipefail
+. "$UTILS/done.sh"
+h=$(stage_hash data/.stage1.done)
+echo "not reached"
+"""
+    result = bash(script)
+    assert result.returncode != 0
+    assert "not reached" not in result.stdout
+    assert "missing data/.stage1.done: stage 1 writes it" in result.stderr
+    assert "(caller.sh:3:main)" in result.stderr
+
+
+def test_stage_hash_of_missing_input_names_it(bash):
+    result = bash('set -e\n. "$UTILS/done.sh"\nh=$(stage_hash conf/none.yaml)\necho no\n')
+    assert result.returncode != 0
+    assert "missing input conf/none.yaml" in result.stderr
+    assert result.stdout == ""

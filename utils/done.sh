@@ -1,0 +1,96 @@
+# shellcheck shell=bash
+# Done markers that make a recipe rerun only what changed. Sourced, not run: `. utils/done.sh`
+# defines
+#   stage_hash FILE... [-- STRING...]  prints one sha256 over the contents of the FILEs (a
+#                                      directory: every file under it, in sorted order) and the
+#                                      STRINGs; a missing FILE is an error that names it
+#   is_done DIR NAME HASH              true when DIR/.NAME.done exists, records HASH and $force is
+#                                      not true; logs why it skips or reruns
+#   mark_done DIR NAME HASH            writes DIR/.NAME.done (atomically) recording HASH,
+#                                      $cmdline, the date and the git revision of this checkout
+# A stage in run.sh:
+#   h=$(stage_hash "$conf" data/.stage1.done -- "$override")  # fails (set -e) on a missing input
+#   if ! is_done "exp/$sys" stage3 "$h"; then
+#     ...                                                       # the work
+#     mark_done "exp/$sys" stage3 "$h"                          # only after it succeeded
+#   fi
+# A later stage lists an earlier stage's marker among its FILEs, so it reruns when that stage
+# reran. Changes no shell option of the caller; also defines log (utils/log.sh).
+
+_done_utils_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=utils/log.sh
+. "$_done_utils_dir/log.sh"
+
+stage_hash() {
+  local arg sum manifest
+  for arg in "$@"; do
+    [ "$arg" = -- ] && break
+    [ -e "$arg" ] && continue
+    if [[ ${arg##*/} =~ ^\.stage([0-9]+)\.done$ ]]; then
+      log_caller "missing $arg: stage ${BASH_REMATCH[1]} writes it when it succeeds;" \
+        "run that stage first (--stage ${BASH_REMATCH[1]})"
+    else
+      log_caller "missing input $arg: create it, or run the stage that writes it first"
+    fi
+    return 1
+  done
+  manifest=$(_stage_hash_manifest "$@") || return 1
+  sum=$(sha256sum <<<"$manifest") || return 1
+  echo "${sum%% *}"
+}
+
+# One line per input file (its sha256; under a directory, with its relative path) and one per
+# string. Runs in the $(...) of stage_hash, so pipefail stays in that subshell.
+_stage_hash_manifest() {
+  set -o pipefail
+  local arg sum
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do
+    arg=$1
+    shift
+    if [ -d "$arg" ]; then
+      echo "directory"
+      (cd "$arg" && find -L . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum --) ||
+        return 1
+    else
+      sum=$(sha256sum <"$arg") || return 1
+      echo "file ${sum%% *}"
+    fi
+  done
+  [ $# -gt 0 ] && shift  # the --
+  for arg in "$@"; do
+    printf 'string %d %s\n' "${#arg}" "$arg"
+  done
+}
+
+is_done() {
+  local dir=$1 name=$2 hash=$3 marker=$1/.$2.done
+  if [ -z "$hash" ]; then
+    log_caller "is_done $dir $name: empty hash (did stage_hash fail?)"
+    exit 1
+  fi
+  if [ "${force:-false}" = true ]; then
+    log_caller "$name of $dir: --force true: rerunning"
+    return 1
+  fi
+  [ -f "$marker" ] || return 1
+  if grep -Fqx "hash: $hash" "$marker"; then
+    log_caller "$name of $dir done with the same config and inputs: skipping (--force true reruns)"
+    return 0
+  fi
+  log_caller "$name of $dir: inputs changed since $(sed -n 's/^date: //p' "$marker"): rerunning"
+  return 1
+}
+
+mark_done() {
+  local dir=$1 name=$2 hash=$3 marker=$1/.$2.done rev
+  [ -n "$hash" ] || { log_caller "mark_done $dir $name: empty hash"; exit 1; }
+  mkdir -p "$dir" || return 1
+  {
+    echo "hash: $hash"
+    echo "cmdline: ${cmdline:-unknown}"
+    echo "date: $(date '+%Y-%m-%d %H:%M:%S')"
+    if rev=$(git -C "$_done_utils_dir" describe --always --dirty 2>/dev/null); then
+      echo "git: $rev"
+    fi
+  } >"$marker.tmp" && mv -f "$marker.tmp" "$marker"
+}
