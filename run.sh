@@ -72,6 +72,9 @@ cd "$work"
 log "recipe egs/$egs, working in $work, stages $stage..$stop_stage, systems: $systems"
 
 data_config=$recipe/conf/data.yaml
+# The job runner skips jobs that already succeeded with the same key: the stage's input hash, or a
+# fresh key under --force so that every job reruns.
+job_key() { if [ "$force" = true ]; then echo "$1-$(date +%s%N)"; else echo "$1"; fi; }
 override_args=()
 [ -n "$override" ] && override_args=(--override $override)
 
@@ -113,7 +116,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     for sys in $systems; do
       conf=$(system_config "$sys")
       args=(--config "$conf" --data-config "$data_config" "${override_args[@]}")
-      $cmd JOB=1:"$nj" "exp/teacher_cache/log/$sys/cache.JOB.log" \
+      $cmd --job-key "$(job_key "$h")" JOB=1:"$nj" "exp/teacher_cache/log/$sys/cache.JOB.log" \
         python "$root/local/cache_teacher_feats.py" "${args[@]}" --job JOB --num-jobs "$nj" \
         data exp/teacher_cache
       python "$root/local/merge_teacher_cache.py" "${args[@]}" --num-jobs "$nj" \
@@ -157,7 +160,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     log "Stage 4: embeddings of $sys ($embed_sets)"
     h=$(stage_hash "exp/$sys/.stage3.done" data/.stage1.done -- "$embed_sets")
     is_done "exp/$sys" stage4 "$h" && continue
-    $cmd JOB=1:"$nj" "exp/$sys/embeddings/log/extract.JOB.log" \
+    $cmd --job-key "$(job_key "$h")" JOB=1:"$nj" "exp/$sys/embeddings/log/extract.JOB.log" \
       python "$root/local/extract_embeddings.py" --sets "$embed_sets" --job JOB --num-jobs "$nj" \
       "exp/$sys/final" data "exp/$sys/embeddings"
     python "$root/local/merge_embeddings.py" --sets "$embed_sets" --num-jobs "$nj" \
