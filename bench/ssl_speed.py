@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""SSL size and speed of the paper's teacher and its OS-KDFT students, side by side.
+
+Builds the paper's configuration from config alone: the XLSR-53 shape (24 pre-LN layers, 1024
+wide, LayerNorm CNN; random weights, nothing downloaded), the 4-layer student of the default
+SystemConfig (with its adapters), the same student with thinner CNNs (``ssl.thin_cnn_dim``), and
+each with its ECAPA-TDNN for the full embedding. Every model runs on the same 4 s of audio at
+each batch size, in interleaved rounds (one call of each model per round, after one warm-up
+round), and the table gives the median time and the ratio to the teacher (SSL rows to the
+teacher's SSL, embedding rows to the teacher + ECAPA).
+
+Usage: python bench/ssl_speed.py [--threads 2] [--repeats 3] [--thin-cnn-dims 256 128 64]
+       python bench/ssl_speed.py --device cuda --repeats 20
+"""
+import argparse
+import dataclasses
+import statistics
+import time
+from typing import Callable, Dict, List, Tuple
+
+import torch
+
+from oskdft.config import SystemConfig
+from oskdft.models.system import build_model
+from oskdft.models.teacher import XLSR53_ARCH, SSLTeacher, build_ssl_from_arch
+
+SAMPLE_RATE = 16000
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (after a warm-up)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="audio length")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--thin-cnn-dims", type=int, nargs="*", default=[256, 128, 64],
+                        help="CNN widths of the thin-CNN students")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    return parser
+
+
+def build_candidates(thin_dims: List[int], device: str) -> Dict[str, Tuple[torch.nn.Module, str]]:
+    """name -> (model called on a waveform batch, reference row for its ratio)."""
+    teacher_model = build_ssl_from_arch(XLSR53_ARCH).eval()
+    cfg = SystemConfig()  # the paper's student: 4 layers, adapters, ECAPA C=512
+    teacher_system = build_model(
+        dataclasses.replace(cfg, ssl=dataclasses.replace(cfg.ssl, source="teacher",
+                                                         adapters=False)),
+        teacher_model,
+    )
+    candidates = {
+        "teacher SSL": (SSLTeacher(teacher_model), "teacher SSL"),
+        "teacher + ECAPA": (teacher_system, "teacher + ECAPA"),
+    }
+    for thin in [None, *thin_dims]:
+        student_cfg = dataclasses.replace(cfg, ssl=dataclasses.replace(cfg.ssl, thin_cnn_dim=thin))
+        system = build_model(student_cfg, teacher_model)
+        label = "student" if thin is None else f"student thin-CNN {thin}"
+        candidates[f"{label} SSL"] = (system.ssl, "teacher SSL")
+        candidates[f"{label} + ECAPA"] = (system, "teacher + ECAPA")
+    return {name: (model.eval().to(device), ref) for name, (model, ref) in candidates.items()}
+
+
+def time_call(fn: Callable[[], object], device: str) -> float:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> None:
+    args = get_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    candidates = build_candidates(args.thin_cnn_dims, args.device)
+    num_samples = int(args.seconds * SAMPLE_RATE)
+    inputs = {b: torch.randn(b, num_samples, device=args.device) for b in args.batch_sizes}
+    times: Dict[Tuple[str, int], List[float]] = {}
+    with torch.inference_mode():
+        for round_index in range(args.repeats + 1):  # round 0 warms up
+            for batch, wav in inputs.items():
+                for name, (model, _) in candidates.items():
+                    elapsed = time_call(lambda: model(wav), args.device)
+                    if round_index > 0:
+                        times.setdefault((name, batch), []).append(elapsed)
+
+    medians = {key: statistics.median(values) for key, values in times.items()}
+    params = {name: sum(p.numel() for p in model.parameters())
+              for name, (model, _) in candidates.items()}
+    print(f"{args.seconds:g} s of audio, device {args.device}, {args.threads} CPU threads, "
+          f"median of {args.repeats} interleaved rounds; ratios to the row in brackets")
+    header = f"{'model':<30}{'params (M)':>11}{'ratio':>7}"
+    for batch in args.batch_sizes:
+        header += f"{f'b{batch} time (s)':>15}{'ratio':>7}"
+    print(header)
+    for name, (_, ref) in candidates.items():
+        row = f"{name:<30}{params[name] / 1e6:>11.1f}{params[name] / params[ref]:>7.3f}"
+        for batch in args.batch_sizes:
+            ratio = medians[name, batch] / medians[ref, batch]
+            row += f"{medians[name, batch]:>15.4f}{ratio:>7.3f}"
+        print(f"{row}  [{ref}]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""The OS-KDFT student: a shallow copy of the teacher whose layers carry adapter branches.
+
+:func:`make_student` builds the student encoder (a plain Hugging Face model, saved as such) from
+the teacher's weights. :class:`BranchedSSL` runs any wav2vec 2.0 / HuBERT / WavLM encoder with
+its own layer loop, which calls the Hugging Face submodules (attention, layer norms, feed-forward,
+WavLM's relative position bias) and adds the adapter path:
+
+- KD branch (no adapter):  ``out = h + FFN(h')``
+- FT branch (adapter):     ``out = h + FFN(h') + A(h)``,  ``A(h) = 0.1 * up(relu(down(LN(h))))``
+- FT branch, ``doubled_residual`` (the original code's adapter returned ``up + h``):
+  ``out = 2 h + FFN(h') + A(h)``
+
+where ``h`` is the post-attention residual and ``h'`` the feed-forward input (``LN2(h)`` in
+pre-LN layers; in post-LN layers ``h`` is already normalised and the layer ends with its final
+LayerNorm of ``out``). Training runs both branches in one pass over a batch stacked twice (KD
+rows first); inference runs the FT branch alone.
+
+Differences from Hugging Face's own forward: no SpecAugment masking and no LayerDrop (both
+branches must see the same layers). The CNN, feature projection and positional convolution run
+once and their output is duplicated, because both halves of the stacked batch are the same
+audio; in training the two branches therefore share that front end's dropout mask.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+from transformers.masking_utils import create_bidirectional_mask
+
+from oskdft.models.teacher import build_ssl_from_arch, frame_mask, sample_mask, uses_attention_mask
+from oskdft.utils.registry import Registry
+
+
+class Adapter(nn.Module):
+    """``scale * up(relu(down(LayerNorm(h))))``; ``up`` starts at zero, so a new adapter adds
+    nothing and the FT branch starts equal to the KD branch."""
+
+    def __init__(self, dim: int, bottleneck: int = 64, scale: float = 0.1):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.down = nn.Linear(dim, bottleneck)
+        self.up = nn.Linear(bottleneck, dim)
+        self.scale = scale
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self.scale * self.up(F.relu(self.down(self.norm(hidden))))
+
+
+# ---------------------------------------------------------------------------------------------
+# What differs between the Hugging Face families, behind one interface (registered by
+# ``model_type``): the feature projection's return value, the attention-mask format and the
+# attention call (WavLM threads a relative position bias from layer 0 through all layers).
+
+SSL_FAMILIES: Registry = Registry("SSL model family")
+
+
+@SSL_FAMILIES.register("wav2vec2")
+class Wav2Vec2Family:
+    def project(self, model: PreTrainedModel, features: Tensor) -> Tensor:
+        hidden, _ = model.feature_projection(features)
+        return hidden
+
+    def attention_mask(self, model: PreTrainedModel, hidden: Tensor, mask: Tensor):
+        return create_bidirectional_mask(
+            config=model.config, inputs_embeds=hidden, attention_mask=mask
+        )
+
+    def attend(
+        self, layer: nn.Module, hidden: Tensor, attention_mask, position_bias: Optional[Tensor]
+    ) -> Tuple[Tensor, Optional[Tensor]]:
+        out, _ = layer.attention(hidden, attention_mask=attention_mask)
+        return out, position_bias
+
+
+@SSL_FAMILIES.register("hubert")
+class HubertFamily(Wav2Vec2Family):
+    def project(self, model: PreTrainedModel, features: Tensor) -> Tensor:
+        return model.feature_projection(features)
+
+
+@SSL_FAMILIES.register("wavlm")
+class WavLMFamily(Wav2Vec2Family):
+    def attention_mask(self, model: PreTrainedModel, hidden: Tensor, mask: Tensor):
+        return mask  # WavLM's attention takes the [B, frames] padding mask itself
+
+    def attend(self, layer, hidden, attention_mask, position_bias):
+        out, _, position_bias = layer.attention(
+            hidden, attention_mask=attention_mask, position_bias=position_bias
+        )
+        return out, position_bias
+
+
+@dataclass
+class SSLOutput:
+    """What :class:`BranchedSSL` returns.
+
+    :param hidden_states: the FT branch's (inference path's) hidden states, HF convention.
+    :param kd_hidden_states: the KD branch's, when asked for (the same tuple as
+        ``hidden_states`` for a model without adapters); otherwise None.
+    :param frame_mask: ``[B, frames]`` valid frames, None for an unpadded batch.
+    """
+
+    hidden_states: Tuple[Tensor, ...]
+    kd_hidden_states: Optional[Tuple[Tensor, ...]]
+    frame_mask: Optional[Tensor]
+
+
+class BranchedSSL(nn.Module):
+    """A Hugging Face SSL encoder with optional OS-KDFT adapters (see the module docstring).
+
+    ``model`` is owned, not copied: its SpecAugment embedding is removed (masking is not used,
+    and DDP wants every parameter to get a gradient). ``model`` holds no adapter weights, so it
+    can be saved with ``save_pretrained`` as it is.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        adapters: bool = True,
+        adapter_dim: int = 64,
+        adapter_scale: float = 0.1,
+        doubled_residual: bool = False,
+    ):
+        super().__init__()
+        config = model.config
+        self.family = SSL_FAMILIES.get(config.model_type)()
+        config.mask_time_prob = config.mask_feature_prob = 0.0
+        if hasattr(model, "masked_spec_embed"):
+            del model.masked_spec_embed
+        self.model = model
+        self.pre_ln = config.do_stable_layer_norm
+        self.doubled_residual = doubled_residual
+        self.adapters = (
+            nn.ModuleList(
+                Adapter(config.hidden_size, adapter_dim, adapter_scale)
+                for _ in range(config.num_hidden_layers)
+            )
+            if adapters
+            else None
+        )
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.config.num_hidden_layers
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    def forward(
+        self, wav: Tensor, lengths: Optional[Tensor] = None, kd_branch: bool = False
+    ) -> SSLOutput:
+        """Run ``[B, T]`` audio; with ``kd_branch`` also the KD branch (stacked batch).
+
+        :param lengths: valid samples per row of a zero-padded batch (see
+            :meth:`oskdft.models.teacher.SSLTeacher.forward` for the group-norm CNN exception).
+        """
+        hidden, mask, attention_mask = self._front_end(wav, lengths)
+        batch = hidden.shape[0]
+        num_kd_rows = batch if kd_branch and self.adapters is not None else 0
+        if num_kd_rows:
+            hidden = torch.cat([hidden, hidden])
+            if attention_mask is not None:
+                attention_mask = self.family.attention_mask(
+                    self.model, hidden, torch.cat([mask, mask])
+                )
+        hidden_states = self._layers(hidden, attention_mask, num_kd_rows)
+        if num_kd_rows:
+            kd = tuple(h[:batch] for h in hidden_states)
+            ft = tuple(h[batch:] for h in hidden_states)
+            return SSLOutput(ft, kd, mask)
+        return SSLOutput(hidden_states, hidden_states if kd_branch else None, mask)
+
+    def _front_end(self, wav: Tensor, lengths: Optional[Tensor]):
+        """CNN, feature projection, positional convolution: the input of layer 0."""
+        model, encoder = self.model, self.model.encoder
+        if lengths is not None:
+            wav = wav * sample_mask(lengths, wav.shape[1])
+        features = model.feature_extractor(wav).transpose(1, 2)
+        hidden = self.family.project(model, features)
+        mask = attention_mask = None
+        if lengths is not None:
+            mask = frame_mask(model.config, lengths, hidden.shape[1])
+            if uses_attention_mask(model.config):
+                hidden = hidden * mask[..., None]  # as HF does: padded frames enter as zeros
+                attention_mask = self.family.attention_mask(model, hidden, mask)
+        hidden = hidden + encoder.pos_conv_embed(hidden)
+        if not self.pre_ln:
+            hidden = encoder.layer_norm(hidden)
+        return encoder.dropout(hidden), mask, attention_mask
+
+    def _layers(self, hidden: Tensor, attention_mask, num_kd_rows: int) -> Tuple[Tensor, ...]:
+        hidden_states = [hidden]
+        position_bias = None
+        for index, layer in enumerate(self.model.encoder.layers):
+            hidden, position_bias = self._layer(
+                index, layer, hidden, attention_mask, position_bias, num_kd_rows
+            )
+            hidden_states.append(hidden)
+        if self.pre_ln:  # HF convention: the last entry is after the encoder's final LayerNorm
+            hidden_states[-1] = self.model.encoder.layer_norm(hidden_states[-1])
+        return tuple(hidden_states)
+
+    def _layer(self, index, layer, hidden, attention_mask, position_bias, num_kd_rows):
+        """One encoder layer, Hugging Face's maths plus the adapter on rows ``num_kd_rows:``."""
+        if self.pre_ln:
+            attended, position_bias = self.family.attend(
+                layer, layer.layer_norm(hidden), attention_mask, position_bias
+            )
+            hidden = hidden + layer.dropout(attended)
+            out = hidden + layer.feed_forward(layer.final_layer_norm(hidden))
+            return self._add_adapter(index, hidden, out, num_kd_rows), position_bias
+        attended, position_bias = self.family.attend(layer, hidden, attention_mask, position_bias)
+        hidden = layer.layer_norm(hidden + layer.dropout(attended))
+        out = self._add_adapter(index, hidden, hidden + layer.feed_forward(hidden), num_kd_rows)
+        return layer.final_layer_norm(out), position_bias
+
+    def _add_adapter(self, index: int, hidden: Tensor, out: Tensor, num_kd_rows: int) -> Tensor:
+        """Add adapter ``index`` (reading ``hidden``) to the FT rows of ``out``."""
+        if self.adapters is None:
+            return out
+        ft_hidden = hidden[num_kd_rows:]
+        ft_out = out[num_kd_rows:] + self.adapters[index](ft_hidden)
+        if self.doubled_residual:
+            ft_out = ft_out + ft_hidden
+        return torch.cat([out[:num_kd_rows], ft_out]) if num_kd_rows else ft_out
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the student encoder from the teacher
+
+_LAYER_KEY = re.compile(r"^encoder\.layers\.(\d+)\.(.*)$")
+
+
+def make_student(
+    teacher: PreTrainedModel,
+    num_layers: int,
+    init_layers: Optional[Sequence[int]] = None,
+    copy_pos_conv: bool = True,
+    copy_final_layer_norm: bool = True,
+    thin_cnn_dim: Optional[int] = None,
+) -> PreTrainedModel:
+    """The teacher's architecture with ``num_layers`` layers, initialised from the teacher.
+
+    Copied (deep copies; the teacher is not needed afterwards): the CNN feature extractor, the
+    feature projection, layers ``init_layers`` (default: the first ``num_layers``), and unless
+    switched off the positional convolution and the encoder LayerNorm (the original code left
+    those two randomly initialised; in post-LN models that LayerNorm precedes the layers).
+
+    :param thin_cnn_dim: give every CNN layer but the last this many channels, randomly
+        initialised, for speed. The last keeps the teacher's width so the feature projection
+        and everything after it are copied as usual; the frame rate is unchanged.
+    """
+    teacher = teacher.base_model
+    num_teacher_layers = teacher.config.num_hidden_layers
+    init_layers = list(range(num_layers)) if init_layers is None else list(init_layers)
+    if len(init_layers) != num_layers or not all(0 <= i < num_teacher_layers for i in init_layers):
+        raise ValueError(
+            f"ssl.init_layers must name {num_layers} teacher layers in 0..{num_teacher_layers - 1}"
+            f", got {init_layers}"
+        )
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = num_layers
+    if thin_cnn_dim is not None:
+        config.conv_dim = [thin_cnn_dim] * (len(config.conv_dim) - 1) + [config.conv_dim[-1]]
+    student = build_ssl_from_arch(config)
+
+    skipped = []
+    if thin_cnn_dim is not None:
+        skipped.append("feature_extractor.")
+    if not copy_pos_conv:
+        skipped.append("encoder.pos_conv_embed.")
+    if not copy_final_layer_norm:
+        skipped.append("encoder.layer_norm.")
+    teacher_state = teacher.state_dict()
+    copied = {}
+    for key in student.state_dict():
+        if key.startswith(tuple(skipped)):
+            continue
+        source = _teacher_key(key, init_layers)
+        # WavLM's relative position embedding lives in layer 0 only but serves every layer: it
+        # stays with student layer 0 whichever teacher layer that copies.
+        copied[key] = teacher_state[source if source in teacher_state else key]
+    missing = student.load_state_dict(copied, strict=False).missing_keys
+    assert all(key.startswith(tuple(skipped)) for key in missing), missing
+    return student
+
+
+def _teacher_key(student_key: str, init_layers: List[int]) -> str:
+    match = _LAYER_KEY.match(student_key)
+    if match is None:
+        return student_key
+    return f"encoder.layers.{init_layers[int(match.group(1))]}.{match.group(2)}"

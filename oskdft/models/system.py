@@ -1,0 +1,197 @@
+"""The speaker model of one system: SSL encoder (with OS-KDFT branches) + ECAPA-TDNN.
+
+``build_model(cfg, teacher)`` makes it from a :class:`~oskdft.config.SystemConfig`; where the
+encoder comes from is ``cfg.ssl.source``:
+
+- ``student``: a shallow copy of the teacher (:func:`oskdft.models.student.make_student`);
+- ``teacher``: the teacher itself (a deep copy), fine-tuned (the upper-bound baseline);
+- ``scratch``: randomly initialised from ``cfg.ssl.arch`` (egs/mini's tiny teacher).
+
+A trained model is rebuilt without its teacher from the encoder's saved Hugging Face config:
+``build_model(cfg, ssl_config=AutoConfig.from_pretrained("final/ssl"))``, then its state dict.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+from transformers import PretrainedConfig, PreTrainedModel
+
+from oskdft.config import SSLConfig, SystemConfig
+from oskdft.models.ecapa import EcapaTdnn, masked_instance_norm
+from oskdft.models.student import BranchedSSL, make_student
+from oskdft.models.teacher import build_ssl_from_arch
+from oskdft.utils.registry import Registry
+
+NO_KD = "none"
+
+# ---------------------------------------------------------------------------------------------
+# What the back end reads from the SSL hidden states (``backend.input``)
+
+BACKEND_INPUTS: Registry = Registry("backend input")
+
+
+@BACKEND_INPUTS.register("last")
+class LastLayer(nn.Module):
+    """The last hidden state after InstanceNorm (the paper)."""
+
+    def __init__(self, num_hidden_states: int):
+        super().__init__()
+
+    def forward(self, hidden_states: Tuple[Tensor, ...], mask: Optional[Tensor]) -> Tensor:
+        return masked_instance_norm(hidden_states[-1].transpose(1, 2), mask)
+
+
+@BACKEND_INPUTS.register("weighted_sum")
+class WeightedLayerSum(nn.Module):
+    """A learnable softmax-weighted sum of all hidden states, each after InstanceNorm (layers of
+    pre-LN models differ in scale by orders of magnitude); SUPERB's recipe for teachers."""
+
+    def __init__(self, num_hidden_states: int):
+        super().__init__()
+        self.layer_logits = nn.Parameter(torch.zeros(num_hidden_states))
+
+    def forward(self, hidden_states: Tuple[Tensor, ...], mask: Optional[Tensor]) -> Tensor:
+        weights = torch.softmax(self.layer_logits, dim=0)
+        return sum(
+            w * masked_instance_norm(h.transpose(1, 2), mask)
+            for w, h in zip(weights, hidden_states)
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+
+
+@dataclass
+class TrainOutput:
+    """:param embeddings: ``[B, embed_dim]`` from the FT branch.
+    :param kd_hidden_states: the KD branch's hidden states (HF convention), None when the
+        system has no KD or it was not asked for."""
+
+    embeddings: Tensor
+    kd_hidden_states: Optional[Tuple[Tensor, ...]]
+
+
+class SpeakerModel(nn.Module):
+    """Waveform ``[B, T]`` -> speaker embedding ``[B, embed_dim]``."""
+
+    def __init__(self, ssl: BranchedSSL, backend_input: nn.Module, ecapa: EcapaTdnn,
+                 has_kd: bool):
+        super().__init__()
+        self.ssl = ssl
+        self.backend_input = backend_input
+        self.ecapa = ecapa
+        self.has_kd = has_kd
+
+    @property
+    def embed_dim(self) -> int:
+        return self.ecapa.embed_dim
+
+    @property
+    def ssl_encoder(self) -> PreTrainedModel:
+        """The Hugging Face encoder, adapters excluded (``save_pretrained`` it as it is)."""
+        return self.ssl.model
+
+    def forward(self, wav: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        """Inference: the FT branch alone. ``lengths``: valid samples per row of a padded batch."""
+        out = self.ssl(wav, lengths)
+        return self._embed(out.hidden_states, out.frame_mask)
+
+    def forward_train(self, wav: Tensor, lengths: Optional[Tensor] = None,
+                      kd: bool = True) -> TrainOutput:
+        """Embeddings of the FT branch and, when the system distils and ``kd`` is set, the KD
+        branch's hidden states; with adapters both come from one pass over the batch stacked
+        twice (KD rows, then FT rows). ``kd=False`` skips the KD branch (e.g. after
+        ``kd.until_epoch``)."""
+        out = self.ssl(wav, lengths, kd_branch=kd and self.has_kd)
+        return TrainOutput(self._embed(out.hidden_states, out.frame_mask), out.kd_hidden_states)
+
+    def param_groups(self) -> Dict[str, List[nn.Parameter]]:
+        """The three learning-rate groups: ``backend`` (ECAPA and its input layer weights),
+        ``adapters`` (empty without adapters) and ``ssl`` (the shared encoder weights)."""
+        adapters = self.ssl.adapters
+        return {
+            "backend": [*self.backend_input.parameters(), *self.ecapa.parameters()],
+            "adapters": [] if adapters is None else list(adapters.parameters()),
+            "ssl": list(self.ssl.model.parameters()),
+        }
+
+    def _embed(self, hidden_states: Tuple[Tensor, ...], mask: Optional[Tensor]) -> Tensor:
+        return self.ecapa(self.backend_input(hidden_states, mask), mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+
+SSL_SOURCES: Registry[Callable[[SSLConfig, Optional[PreTrainedModel]], PreTrainedModel]] = (
+    Registry("ssl.source")
+)
+
+
+@SSL_SOURCES.register("student")
+def _student(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> PreTrainedModel:
+    return make_student(
+        _required(teacher, "student"),
+        num_layers=cfg.num_layers,
+        init_layers=cfg.init_layers,
+        copy_pos_conv=cfg.copy_pos_conv,
+        copy_final_layer_norm=cfg.copy_final_layer_norm,
+        thin_cnn_dim=cfg.thin_cnn_dim,
+    )
+
+
+@SSL_SOURCES.register("teacher")
+def _teacher(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> PreTrainedModel:
+    return copy.deepcopy(_required(teacher, "teacher").base_model).requires_grad_(True)
+
+
+@SSL_SOURCES.register("scratch")
+def _scratch(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> PreTrainedModel:
+    if not cfg.arch:
+        raise ValueError("ssl.source=scratch needs ssl.arch (Hugging Face config fields)")
+    return build_ssl_from_arch(cfg.arch)
+
+
+def build_model(
+    cfg: SystemConfig,
+    teacher: Optional[PreTrainedModel] = None,
+    ssl_config: Optional[PretrainedConfig] = None,
+) -> SpeakerModel:
+    """The untrained model of system ``cfg``.
+
+    :param teacher: e.g. ``load_teacher(...).hf_model``; needed for ``ssl.source`` student and
+        teacher, and never modified or kept.
+    :param ssl_config: the saved config of a trained system's encoder (``final/ssl``): the
+        architecture is rebuilt from it with random weights, for ``load_state_dict``, and no
+        teacher is needed.
+    """
+    if ssl_config is not None:
+        encoder = build_ssl_from_arch(ssl_config)
+    else:
+        encoder = SSL_SOURCES.get(cfg.ssl.source)(cfg.ssl, teacher)
+    return build_speaker_model(cfg, encoder)
+
+
+def build_speaker_model(cfg: SystemConfig, encoder: PreTrainedModel) -> SpeakerModel:
+    """Wrap ``encoder`` (owned, not copied) with the adapters and back end of ``cfg``."""
+    ssl = BranchedSSL(
+        encoder,
+        adapters=cfg.ssl.adapters,
+        adapter_dim=cfg.ssl.adapter_dim,
+        adapter_scale=cfg.ssl.adapter_scale,
+        doubled_residual=cfg.ssl.doubled_residual,
+    )
+    backend_input = BACKEND_INPUTS.get(cfg.backend.input)(ssl.num_layers + 1)
+    ecapa = EcapaTdnn(ssl.hidden_size, channels=cfg.backend.channels,
+                      embed_dim=cfg.backend.embed_dim)
+    return SpeakerModel(ssl, backend_input, ecapa, has_kd=cfg.kd.loss != NO_KD)
+
+
+def _required(teacher: Optional[PreTrainedModel], source: str) -> PreTrainedModel:
+    if teacher is None:
+        raise ValueError(f"ssl.source={source} needs the teacher model (teacher.path)")
+    return teacher

@@ -1,0 +1,52 @@
+import pytest
+import torch
+import yaml
+
+from oskdft.cli.main import get_parser, main
+from oskdft.models.teacher import build_ssl_from_arch
+from tests.models.tiny import tiny_arch
+
+SMALL_BACKEND = {"channels": 16, "embed_dim": 8}
+
+
+def write_config(path, **sections):
+    path.write_text(yaml.safe_dump(sections))
+    return str(path)
+
+
+def test_info_counts_a_scratch_system(tmp_path, capsys):
+    arch = tiny_arch(num_hidden_layers=2)
+    config = write_config(tmp_path / "tiny.yaml", ssl={"source": "scratch", "arch": arch,
+                                                      "adapters": False},
+                          backend=SMALL_BACKEND)
+    assert main(["info", config, "--num-speakers", "5"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
+    ssl = sum(p.numel() for p in build_ssl_from_arch(arch).parameters())
+    # The encoder minus its SpecAugment embedding, which the model drops.
+    assert int(rows["ssl"][0].replace(",", "")) == ssl - 32
+    assert rows["adapters"] == ["0"] and rows["aam_head"] == ["40"]
+    assert "system (tiny)" in out.splitlines()[0]
+
+
+def test_info_compares_a_student_with_its_teacher(tmp_path, capsys):
+    torch.manual_seed(0)
+    build_ssl_from_arch(tiny_arch()).save_pretrained(tmp_path / "exp" / "teacher")
+    config = write_config(tmp_path / "oskdft.yaml", teacher={"path": "exp/teacher"},
+                          ssl={"num_layers": 1}, backend=SMALL_BACKEND)
+    assert main(["info", config, "--dir", str(tmp_path), "--override", "ssl.num_layers=2"]) == 0
+    out = capsys.readouterr().out
+    assert "teacher + same back end" in out.splitlines()[0]
+    assert "smaller" in out.splitlines()[-1]
+
+
+def test_info_reports_a_missing_teacher(tmp_path, capsys):
+    config = write_config(tmp_path / "oskdft.yaml", teacher={"path": "exp/missing/ssl"})
+    assert main(["info", config, "--dir", str(tmp_path)]) == 1
+    assert "exp/missing/ssl: no such model directory" in capsys.readouterr().err
+
+
+def test_subcommands_are_required():
+    with pytest.raises(SystemExit):
+        get_parser().parse_args([])
+    assert get_parser().parse_args(["info", "x.yaml"]).func.__name__ == "run_info"

@@ -1,0 +1,78 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from oskdft.losses.kd import KD_LOSSES, build_kd_loss, kd_layers, kd_weight
+from tests.models.tiny import tiny_system_config
+
+
+def states(batch=2, frames=5, dim=4, layers=12, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(batch, frames, dim, generator=generator) for _ in range(layers + 1))
+
+
+def test_registry_names_the_losses():
+    assert KD_LOSSES.names() == ["distilhubert", "mse_last"]
+
+
+def test_mse_last_is_zero_for_equal_states_and_scaled_mse_otherwise():
+    loss = build_kd_loss(tiny_system_config(), 4, 4, teacher_num_layers=12)
+    teacher = states()
+    assert loss((teacher[0], teacher[12]), teacher) == 0  # a student matching the last state
+    student = states(seed=1)
+    expected = 100 * ((student[-1] - teacher[-1]) ** 2).mean()
+    assert torch.allclose(loss(student, teacher), expected)
+    assert torch.allclose(loss(student, {12: teacher[12]}), expected)  # the cache's dict form
+    assert loss(student, teacher) > 0
+
+
+def test_distilhubert_is_minimal_for_equal_predictions_and_trains_its_heads():
+    cfg = tiny_system_config(kd={"loss": "distilhubert", "scale": 1.0})
+    loss = build_kd_loss(cfg, 4, 4, teacher_num_layers=12)
+    assert sorted(loss.heads) == ["12", "4", "8"]
+    with torch.no_grad():  # identity heads: the predictions are the student's last state
+        for head in loss.heads.values():
+            head.weight.copy_(torch.eye(4))
+            head.bias.zero_()
+    teacher = states()
+    student = (teacher[0], teacher[4])
+    cached = {layer: teacher[4] for layer in (4, 8, 12)}
+    # Equal predictions: no L1 term, cosine 1, so 3 heads x -log sigmoid(1).
+    minimum = 3 * -F.logsigmoid(torch.tensor(1.0))
+    assert torch.allclose(loss(student, cached), minimum)
+    assert loss(student, teacher) > minimum
+    value = loss(states(seed=1)[:2], teacher)
+    value.backward()
+    assert all(head.weight.grad.any() for head in loss.heads.values())
+
+
+def test_kd_layers_are_what_the_loss_reads():
+    assert kd_layers(tiny_system_config(), 24) == [24]
+    assert kd_layers(tiny_system_config(kd={"loss": "distilhubert"}), 12) == [4, 8, 12]
+    assert kd_layers(tiny_system_config(kd={"loss": "none"}), 12) == []
+    assert build_kd_loss(tiny_system_config(kd={"loss": "none"}), 4, 4, 12) is None
+    with pytest.raises(ValueError, match="1..8"):
+        kd_layers(tiny_system_config(kd={"loss": "distilhubert"}), 8)
+    with pytest.raises(KeyError, match="available: distilhubert, mse_last"):
+        kd_layers(tiny_system_config(kd={"loss": "mse"}), 8)
+
+
+def test_mismatches_are_explained():
+    with pytest.raises(ValueError, match="distilhubert"):
+        build_kd_loss(tiny_system_config(), 4, 8, 12)
+    loss = build_kd_loss(tiny_system_config(), 4, 4, 12)
+    with pytest.raises(ValueError, match="frames"):
+        loss(states(frames=5), states(frames=6))
+
+
+def test_kd_weight_fades_linearly_and_stops():
+    cfg = tiny_system_config()
+    weights = [kd_weight(cfg, epoch) for epoch in range(101)]
+    assert math.isclose(weights[0], 0.99) and weights[99] == 0 and weights[100] == 0
+    assert all(math.isclose(a - b, 0.01) for a, b in zip(weights[:99], weights[1:100]))
+    assert kd_weight(tiny_system_config(kd={"schedule": "constant"}), 50) == 1
+    two_step = tiny_system_config(kd={"schedule": "constant", "until_epoch": 10})
+    assert kd_weight(two_step, 9) == 1 and kd_weight(two_step, 10) == 0
+    assert kd_weight(tiny_system_config(kd={"loss": "none"}), 0) == 0
