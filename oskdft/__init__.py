@@ -5,7 +5,7 @@ Module map; an arrow means "may import", and nothing imports upward
 
     cli ──▶ training ──▶ {models, losses, data, cache, utils, config}
     cli ──▶ embedding ──▶ {models, data, utils, config}
-    cli ──▶ scoring ──▶ utils                      (numpy/scipy only, no torch)
+    cli ──▶ scoring ──▶ {utils, config}            (numpy/scipy only, no torch)
     cache ──▶ {models, data, utils, config}
     data ──▶ {utils, config}     models ──▶ {utils, config}     losses ──▶ {utils, config}
     config ──▶ utils

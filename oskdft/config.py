@@ -61,6 +61,9 @@ class TeacherConfig:
     path: Optional[str] = None
     # cached: stage 2 stores its hidden states once; online: it runs inside every training step.
     mode: str = "cached"
+    # How stage 2 stores the hidden states: fp16 (exact float16) or lilcom (lossy, about half
+    # the size; needs the lilcom package).
+    cache_storage: str = "fp16"
 
 
 @dataclass
@@ -105,8 +108,10 @@ class KDConfig:
 
     # none | mse_last (the paper) | distilhubert (prediction heads for target_layers)
     loss: str = "mse_last"
+    # Multiplies the KD loss: the paper's 100 for mse_last; DistilHuBERT used 1.
     scale: float = 100.0
-    # linear_decay: w = (decay_epochs - epoch) / decay_epochs (epoch counted from 0); constant: 1.
+    # linear_decay: w = (decay_epochs - epoch) / decay_epochs, epochs counted from 1 as in the
+    # original (0.99 in the first epoch, 0 from epoch decay_epochs on); constant: 1.
     schedule: str = "linear_decay"
     decay_epochs: int = 100
     # KD stops after this many epochs (two-step baselines); None: it never stops.
@@ -148,11 +153,13 @@ class AugmentConfig:
     music_snr: List[float] = field(default_factory=lambda: [5.0, 25.0])
     noise_snr: List[float] = field(default_factory=lambda: [0.0, 15.0])
     clip_prob: float = 0.3
-    # Clip at this fraction of the window's peak amplitude.
-    clip_level: List[float] = field(default_factory=lambda: [0.3, 0.9])
+    # Hard clipping at this fraction (drawn from the range) of the window's minimum and
+    # maximum sample, the original's rule.
+    clip_level: List[float] = field(default_factory=lambda: [0.5, 0.9])
     gain_prob: float = 0.3
-    # Gain envelope: a smooth random gain within this range of decibels.
-    gain_db: List[float] = field(default_factory=lambda: [-10.0, 6.0])
+    # Gain envelope (the original's "easing"): the gain glides along a random easing curve
+    # between 1 and a floor drawn from this range, rising or falling over the window.
+    gain_floor: List[float] = field(default_factory=lambda: [0.1, 0.3])
 
 
 @dataclass
@@ -211,6 +218,11 @@ class EvalConfig:
     plda_iters: int = 10
     asnorm_top_n: int = 300
     batch_seconds: float = 200.0
+    # Calibration (fitted on the validation trials) also uses the two utterances' durations,
+    # read from data/<set>/utt2dur.
+    calibration_durations: bool = False
+    # The back end whose calibration deployment uses; None: the best EER on the validation trials.
+    deploy_backend: Optional[str] = None
 
 
 @dataclass

@@ -1,0 +1,121 @@
+"""Trial lists, Kaldi tables and score files.
+
+A trial list has one ``<utt1> <utt2> target|nontarget`` line per trial (Kaldi's form); a score
+file adds the score: ``<utt1> <utt2> <score> target|nontarget``. Trial ``i`` is line ``i + 1``,
+so errors can name the line of a trial.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Mapping, NamedTuple, Sequence, Tuple
+
+import numpy as np
+
+from oskdft.utils.errors import InputError
+from oskdft.utils.io import Pathlike, atomic_write
+
+LABELS = {"target": True, "nontarget": False}
+TRIAL_FORMAT = "expected `<utt1> <utt2> target|nontarget` on every line"
+
+
+class Trials(NamedTuple):
+    """A trial list: enrolment ids, test ids and ``labels`` (True for target trials)."""
+
+    enrol: List[str]
+    test: List[str]
+    labels: np.ndarray
+
+
+def read_trials(path: Pathlike) -> Trials:
+    """Read a Kaldi trial list; a malformed line is an error naming it.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "trials"
+    >>> _ = p.write_text("a1 b1 nontarget\\na1 a2 target\\n")
+    >>> enrol, test, labels = read_trials(p)
+    >>> enrol, test, labels.tolist()
+    (['a1', 'a1'], ['b1', 'a2'], [False, True])
+    """
+    enrol, test, labels = [], [], []
+    with open(path) as f:
+        for line_no, line in enumerate(f, 1):
+            fields = line.split()
+            if len(fields) != 3 or fields[2] not in LABELS:
+                raise InputError(path, f"bad trial {line.strip()!r}", line=line_no,
+                                 hint=TRIAL_FORMAT)
+            enrol.append(fields[0])
+            test.append(fields[1])
+            labels.append(LABELS[fields[2]])
+    if not labels:
+        raise InputError(path, "no trials", hint=TRIAL_FORMAT)
+    return Trials(enrol, test, np.array(labels, dtype=bool))
+
+
+def trial_rows(
+    trials_path: Pathlike, trials: Trials, index: Mapping[str, int], source: Pathlike
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Row numbers of every trial's enrolment and test utterance in an embedding table.
+
+    :param index: utterance id -> row, from the embeddings in ``source`` (named in errors).
+    :return: ``(enrol_rows, test_rows)``, int64 arrays.
+    :raises InputError: some utterance has no embedding; the message names the trial list, the
+        first line concerned and the missing ids (count and first few).
+    """
+    enrol = np.array([index.get(u, -1) for u in trials.enrol], dtype=np.int64)
+    test = np.array([index.get(u, -1) for u in trials.test], dtype=np.int64)
+    missing = (enrol < 0) | (test < 0)
+    if missing.any():
+        ids = sorted({u for u in trials.enrol + trials.test if u not in index})
+        first = int(np.argmax(missing))
+        shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+        raise InputError(
+            trials_path,
+            f"{len(ids)} utterance(s) have no embedding in {source}: {shown}",
+            line=first + 1,
+            hint="re-run stage 4 for this set, or remove these trials",
+        )
+    return enrol, test
+
+
+def write_scores(path: Pathlike, trials: Trials, scores: np.ndarray) -> None:
+    """Write ``<utt1> <utt2> <score> target|nontarget`` lines in trial order, atomically."""
+    label_names = np.where(trials.labels, "target", "nontarget")
+    lines = [
+        f"{e} {t} {s:.6f} {lab}\n"
+        for e, t, s, lab in zip(trials.enrol, trials.test, scores.tolist(), label_names)
+    ]
+    with atomic_write(path) as f:
+        f.writelines(lines)
+
+
+def read_table(path: Pathlike, what: str = "value") -> Dict[str, str]:
+    """Read a Kaldi table of ``<key> <value>`` lines (utt2spk, utt2dur); keys must be unique."""
+    table: Dict[str, str] = {}
+    if not Path(path).is_file():
+        raise InputError(path, "file not found")
+    with open(path) as f:
+        for line_no, line in enumerate(f, 1):
+            fields = line.split()
+            if len(fields) != 2:
+                raise InputError(path, f"bad line {line.strip()!r}", line=line_no,
+                                 hint=f"expected `<utt> <{what}>`")
+            if fields[0] in table:
+                raise InputError(path, f"duplicate key {fields[0]!r}", line=line_no)
+            table[fields[0]] = fields[1]
+    return table
+
+
+def read_utt2dur(path: Pathlike, utts: Sequence[str]) -> np.ndarray:
+    """Durations in seconds of ``utts``, in that order, from a Kaldi ``utt2dur`` file."""
+    table = read_table(path, "seconds")
+    missing = [u for u in utts if u not in table]
+    if missing:
+        raise InputError(path, f"{len(missing)} utterance(s) missing, e.g. {missing[0]!r}",
+                         hint="regenerate utt2dur for this data dir")
+    durations = np.empty(len(utts))
+    for i, utt in enumerate(utts):
+        try:
+            durations[i] = float(table[utt])
+        except ValueError:
+            raise InputError(path, f"duration of {utt!r} is not a number: {table[utt]!r}")
+    return durations
