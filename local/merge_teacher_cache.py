@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Stage 2, after the jobs: verify the teacher cache and write its merged manifest.
+
+Checks that every window of the manifest is cached exactly once, in order, with an array of
+the expected shape holding only finite values (read back from disk), then writes the merged
+cuts and meta.yaml. Fails, writing nothing, when a shard is missing or wrong. Systems without
+a cache (no KD, online teacher) are skipped with a log line.
+
+Inputs:  the system YAML, the data config, DATA_DIR/manifests/train_windows.jsonl.gz,
+         EXP_CACHE/<key>/shards/
+Outputs: EXP_CACHE/<key>/{cuts.jsonl.gz,meta.yaml}
+
+Usage: local/merge_teacher_cache.py --config conf/oskdft.yaml --data-config conf/data.yaml \\
+           --num-jobs 4 data exp/teacher_cache
+"""
+import argparse
+import logging
+
+from oskdft.cache import merge_teacher_cache
+from oskdft.utils.logging import setup_logging
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--config", required=True, help="the system's YAML")
+    parser.add_argument("--data-config", required=True, help="the recipe's data YAML")
+    parser.add_argument("--override", nargs="*", default=[],
+                        help="dotted config overrides, as given to the jobs")
+    parser.add_argument("--num-jobs", type=int, required=True,
+                        help="the number of jobs that wrote the shards")
+    parser.add_argument("data_dir", help="the recipe's data directory")
+    parser.add_argument("cache_root", help="where caches live, e.g. exp/teacher_cache")
+    return parser
+
+
+def main(argv=None) -> None:
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    logging.info("%s", vars(args))
+    merge_teacher_cache(
+        config=args.config,
+        data_config=args.data_config,
+        data_dir=args.data_dir,
+        cache_root=args.cache_root,
+        num_jobs=args.num_jobs,
+        overrides=args.override,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Online augmentation of the student's input; the teacher always sees the clean window.
+
+The paper's recipe (the reference code's training loader), every number in
+:class:`~oskdft.config.AugmentConfig`: with probability ``prob`` a window is augmented, else it
+stays clean. An augmented window gets one of ``choices`` (relative weights; the reference draws
+the six uniformly):
+
+- ``none``: unchanged (clipping and the gain envelope below may still follow);
+- ``rir``: reverberation with a random room impulse response (lhotse's ``reverb_rir``, Kaldi's
+  wav-reverberate: output delay-compensated and at the input's power);
+- ``babble``: 3-8 different speech files summed, the sum mixed in at 13-20 dB SNR;
+- ``music``: one music file at 5-25 dB; ``noise``: one noise file at 0-15 dB;
+- ``speech_music``: babble, then music at its SNR relative to the babbled window.
+
+Then, still only for augmented windows, hard clipping (p ``clip_prob``) at a random fraction of
+the window's extremes, and a gain envelope (p ``gain_prob``, the reference's "easing").
+
+SNR is ``10 log10(mean(window^2) / mean(noise^2))`` over the window, the noise scaled to meet it
+(lhotse's mixer; the reference adds 1e-4 inside its logarithms, which only matters for silence).
+A noise shorter than the window is repeated, as the reference does. Mixing and reverberation are
+lhotse manifests (``MixedCut``, ``reverb_rir``), so a recipe returns a cut whose audio is the
+student's input. Clipping and the envelope work on the samples: lhotse has no envelope, and its
+``Clipping`` oversamples and clips symmetrically, unlike the reference.
+
+Every random choice comes from the generator the caller passes, so the dataset can make the
+result a function of (seed, epoch, window) only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+from lhotse import CutSet
+from lhotse.cut import Cut, MixedCut, MixTrack
+from lhotse.utils import compute_num_samples
+
+from oskdft.config import AugmentConfig
+from oskdft.data.audio import load_audio
+from oskdft.data.windows import AUG_KINDS, aug_cuts_path
+from oskdft.utils.errors import InputError
+from oskdft.utils.io import Pathlike
+from oskdft.utils.registry import Registry
+
+
+@dataclass
+class AugmentSources:
+    """The cuts each kind of augmentation draws from (stage 1's ``aug_<kind>_cuts``)."""
+
+    noise: List[Cut] = field(default_factory=list)
+    music: List[Cut] = field(default_factory=list)
+    speech: List[Cut] = field(default_factory=list)
+    rir: List[Cut] = field(default_factory=list)
+
+    @classmethod
+    def from_data_dir(cls, data_dir: Pathlike) -> "AugmentSources":
+        """Load every ``data/manifests/aug_<kind>_cuts.jsonl.gz`` that exists (a few thousand
+        cuts: MUSAN and the simulated RIRs fit in memory)."""
+        sources = {}
+        for kind in AUG_KINDS:
+            path = aug_cuts_path(data_dir, kind)
+            sources[kind] = list(CutSet.from_file(path)) if Path(path).is_file() else []
+        return cls(**sources)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One augmentation choice: the source kinds it draws from and how it makes the cut."""
+
+    needs: Tuple[str, ...]
+    make: Callable[[Cut, AugmentSources, AugmentConfig, np.random.Generator], Cut]
+
+
+AUGMENTATIONS: Registry = Registry("augmentation")
+
+
+def _recipe(name: str, *needs: str):
+    def add(make):
+        AUGMENTATIONS.register(name)(Recipe(needs, make))
+        return make
+
+    return add
+
+
+def overlay(reference: Cut, noise: Cut, snr: float) -> MixedCut:
+    """``noise`` mixed into ``reference`` at ``snr`` dB relative to all of the reference's audio.
+
+    Unlike ``Cut.mix``, a mixed ``noise`` (babble) is scaled as one signal, and a mixed
+    ``reference`` (an already noisy window) counts whole, as in the reference code.
+    """
+    return MixedCut(
+        id=reference.id,
+        tracks=[MixTrack(cut=reference, is_snr_reference=True), MixTrack(cut=noise, snr=snr)],
+    )
+
+
+def crop(source: Cut, duration: float, rng: np.random.Generator) -> Cut:
+    """A random ``duration``-second piece of ``source``, at a random sample; a shorter source
+    is repeated until it is long enough."""
+    if source.duration < duration:
+        looped = source
+        while looped.duration < duration:
+            looped = looped.append(source, preserve_id="left")
+        return looped.truncate(duration=duration, preserve_id=True)
+    spare = source.num_samples - compute_num_samples(duration, source.sampling_rate)
+    offset = rng.integers(spare + 1) / source.sampling_rate
+    return source.truncate(offset=offset, duration=duration, preserve_id=True)
+
+
+def babble(sources: AugmentSources, cfg: AugmentConfig, duration: float,
+           rng: np.random.Generator) -> Cut:
+    """``cfg.babble_speakers`` (inclusive range) speech crops summed at their own levels."""
+    low, high = cfg.babble_speakers
+    count = int(rng.integers(low, high + 1))
+    picks = rng.choice(len(sources.speech), count, replace=count > len(sources.speech))
+    mixed = crop(sources.speech[picks[0]], duration, rng)
+    for pick in picks[1:]:
+        mixed = mixed.mix(crop(sources.speech[pick], duration, rng), preserve_id="left")
+    return mixed
+
+
+def _uniform(bounds: List[float], rng: np.random.Generator) -> float:
+    return float(rng.uniform(bounds[0], bounds[1]))
+
+
+def _pick(cuts: List[Cut], rng: np.random.Generator) -> Cut:
+    return cuts[int(rng.integers(len(cuts)))]
+
+
+@_recipe("none")
+def _unchanged(window, sources, cfg, rng):
+    return window
+
+
+@_recipe("rir", "rir")
+def _reverberate(window, sources, cfg, rng):
+    return window.reverb_rir(_pick(sources.rir, rng), affix_id=False)
+
+
+@_recipe("babble", "speech")
+def _babble(window, sources, cfg, rng):
+    noise = babble(sources, cfg, window.duration, rng)
+    return overlay(window, noise, _uniform(cfg.babble_snr, rng))
+
+
+@_recipe("music", "music")
+def _music(window, sources, cfg, rng):
+    noise = crop(_pick(sources.music, rng), window.duration, rng)
+    return overlay(window, noise, _uniform(cfg.music_snr, rng))
+
+
+@_recipe("noise", "noise")
+def _noise(window, sources, cfg, rng):
+    noise = crop(_pick(sources.noise, rng), window.duration, rng)
+    return overlay(window, noise, _uniform(cfg.noise_snr, rng))
+
+
+@_recipe("speech_music", "speech", "music")
+def _speech_music(window, sources, cfg, rng):
+    return _music(_babble(window, sources, cfg, rng), sources, cfg, rng)
+
+
+def clip(audio: np.ndarray, ratio: float) -> np.ndarray:
+    """Hard clipping at ``ratio`` times the window's minimum and maximum (the reference's rule).
+
+    >>> clip(np.array([-1.0, 0.2, 0.5]), 0.5).tolist()
+    [-0.5, 0.2, 0.25]
+    """
+    return np.clip(audio, audio.min() * ratio, audio.max() * ratio)
+
+
+# The reference's easing curves on t in [0, 1], rising from 0 to 1 (its "bounce" is left out:
+# its formula is broken and jumps above 1).
+EASING_CURVES: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "sine": lambda t: 1.0 - np.cos(t * np.pi / 2),
+    "quad": lambda t: t**2,
+    "cubic": lambda t: t**3,
+    "circ": lambda t: 1.0 - np.sqrt(1.0 - t**2),
+    "expo": lambda t: np.where(t == 0, 0.0, 2.0 ** (10.0 * t - 10.0)),
+}
+
+
+def gain_envelope(audio: np.ndarray, floor: float, curve: str, falling: bool) -> np.ndarray:
+    """Multiply by a gain that glides along an easing curve from ``floor`` to 1 (or from 1 to
+    ``floor`` when ``falling``) over the window.
+
+    >>> gain_envelope(np.ones(3), 0.2, "quad", falling=False).round(3).tolist()
+    [0.2, 0.4, 1.0]
+    """
+    ramp = EASING_CURVES[curve](np.linspace(0.0, 1.0, len(audio)))
+    if falling:
+        ramp = ramp[::-1]
+    return (audio * (floor + (1.0 - floor) * ramp)).astype(audio.dtype)
+
+
+class StudentAugmenter:
+    """Turns a clean window into the student's input (see the module docstring).
+
+    :raises InputError: at construction, for a config that names an unknown choice, has a bad
+        probability or range, or weights a choice whose sources stage 1 did not write.
+    """
+
+    def __init__(self, cfg: AugmentConfig, sources: AugmentSources):
+        _check_config(cfg, sources)
+        self.cfg, self.sources = cfg, sources
+        self.names = [name for name, weight in cfg.choices.items() if weight > 0]
+        weights = np.array([cfg.choices[name] for name in self.names], dtype=np.float64)
+        self.probs = weights / weights.sum() if len(weights) else weights
+
+    def __call__(self, window: Cut, rng: np.random.Generator) -> np.ndarray:
+        """The student's samples for ``window``: float32, as many as the window has."""
+        cut, augmented = self.augment(window, rng)
+        audio = load_audio(cut)
+        if augmented:
+            if rng.random() < self.cfg.clip_prob:
+                audio = clip(audio, _uniform(self.cfg.clip_level, rng))
+            if rng.random() < self.cfg.gain_prob:
+                curve = list(EASING_CURVES)[int(rng.integers(len(EASING_CURVES)))]
+                floor = _uniform(self.cfg.gain_floor, rng)
+                audio = gain_envelope(audio, floor, curve, falling=bool(rng.random() < 0.5))
+        return audio
+
+    def augment(self, window: Cut, rng: np.random.Generator) -> Tuple[Cut, bool]:
+        """The mixed / reverberated cut, before clipping and envelope, and whether the window
+        was picked for augmentation."""
+        if not self.names or rng.random() >= self.cfg.prob:
+            return window, False
+        name = self.names[int(rng.choice(len(self.names), p=self.probs))]
+        return AUGMENTATIONS.get(name).make(window, self.sources, self.cfg, rng), True
+
+
+def _check_config(cfg: AugmentConfig, sources: AugmentSources) -> None:
+    for name in ("prob", "clip_prob", "gain_prob"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise InputError(f"augment.{name}", f"must be a probability, got {getattr(cfg, name)}")
+    for name in ("babble_speakers", "babble_snr", "music_snr", "noise_snr", "clip_level",
+                 "gain_floor"):
+        bounds = getattr(cfg, name)
+        if len(bounds) != 2 or bounds[0] > bounds[1]:
+            raise InputError(f"augment.{name}", f"must be [low, high], got {bounds}")
+    if cfg.babble_speakers[0] < 1:
+        raise InputError("augment.babble_speakers", "needs at least one speech file")
+    for name, weight in cfg.choices.items():
+        if name not in AUGMENTATIONS:
+            raise InputError(f"augment.choices.{name}", "unknown augmentation",
+                             hint=f"known: {', '.join(AUGMENTATIONS.names())}")
+        if weight < 0:
+            raise InputError(f"augment.choices.{name}", f"weight must be >= 0, got {weight}")
+        missing = [kind for kind in AUGMENTATIONS.get(name).needs if not getattr(sources, kind)]
+        if weight > 0 and cfg.prob > 0 and missing:
+            raise InputError(
+                f"augment.choices.{name}", f"needs {' and '.join(missing)} sources, and stage 1 "
+                f"wrote none (data/manifests/aug_{missing[0]}_cuts.jsonl.gz)",
+                hint=f"add such a set to aug_sets in run.conf, or set augment.choices.{name}: 0",
+            )
