@@ -21,6 +21,7 @@ setup(
         "lhotse>=1.24",
         "urllib3",  # lhotse imports it but does not declare it
         "kaldiio>=2.18",
+        "lilcom",  # lossy teacher-cache storage (teacher.cache_storage: lilcom)
         "numpy>=1.24",
         "scipy>=1.10",
         "soundfile>=0.12",
