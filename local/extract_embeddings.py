@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Stage 4, one job: speaker embeddings of this job's share of each set, with the trained model.
+
+Each set's utterances are split over the N jobs by duration (deterministically); this job embeds
+its share twice, the whole utterance and num_crops crops of crop_seconds (the model config's
+`eval` section), and writes them as Kaldi tables. A set this job already finished with the same
+model is skipped, so a rerun redoes only missing or failed work.
+
+Inputs:  FINAL_DIR/{config.yaml,model.pt,ssl/,meta.json},
+         DATA_DIR/manifests/<set>_cuts.jsonl.gz (stage 0: evaluation sets; stage 1: valid, backend)
+Outputs: EMBEDDINGS_DIR/<set>/xvector.JOB.{ark,scp}, xvector_crops.JOB.{ark,scp}, .done.JOB
+
+Usage: local/extract_embeddings.py --sets "test valid backend" --job 1 --num-jobs 4 \\
+           exp/oskdft/final data exp/oskdft/embeddings
+"""
+import argparse
+import logging
+
+from oskdft.embedding.extract import extract_embeddings_job
+from oskdft.utils.logging import setup_logging
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--sets", required=True, help="sets to embed, space-separated")
+    parser.add_argument("--job", type=int, required=True, help="this job's number, 1..N")
+    parser.add_argument("--num-jobs", type=int, required=True, help="N, the number of jobs")
+    parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda[:i]")
+    parser.add_argument("--num-workers", type=int, default=0,
+                        help="processes loading audio ahead of the model (0: none)")
+    parser.add_argument("final_dir", help="the trained model, e.g. exp/oskdft/final")
+    parser.add_argument("data_dir", help="the recipe's data directory")
+    parser.add_argument("embeddings_dir", help="output, e.g. exp/oskdft/embeddings")
+    return parser
+
+
+def main(argv=None) -> None:
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    logging.info("%s", vars(args))
+    extract_embeddings_job(
+        final_dir=args.final_dir,
+        data_dir=args.data_dir,
+        embeddings_dir=args.embeddings_dir,
+        sets=args.sets.split(),
+        job=args.job,
+        num_jobs=args.num_jobs,
+        device=args.device,
+        num_workers=args.num_workers,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Stage 4, after the jobs: merge each set's job tables into xvector.scp and xvector_crops.scp.
+
+Checks that every job wrote exactly its share of the set's utterances and fails, naming the
+incomplete jobs and what they lack, before writing anything; the merged scp files are sorted by
+utterance id and point into the jobs' arks. Imports no torch.
+
+Inputs:  DATA_DIR/manifests/<set>_cuts.jsonl.gz, EMBEDDINGS_DIR/<set>/xvector{,_crops}.JOB.scp
+Outputs: EMBEDDINGS_DIR/<set>/xvector.scp, EMBEDDINGS_DIR/<set>/xvector_crops.scp
+
+Usage: local/merge_embeddings.py --sets "test valid backend" --num-jobs 4 \\
+           data exp/oskdft/embeddings
+"""
+import argparse
+import logging
+
+from oskdft.embedding.merge import merge_embeddings
+from oskdft.utils.logging import setup_logging
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--sets", required=True, help="sets to merge, space-separated")
+    parser.add_argument("--num-jobs", type=int, required=True,
+                        help="the number of jobs that extracted them")
+    parser.add_argument("data_dir", help="the recipe's data directory")
+    parser.add_argument("embeddings_dir", help="the embeddings, e.g. exp/oskdft/embeddings")
+    return parser
+
+
+def main(argv=None) -> None:
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    logging.info("%s", vars(args))
+    merge_embeddings(
+        data_dir=args.data_dir,
+        embeddings_dir=args.embeddings_dir,
+        sets=args.sets.split(),
+        num_jobs=args.num_jobs,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""Stage 4: speaker embeddings of cuts, two views per utterance (the paper's evaluation).
+
+- **full**: the whole utterance. Cuts are sorted by length, longest first, and grouped so that
+  a batch's padded size (rows x its longest row) stays within ``batch_seconds`` of audio: the
+  padding is small and the first batch is the largest, so memory runs out at once or never.
+  Rows are zero-padded and the model gets their lengths; with a LayerNorm CNN (large
+  checkpoints) a row's embedding equals the utterance's alone. Group-norm CNNs (base
+  checkpoints) see the padding, as Hugging Face's feature extractors also do for them; sorting
+  by length keeps it to a few frames.
+- **crops**: ``num_crops`` crops of ``crop_seconds`` starting at
+  ``linspace(0, len - crop, num_crops)`` (rounded down), as in the reference code. **An
+  utterance shorter than one crop is first repeated (wrap-padded) to the crop length**, as the
+  reference's reader does, so every crop is exactly ``crop_seconds`` long and all its crops
+  are that same repeated utterance.
+
+:func:`extract_embeddings_job` is one job of stage 4: its share of each set (a deterministic
+split balanced by duration, :mod:`oskdft.embedding.shards`), written as Kaldi ark/scp tables.
+A job whose tables exist for the same model skips that set, so a rerun redoes only missing or
+failed work.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from lhotse import CutSet
+from lhotse.cut import Cut
+from lhotse.utils import compute_num_samples
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from oskdft.data.audio import SAMPLE_RATE, load_audio
+from oskdft.embedding.final import final_fingerprint, load_final
+from oskdft.embedding.shards import (
+    TABLES,
+    check_job_range,
+    cuts_manifest_path,
+    job_marker_path,
+    job_table_paths,
+    read_cut_durations,
+    split_by_duration,
+)
+from oskdft.utils.io import Pathlike, atomic_write
+from oskdft.utils.kaldi_io import read_scp_keys, write_ark_scp
+
+Device = Union[str, torch.device]
+
+
+# ---------------------------------------------------------------------------------------------
+# Positions and batches
+
+
+def length_batches(lengths: Sequence[int], max_samples: int) -> List[List[int]]:
+    """Indices of ``lengths`` grouped longest first, each group's padded size (rows x its
+    longest) at most ``max_samples``; a longer item is a group of its own.
+
+    >>> length_batches([3, 9, 4, 5, 2], max_samples=10)
+    [[1], [3, 2], [0, 4]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: List[List[int]] = []
+    for index in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_samples:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+def crop_starts(num_samples: int, crop_samples: int, num_crops: int) -> np.ndarray:
+    """First sample of each crop: ``linspace(0, num_samples - crop_samples, num_crops)``
+    rounded down; all 0 when the utterance is not longer than a crop.
+
+    >>> crop_starts(5 * 16000, 3 * 16000, 5) / 16000
+    array([0. , 0.5, 1. , 1.5, 2. ])
+    """
+    last = max(num_samples - crop_samples, 0)
+    return np.floor(np.linspace(0, last, num_crops)).astype(np.int64)
+
+
+def crop_audio(audio: np.ndarray, crop_samples: int, num_crops: int) -> np.ndarray:
+    """``(num_crops, crop_samples)`` crops of ``audio`` at :func:`crop_starts`; audio shorter
+    than a crop is repeated to the crop length first.
+
+    >>> crop_audio(np.arange(4.0), crop_samples=6, num_crops=2).tolist()
+    [[0.0, 1.0, 2.0, 3.0, 0.0, 1.0], [0.0, 1.0, 2.0, 3.0, 0.0, 1.0]]
+    """
+    if len(audio) < crop_samples:
+        audio = np.pad(audio, (0, crop_samples - len(audio)), mode="wrap")
+    starts = crop_starts(len(audio), crop_samples, num_crops)
+    return audio[starts[:, None] + np.arange(crop_samples)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedding
+
+
+class _AudioBatches(Dataset):
+    """Item ``i``: batch ``i`` of cuts, loaded (in a worker process when asked) by ``make``."""
+
+    def __init__(self, batches: List[List[Cut]], make: Callable[[List[Cut]], Dict]):
+        self.batches = batches
+        self.make = make
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> Dict:
+        return self.make(self.batches[index])
+
+
+def _padded_batch(cuts: List[Cut]) -> Dict:
+    audio = [load_audio(cut) for cut in cuts]
+    lengths = torch.tensor([len(a) for a in audio])
+    wav = torch.zeros(len(audio), int(lengths.max()))
+    for row, samples in enumerate(audio):
+        wav[row, : len(samples)] = torch.from_numpy(samples)
+    return {"ids": [cut.id for cut in cuts], "wav": wav, "lengths": lengths}
+
+
+def _crops_batch(cuts: List[Cut], crop_samples: int, num_crops: int) -> Dict:
+    crops = np.concatenate([crop_audio(load_audio(cut), crop_samples, num_crops) for cut in cuts])
+    return {"ids": [cut.id for cut in cuts], "wav": torch.from_numpy(crops), "lengths": None}
+
+
+def embed_cuts(
+    model: nn.Module,
+    cuts: Iterable[Cut],
+    device: Device,
+    batch_seconds: float = 200.0,
+    progress: bool = False,
+    num_workers: int = 0,
+) -> Dict[str, np.ndarray]:
+    """Full-utterance embeddings of ``cuts``, batched by length (see the module docstring).
+
+    :param model: a :class:`~oskdft.models.system.SpeakerModel` on ``device``; it runs in eval
+        mode and is put back in the mode it was in.
+    :param batch_seconds: the most padded audio per model call.
+    :param num_workers: processes loading audio ahead of the model (0: in this process).
+    :return: cut id -> ``(D,)`` float32 embedding, in the order of ``cuts``.
+    """
+    cuts = list(cuts)
+    lengths = [compute_num_samples(cut.duration, SAMPLE_RATE) for cut in cuts]
+    batches = length_batches(lengths, int(batch_seconds * SAMPLE_RATE))
+    data = _AudioBatches([[cuts[i] for i in batch] for batch in batches], _padded_batch)
+    table = _run(model, data, device, len(cuts), progress, num_workers, "full")
+    return {cut.id: table[cut.id][0] for cut in cuts}
+
+
+def embed_crops(
+    model: nn.Module,
+    cuts: Iterable[Cut],
+    device: Device,
+    crop_seconds: float = 3.0,
+    num_crops: int = 5,
+    batch_size: int = 64,
+    progress: bool = False,
+    num_workers: int = 0,
+) -> Dict[str, np.ndarray]:
+    """Embeddings of ``num_crops`` crops of ``crop_seconds`` per cut (see the module docstring).
+
+    :param batch_size: crops per model call; a batch holds whole utterances,
+        ``batch_size // num_crops`` of them (at least one).
+    :return: cut id -> ``(num_crops, D)`` float32 embeddings, in the order of ``cuts``.
+    """
+    cuts = list(cuts)
+    per_batch = max(1, batch_size // num_crops)
+    make = functools.partial(_crops_batch, crop_samples=round(crop_seconds * SAMPLE_RATE),
+                             num_crops=num_crops)
+    data = _AudioBatches([cuts[i:i + per_batch] for i in range(0, len(cuts), per_batch)], make)
+    table = _run(model, data, device, len(cuts), progress, num_workers, "crops")
+    return {cut.id: table[cut.id] for cut in cuts}
+
+
+def _run(model: nn.Module, data: _AudioBatches, device: Device, total: int, progress: bool,
+         num_workers: int, desc: str) -> Dict[str, np.ndarray]:
+    """Embed every batch of ``data``; rows of one id are grouped: id -> ``(rows, D)``."""
+    loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=num_workers)
+    table = {}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), tqdm(total=total, desc=desc, unit="utt",
+                                           disable=not progress) as bar:
+            for batch in loader:
+                lengths = batch["lengths"]
+                embeddings = model(batch["wav"].to(device),
+                                   None if lengths is None else lengths.to(device))
+                rows = embeddings.float().cpu().numpy().reshape(len(batch["ids"]), -1,
+                                                              embeddings.shape[-1])
+                table.update(zip(batch["ids"], rows))
+                bar.update(len(batch["ids"]))
+    finally:
+        model.train(was_training)
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# One job of stage 4
+
+
+def resolve_device(device: Device) -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def extract_embeddings_job(
+    final_dir: Pathlike,
+    data_dir: Pathlike,
+    embeddings_dir: Pathlike,
+    sets: Sequence[str],
+    job: int,
+    num_jobs: int,
+    device: Device = "auto",
+    num_workers: int = 0,
+    progress: bool = True,
+) -> List[str]:
+    """Embed job ``job``'s share (1-based, of ``num_jobs``) of every set in ``sets`` with the
+    model of ``final_dir``, both views, using the model config's ``eval`` section.
+
+    Writes ``<embeddings_dir>/<set>/xvector.<job>.{ark,scp}``, ``xvector_crops.<job>.{ark,scp}``
+    and the marker ``.done.<job>``. A set whose marker matches this model and whose tables hold
+    exactly this share is skipped.
+
+    :return: the sets embedded (not skipped).
+    """
+    check_job_range(job, num_jobs)
+    embeddings_dir = Path(embeddings_dir)
+    fingerprint = final_fingerprint(final_dir)
+    todo: List[Tuple[str, Path, List[str]]] = []
+    for set_name in sets:
+        manifest = cuts_manifest_path(data_dir, set_name)
+        share = split_by_duration(read_cut_durations(manifest), num_jobs)[job - 1]
+        set_dir = embeddings_dir / set_name
+        if _job_done(set_dir, job, share, fingerprint):
+            logging.info("%s: job %d already done (%d utterances), skipped", set_name, job,
+                         len(share))
+        else:
+            todo.append((set_name, manifest, share))
+    if not todo:
+        return []
+    device = resolve_device(device)
+    model, cfg, _ = load_final(final_dir, device)
+    crop_batch = max(1, int(cfg.eval.batch_seconds // cfg.eval.crop_seconds))
+    for set_name, manifest, share in todo:
+        set_dir = embeddings_dir / set_name
+        marker = job_marker_path(set_dir, job)
+        marker.unlink(missing_ok=True)
+        wanted = set(share)
+        cuts = [cut for cut in CutSet.from_jsonl_lazy(manifest) if cut.id in wanted]
+        logging.info("%s: job %d of %d embeds %d utterances (%.1f s of audio) on %s", set_name,
+                     job, num_jobs, len(cuts), sum(c.duration for c in cuts), device)
+        vectors = embed_cuts(model, cuts, device, batch_seconds=cfg.eval.batch_seconds,
+                             progress=progress, num_workers=num_workers)
+        crops = embed_crops(model, cuts, device, crop_seconds=cfg.eval.crop_seconds,
+                            num_crops=cfg.eval.num_crops, batch_size=crop_batch,
+                            progress=progress, num_workers=num_workers)
+        _write_table(set_dir, "xvector", job, vectors)
+        _write_table(set_dir, "xvector_crops", job, crops)
+        with atomic_write(marker) as f:
+            f.write(fingerprint + "\n")
+    return [set_name for set_name, _, _ in todo]
+
+
+def _write_table(set_dir: Path, table: str, job: int, values: Dict[str, np.ndarray]) -> None:
+    # Absolute paths in the scp: the tables read the same from any working directory.
+    ark, scp = job_table_paths(set_dir.resolve(), table, job)
+    write_ark_scp(ark, scp, values.items())
+
+
+def _job_done(set_dir: Path, job: int, share: List[str], fingerprint: str) -> bool:
+    marker = job_marker_path(set_dir, job)
+    if not marker.is_file() or marker.read_text().strip() != fingerprint:
+        return False
+    for table in TABLES:
+        scp = job_table_paths(set_dir, table, job)[1]
+        if not scp.is_file() or read_scp_keys(scp) != share:
+            return False
+    return True

@@ -1,0 +1,93 @@
+"""How long the SSL encoder takes on a fixed piece of audio: the paper's "inference time of the
+SSL model" claim (79% less for the student than for the teacher).
+
+Two models are timed side by side: in each round one call of each, alternating which goes
+first, after warm-up calls; the median of the rounds is reported. Interleaving spreads any
+change of machine load (other processes, CPU frequency) over both, so their ratio is stable
+even when the absolute times are not. CPU timings use a fixed thread count (2 by default, the
+setting of the paper-number check in the project notes); CUDA timings synchronise around each
+call.
+
+>>> import torch
+>>> slow = lambda wav: torch.stack([wav @ wav.T for _ in range(20)])
+>>> fast = lambda wav: wav @ wav.T
+>>> ssl_time_ratio(fast, slow, seconds=0.5, batch=8, repeats=3, threads=1) < 1.0
+True
+"""
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from typing import Any, Callable, Iterator, List, Union
+
+import torch
+from torch import Tensor
+
+SAMPLE_RATE = 16000
+WARMUP_CALLS = 2
+
+SSLForward = Callable[[Tensor], Any]
+
+
+def measure_ssl_seconds(ssl_forward: SSLForward, seconds: float = 4.0, batch: int = 1,
+                        repeats: int = 10, threads: int = 2,
+                        device: Union[str, torch.device] = "cpu") -> float:
+    """Median wall time of ``ssl_forward`` on ``batch`` random waveforms of ``seconds``.
+
+    :param ssl_forward: the encoder (an ``nn.Module`` or any callable on ``[batch, samples]``),
+        already on ``device`` and in eval mode.
+    :param threads: torch's CPU threads while timing (restored afterwards).
+    """
+    return _median_times([ssl_forward], seconds, batch, repeats, threads, device)[0]
+
+
+def ssl_time_ratio(student_ssl: SSLForward, teacher_ssl: SSLForward, seconds: float = 4.0,
+                   batch: int = 1, repeats: int = 10, threads: int = 2,
+                   device: Union[str, torch.device] = "cpu") -> float:
+    """Median time of ``student_ssl`` over median time of ``teacher_ssl``, timed in interleaved
+    rounds on the same audio (e.g. 0.35: 65% less time). Arguments as in
+    :func:`measure_ssl_seconds`."""
+    student, teacher = _median_times([student_ssl, teacher_ssl], seconds, batch, repeats,
+                                     threads, device)
+    return student / teacher
+
+
+def _median_times(forwards: List[SSLForward], seconds: float, batch: int, repeats: int,
+                  threads: int, device: Union[str, torch.device]) -> List[float]:
+    device = torch.device(device)
+    generator = torch.Generator().manual_seed(0)
+    wav = torch.randn(batch, round(seconds * SAMPLE_RATE), generator=generator).to(device)
+    times: List[List[float]] = [[] for _ in forwards]
+    with _torch_threads(threads), torch.inference_mode():
+        for _ in range(WARMUP_CALLS):
+            for forward in forwards:
+                forward(wav)
+        for round_index in range(repeats):
+            # Alternate who goes first, so neither always runs on a cache the other warmed.
+            order = list(range(len(forwards)))
+            if round_index % 2:
+                order.reverse()
+            for index in order:
+                times[index].append(_time_call(forwards[index], wav, device))
+    return [statistics.median(t) for t in times]
+
+
+def _time_call(forward: SSLForward, wav: Tensor, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    forward(wav)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
