@@ -193,7 +193,8 @@ fi
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   for sys in $systems; do
     log "Stage 6: export $sys"
-    h=$(stage_hash "exp/$sys/.stage3.done")
+    # The export carries stage 5's calibration and back end, so a rescoring re-exports.
+    h=$(stage_hash "exp/$sys/.stage3.done" exp/.stage5.done)
     is_done "exp/$sys" stage6 "$h" && continue
     python "$root/local/export_model.py" --parity-set "data/${eval_sets%% *}" \
       "exp/$sys/final" "exp/$sys/export"

@@ -45,55 +45,11 @@ from oskdft.embedding.shards import (
     read_cut_durations,
     split_by_duration,
 )
+from oskdft.embedding.views import crop_audio, length_batches, pad_batch
 from oskdft.utils.io import Pathlike, atomic_write
 from oskdft.utils.kaldi_io import read_scp_keys, write_ark_scp
 
 Device = Union[str, torch.device]
-
-
-# ---------------------------------------------------------------------------------------------
-# Positions and batches
-
-
-def length_batches(lengths: Sequence[int], max_samples: int) -> List[List[int]]:
-    """Indices of ``lengths`` grouped longest first, each group's padded size (rows x its
-    longest) at most ``max_samples``; a longer item is a group of its own.
-
-    >>> length_batches([3, 9, 4, 5, 2], max_samples=10)
-    [[1], [3, 2], [0, 4]]
-    """
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    batches: List[List[int]] = []
-    for index in order:
-        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_samples:
-            batches[-1].append(index)
-        else:
-            batches.append([index])
-    return batches
-
-
-def crop_starts(num_samples: int, crop_samples: int, num_crops: int) -> np.ndarray:
-    """First sample of each crop: ``linspace(0, num_samples - crop_samples, num_crops)``
-    rounded down; all 0 when the utterance is not longer than a crop.
-
-    >>> crop_starts(5 * 16000, 3 * 16000, 5) / 16000
-    array([0. , 0.5, 1. , 1.5, 2. ])
-    """
-    last = max(num_samples - crop_samples, 0)
-    return np.floor(np.linspace(0, last, num_crops)).astype(np.int64)
-
-
-def crop_audio(audio: np.ndarray, crop_samples: int, num_crops: int) -> np.ndarray:
-    """``(num_crops, crop_samples)`` crops of ``audio`` at :func:`crop_starts`; audio shorter
-    than a crop is repeated to the crop length first.
-
-    >>> crop_audio(np.arange(4.0), crop_samples=6, num_crops=2).tolist()
-    [[0.0, 1.0, 2.0, 3.0, 0.0, 1.0], [0.0, 1.0, 2.0, 3.0, 0.0, 1.0]]
-    """
-    if len(audio) < crop_samples:
-        audio = np.pad(audio, (0, crop_samples - len(audio)), mode="wrap")
-    starts = crop_starts(len(audio), crop_samples, num_crops)
-    return audio[starts[:, None] + np.arange(crop_samples)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,12 +71,9 @@ class _AudioBatches(Dataset):
 
 
 def _padded_batch(cuts: List[Cut]) -> Dict:
-    audio = [load_audio(cut) for cut in cuts]
-    lengths = torch.tensor([len(a) for a in audio])
-    wav = torch.zeros(len(audio), int(lengths.max()))
-    for row, samples in enumerate(audio):
-        wav[row, : len(samples)] = torch.from_numpy(samples)
-    return {"ids": [cut.id for cut in cuts], "wav": wav, "lengths": lengths}
+    wav, lengths = pad_batch([load_audio(cut) for cut in cuts])
+    return {"ids": [cut.id for cut in cuts], "wav": torch.from_numpy(wav),
+            "lengths": torch.from_numpy(lengths)}
 
 
 def _crops_batch(cuts: List[Cut], crop_samples: int, num_crops: int) -> Dict:

@@ -4,13 +4,8 @@ import torch
 from lhotse import CutSet
 
 from oskdft.data.audio import SAMPLE_RATE, load_audio
-from oskdft.embedding.extract import (
-    crop_audio,
-    crop_starts,
-    embed_crops,
-    embed_cuts,
-    length_batches,
-)
+from oskdft.embedding.extract import embed_crops, embed_cuts
+from oskdft.embedding.views import crop_audio, crop_starts, length_batches
 from oskdft.embedding.shards import cuts_manifest_path, split_by_duration
 from tests.embedding.tiny_system import scratch_config, tiny_model, write_set
 

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Embedding throughput of the deployed forms of a system, side by side on the same utterances.
+
+Four ways to embed, all waveform -> speaker embedding, with random weights (nothing downloaded):
+
+- teacher + ECAPA: the upper-bound system, in PyTorch (the paper's XLSR-53 shape by default);
+- student (PyTorch): the OS-KDFT student of the default SystemConfig (4 layers, adapters) + ECAPA;
+- student (ONNX): the same model exported by stage 6's code, run by onnxruntime;
+- student (int8): that graph after stage 6's dynamic int8 quantisation.
+
+Every form embeds the same utterances (lengths spread over --min/--max-seconds), batched by
+length as stage 4 does (at most --batch-seconds of padded audio per call). After one warm-up
+round, each round times one pass of every form, rotating which goes first; the table gives the
+median pass, utterances per second, the real-time factor (compute time / audio time) and the
+speed-up over the teacher, plus each student form's worst cosine to the PyTorch student.
+
+Usage: python bench/inference.py [--threads 2] [--repeats 3] [--num-utterances 8]
+       python bench/inference.py --teacher-layers 12 --hidden-size 768   # a base-size teacher
+"""
+import argparse
+import dataclasses
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+import torch
+
+from oskdft.config import SystemConfig
+from oskdft.embedding.export import (
+    TorchEmbedder,
+    export_onnx,
+    fold_weight_norm,
+    parity,
+    quantize_int8,
+)
+from oskdft.embedding.onnx_runtime import OnnxEmbedder
+from oskdft.embedding.views import length_batches, pad_batch
+from oskdft.models.system import build_model
+from oskdft.models.teacher import XLSR53_ARCH, build_ssl_from_arch
+
+SAMPLE_RATE = 16000
+Embedder = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--threads", type=int, default=2,
+                        help="CPU threads of torch and of onnxruntime")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (after a warm-up)")
+    parser.add_argument("--num-utterances", type=int, default=8)
+    parser.add_argument("--min-seconds", type=float, default=2.0)
+    parser.add_argument("--max-seconds", type=float, default=8.0)
+    parser.add_argument("--batch-seconds", type=float, default=24.0,
+                        help="the most padded audio per model call")
+    parser.add_argument("--teacher-layers", type=int, default=XLSR53_ARCH["num_hidden_layers"])
+    parser.add_argument("--hidden-size", type=int, default=XLSR53_ARCH["hidden_size"],
+                        help="teacher width (the FFN is 4x, heads 64 wide)")
+    return parser
+
+
+def build_systems(teacher_layers: int, hidden_size: int) -> Dict[str, torch.nn.Module]:
+    """The teacher + ECAPA and the student + ECAPA of the default SystemConfig."""
+    arch = {**XLSR53_ARCH, "num_hidden_layers": teacher_layers, "hidden_size": hidden_size,
+            "intermediate_size": 4 * hidden_size, "num_attention_heads": hidden_size // 64}
+    teacher = build_ssl_from_arch(arch).eval()
+    cfg = SystemConfig()
+    teacher_cfg = dataclasses.replace(
+        cfg, ssl=dataclasses.replace(cfg.ssl, source="teacher", adapters=False))
+    return {"teacher + ECAPA": build_model(teacher_cfg, teacher).eval(),
+            "student": build_model(cfg, teacher).eval()}
+
+
+def embed_all(embedder: Embedder, utterances: List[np.ndarray], max_samples: int) -> np.ndarray:
+    """Embeddings of every utterance, in order, batched by length."""
+    out = [None] * len(utterances)
+    for batch in length_batches([len(u) for u in utterances], max_samples):
+        for index, row in zip(batch, embedder(*pad_batch([utterances[i] for i in batch]))):
+            out[index] = row
+    return np.stack(out)
+
+
+def main(argv=None) -> None:
+    args = get_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    seconds = np.linspace(args.min_seconds, args.max_seconds, args.num_utterances)
+    utterances = [0.1 * rng.standard_normal(round(s * SAMPLE_RATE)).astype(np.float32)
+                  for s in seconds]
+    max_samples = round(args.batch_seconds * SAMPLE_RATE)
+
+    systems = build_systems(args.teacher_layers, args.hidden_size)
+    params = {name: sum(p.numel() for p in model.parameters()) for name, model in systems.items()}
+    student = systems["student"]
+    embedders: Dict[str, Embedder] = {
+        "teacher + ECAPA": TorchEmbedder(systems["teacher + ECAPA"]),
+        "student (PyTorch)": TorchEmbedder(student),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path, int8_path = Path(tmp) / "model.onnx", Path(tmp) / "model.int8.onnx"
+        start = time.perf_counter()
+        # Stage 6's steps, on a copy (rebuilt as load_final does): the PyTorch student keeps
+        # its weight norm, as stage 4 runs it.
+        exported = build_model(SystemConfig(), ssl_config=student.ssl_encoder.config)
+        exported.load_state_dict(student.state_dict())
+        export_onnx(fold_weight_norm(exported), onnx_path)
+        export_seconds = time.perf_counter() - start
+        quantize_int8(onnx_path, int8_path)
+        embedders["student (ONNX)"] = OnnxEmbedder(onnx_path, threads=args.threads)
+        embedders["student (int8)"] = OnnxEmbedder(int8_path, threads=args.threads)
+        sizes = {"student (ONNX)": onnx_path.stat().st_size, "student (int8)":
+                 int8_path.stat().st_size}
+
+        times: Dict[str, List[float]] = {name: [] for name in embedders}
+        names = list(embedders)
+        for round_index in range(args.repeats + 1):  # round 0 warms up
+            order = names[round_index % len(names):] + names[:round_index % len(names)]
+            for name in order:
+                start = time.perf_counter()
+                embed_all(embedders[name], utterances, max_samples)
+                if round_index > 0:
+                    times[name].append(time.perf_counter() - start)
+        agreement = {name: parity(embedders["student (PyTorch)"], embedders[name],
+                                  utterances[:3])["min_cosine"]
+                     for name in ("student (ONNX)", "student (int8)")}
+
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    audio_seconds = float(seconds.sum())
+    print(f"{len(utterances)} utterances of {args.min_seconds:g}-{args.max_seconds:g} s "
+          f"({audio_seconds:.1f} s of audio), batches of <= {args.batch_seconds:g} s padded, "
+          f"{args.threads} CPU threads, median of {args.repeats} interleaved rounds; teacher "
+          f"{args.teacher_layers} layers x {args.hidden_size}; ONNX export took "
+          f"{export_seconds:.1f} s")
+    print(f"| {'system':<18} | {'params (M)':>10} | {'file (MB)':>9} | {'s / pass':>8} | "
+          f"{'utt/s':>6} | {'RTF':>6} | {'speed-up':>8} | {'cos to PyTorch':>14} |")
+    print("|" + "---|" * 8)
+    teacher_time = medians["teacher + ECAPA"]
+    for name, median in medians.items():
+        count = params["teacher + ECAPA" if name.startswith("teacher") else "student"]
+        size = f"{sizes[name] / 2**20:.0f}" if name in sizes else "-"
+        cosine = f"{agreement[name]:.6f}" if name in agreement else "-"
+        print(f"| {name:<18} | {count / 1e6:>10.1f} | {size:>9} | {median:>8.3f} | "
+              f"{len(utterances) / median:>6.2f} | {median / audio_seconds:>6.3f} | "
+              f"{teacher_time / median:>7.2f}x | {cosine:>14} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,406 @@
+"""Deployment: a trained or exported model that embeds audio and verifies pairs of utterances
+(the ``oskdft verify``, ``embed`` and ``info`` commands).
+
+A MODEL is one of:
+
+- ``exp/<system>/final/``, the PyTorch model (needs torch); stage 5's files are read from
+  ``exp/<system>/scores/`` next to it;
+- an exported ONNX file (stage 6), ``exp/<system>/export/model.onnx`` or ``model.int8.onnx``,
+  or the export directory itself (its ``model.onnx``); stage 5's files are the copies next to it.
+  **This module imports no torch**, and an ONNX MODEL never loads it, so such a model runs where
+  only numpy, scipy, soundfile and onnxruntime are installed.
+
+Audio goes through stage 0's rule (first channel, resampled to 16 kHz): with a final dir through
+:func:`oskdft.data.audio.load_audio`, exactly as stages 0-4 read it; with an ONNX model through
+its numpy port, :func:`oskdft.embedding.onnx_runtime.read_audio`.
+
+**verify** embeds each utterance alone (and, for a back end that uses them, its crops, as stage 4
+does), scores the pair with stage 5's fitted back end, and calibrates the score with stage 5's
+calibration: the decision is "same speaker" when the LLR reaches the threshold of the chosen
+operating point (``eer``: the validation trials' equal-error point; ``p_target=0.01``: the Bayes
+threshold for that target prior).
+
+**embed** writes Kaldi tables like stage 4's ``xvector.{ark,scp}``: utterances are taken in
+chunks of wav.scp order, each chunk batched by length and written as ``xvector.<k>.{ark,scp}``,
+then ``xvector.scp`` indexes them all (sorted by utterance id). A rerun keeps every chunk whose
+table already holds exactly its utterances, so an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from oskdft.config import SystemConfig, load_config, to_dict
+from oskdft.embedding.onnx_runtime import SAMPLE_RATE, OnnxEmbedder, read_audio, read_wav_scp
+from oskdft.embedding.views import crop_audio, length_batches, pad_batch
+from oskdft.scoring.backends import BACKENDS, Backend, build_backend, load_backend
+from oskdft.scoring.calibration import Calibration, load_calibration
+from oskdft.scoring.embeddings import Embeddings, length_normalize
+from oskdft.utils.errors import InputError
+from oskdft.utils.io import Pathlike, atomic_write
+from oskdft.utils.kaldi_io import read_scp_keys, write_ark_scp
+
+# The export directory (stage 6, oskdft.embedding.export writes it).
+ONNX_NAME = "model.onnx"
+INT8_NAME = "model.int8.onnx"
+TORCHSCRIPT_NAME = "model.torchscript.pt"
+META_NAME = "meta.json"
+CONFIG_NAME = "config.yaml"
+CALIBRATION_NAME = "calibration.json"
+METRICS_NAME = "metrics.json"
+# A trained-model directory holds these (oskdft.embedding.final's names; that module needs torch).
+FINAL_MODEL_NAME = "model.pt"
+
+FINAL, ONNX = "final", "onnx"
+EMBED_META_NAME = "embed.json"
+# Dotted config keys that `oskdft info` shows as the training summary.
+TRAINING_SUMMARY = ("ssl.source", "ssl.num_layers", "ssl.adapters", "ssl.thin_cnn_dim",
+                    "kd.loss", "kd.scale", "sv.margin", "optim.epochs", "optim.batch_size",
+                    "backend.channels", "backend.embed_dim")
+PARAMETER_ORDER = ("ssl", "adapters", "backend", "aam_head", "total")
+
+Embedder = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+_MODEL_HINT = ("give a trained system's exp/<system>/final/ directory, an exported .onnx file "
+               "or its export directory (stage 6)")
+
+
+@dataclass
+class ModelFiles:
+    """Where the parts of a MODEL are.
+
+    :param model: the final directory, or the ``.onnx`` file.
+    :param meta: the trainer's ``final/meta.json``, or the export's ``meta.json``.
+    :param scoring_dir: stage 5's ``calibration.json``, ``metrics.json`` and ``<backend>.npz``.
+    """
+
+    kind: str
+    model: Path
+    config: Path
+    meta: Path
+    scoring_dir: Path
+
+
+def locate_model(model: Pathlike) -> ModelFiles:
+    """Recognise a MODEL (see the module docstring) without loading it.
+
+    :raises InputError: when ``model`` is none of them.
+    """
+    path = Path(model)
+    if path.is_dir() and (path / ONNX_NAME).is_file():
+        path = path / ONNX_NAME
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise InputError(path, "ONNX model not found", hint=_MODEL_HINT)
+        return ModelFiles(ONNX, path, path.parent / CONFIG_NAME, path.parent / META_NAME,
+                          path.parent)
+    if path.is_dir() and (path / FINAL_MODEL_NAME).is_file():
+        return ModelFiles(FINAL, path, path / CONFIG_NAME, path / META_NAME,
+                          path.parent / "scores")
+    problem = "no such file or directory" if not path.exists() else "not a model"
+    raise InputError(path, problem, hint=_MODEL_HINT)
+
+
+@dataclass
+class Deployment:
+    """A loaded MODEL: reads audio by the audio rule and embeds it.
+
+    :param embedder: ``(wav [B, T] float32, lengths [B] int64) -> [B, D]`` embeddings.
+    :param fingerprint: changes whenever the model is rewritten (resuming ``embed`` checks it).
+    """
+
+    files: ModelFiles
+    config: SystemConfig
+    embedder: Embedder
+    read_audio: Callable[[str], np.ndarray]
+    fingerprint: str
+
+    def embed(self, audio: Sequence[np.ndarray]) -> np.ndarray:
+        """``[N, D]`` embeddings of ``N`` utterances, run as one zero-padded batch."""
+        return self.embedder(*pad_batch(audio))
+
+
+def load_deployment(model: Pathlike, device: str = "cpu") -> Deployment:
+    """Load a MODEL; torch is imported only for a final directory.
+
+    :param device: where a final directory's model runs (``cpu``, ``cuda``, ``cuda:1``); an
+        ONNX model runs on the CPU.
+    """
+    files = locate_model(model)
+    config = load_config(files.config)
+    if files.kind == ONNX:
+        if device != "cpu":
+            raise InputError(files.model, f"an ONNX model runs on the CPU, not {device}",
+                             hint="give the final/ directory to use a GPU")
+        return Deployment(files, config, OnnxEmbedder(files.model), read_audio,
+                          _file_fingerprint(files.model))
+    # Imported here, not at the top: an ONNX model must run without torch installed.
+    from oskdft.data.audio import load_audio
+    from oskdft.embedding.export import TorchEmbedder
+    from oskdft.embedding.final import final_fingerprint, load_final
+
+    speaker_model, _, _ = load_final(files.model, device)
+    return Deployment(files, config, TorchEmbedder(speaker_model, device), load_audio,
+                      final_fingerprint(files.model))
+
+
+def _file_fingerprint(path: Path) -> str:
+    stat = path.stat()
+    digest = hashlib.sha256(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# verify
+
+
+@dataclass
+class Scorer:
+    """Stage 5's fitted back end ``name`` and its calibration."""
+
+    name: str
+    backend: Backend
+    calibration: Calibration
+    calibration_path: Path
+
+    def threshold(self, operating_point: str) -> float:
+        try:
+            return self.calibration.threshold(operating_point)
+        except KeyError as e:
+            raise InputError(self.calibration_path, e.args[0],
+                             hint="pass --operating-point with one of them") from e
+
+
+def load_scorer(deployment: Deployment, backend: Optional[str] = None) -> Scorer:
+    """The back end ``backend`` (default: the deployment back end stage 5 chose) with its
+    calibration, from the model's scoring files.
+
+    :raises InputError: when stage 5's files are missing (the hint says which stage to run).
+    """
+    files = deployment.files
+    hint = ("run stage 5, then stage 6 again to copy its files into the export"
+            if files.kind == ONNX else "run stage 5 for this system")
+    path = files.scoring_dir / CALIBRATION_NAME
+    if not path.is_file():
+        raise InputError(path, "no calibration, so no decision threshold", hint=hint)
+    calibration = load_calibration(path, backend)
+    name = backend or json.loads(path.read_text())["default_backend"]
+    if not BACKENDS.get(name).trained:
+        return Scorer(name, build_backend(name, deployment.config.eval), calibration, path)
+    model_path = files.scoring_dir / f"{name}.npz"
+    if not model_path.is_file():
+        raise InputError(model_path, f"the fitted {name} back end is missing", hint=hint)
+    return Scorer(name, load_backend(name, model_path), calibration, path)
+
+
+@dataclass
+class Verdict:
+    """The outcome of one trial: the back end's ``score``, its calibrated ``llr`` and the
+    decision at ``operating_point`` (same speaker when ``llr >= threshold``)."""
+
+    backend: str
+    score: float
+    llr: float
+    operating_point: str
+    threshold: float
+    same_speaker: bool
+
+
+def verify_pair(deployment: Deployment, scorer: Scorer, enrol: str, test: str,
+                operating_point: str = "eer") -> Verdict:
+    """Whether audio files (or piped commands) ``enrol`` and ``test`` share a speaker."""
+    threshold = scorer.threshold(operating_point)
+    audio = [deployment.read_audio(enrol), deployment.read_audio(test)]
+    vectors = np.concatenate([deployment.embed([samples]) for samples in audio])
+    crop_means = None
+    if scorer.backend.uses_crops:
+        eval_cfg = deployment.config.eval
+        crop_samples = round(eval_cfg.crop_seconds * SAMPLE_RATE)
+        # As stage 5 reduces stage 4's crops: the mean of the unit-length crop embeddings.
+        crop_means = np.stack([
+            length_normalize(deployment.embed(list(crop_audio(samples, crop_samples,
+                                                              eval_cfg.num_crops)))).mean(axis=0)
+            for samples in audio
+        ])
+    embeddings = Embeddings(["enrol", "test"], vectors, crop_means)
+    score = float(scorer.backend.score(embeddings, np.array([0]), np.array([1]))[0])
+    seconds = np.array([len(samples) / SAMPLE_RATE for samples in audio])
+    llr = float(scorer.calibration(np.array([score]), seconds[:1], seconds[1:])[0])
+    return Verdict(scorer.name, score, llr, operating_point, threshold, llr >= threshold)
+
+
+# ---------------------------------------------------------------------------------------------
+# embed
+
+
+def embed_wav_scp(
+    deployment: Deployment,
+    wav_scp: Pathlike,
+    out_dir: Pathlike,
+    batch_seconds: Optional[float] = None,
+    chunk_size: int = 200,
+    progress: bool = True,
+) -> Path:
+    """Embed every utterance of ``wav_scp`` into ``out_dir`` (see the module docstring).
+
+    :param batch_seconds: the most padded audio per model call (default: the model's
+        ``eval.batch_seconds``, stage 4's setting).
+    :param chunk_size: utterances per table; the unit of resuming, and of audio held in memory.
+    :return: the index, ``out_dir/xvector.scp``.
+    :raises InputError: for unreadable audio (finished chunks are kept), or an ``out_dir``
+        that holds another model's embeddings.
+    """
+    entries = read_wav_scp(wav_scp)
+    # Absolute paths in the scp files: the tables read the same from any working directory.
+    out_dir = Path(out_dir).resolve()
+    _claim_out_dir(out_dir, deployment, chunk_size)
+    keys = list(entries)
+    max_samples = round((batch_seconds or deployment.config.eval.batch_seconds) * SAMPLE_RATE)
+    lines: List[str] = []
+    with tqdm(total=len(keys), unit="utt", desc="embed", disable=not progress) as bar:
+        for index, start in enumerate(range(0, len(keys), chunk_size), 1):
+            chunk = keys[start:start + chunk_size]
+            ark, scp = out_dir / f"xvector.{index}.ark", out_dir / f"xvector.{index}.scp"
+            if not (scp.is_file() and read_scp_keys(scp) == chunk):
+                vectors = _embed_chunk(deployment, [entries[key] for key in chunk], max_samples,
+                                       bar)
+                write_ark_scp(ark, scp, zip(chunk, vectors))
+            else:
+                bar.update(len(chunk))
+            lines.extend(scp.read_text().splitlines(keepends=True))
+    index = out_dir / "xvector.scp"
+    with atomic_write(index) as f:
+        f.writelines(sorted(lines, key=lambda line: line.split(maxsplit=1)[0].encode()))
+    return index
+
+
+def _embed_chunk(deployment: Deployment, entries: List[str], max_samples: int,
+                 bar: tqdm) -> List[np.ndarray]:
+    """Embeddings of ``entries`` in their order, computed in batches of similar length."""
+    audio = [deployment.read_audio(entry) for entry in entries]
+    vectors: List[Optional[np.ndarray]] = [None] * len(audio)
+    for batch in length_batches([len(samples) for samples in audio], max_samples):
+        for row, embedding in zip(batch, deployment.embed([audio[i] for i in batch])):
+            vectors[row] = embedding
+        bar.update(len(batch))
+    return vectors
+
+
+def _claim_out_dir(out_dir: Path, deployment: Deployment, chunk_size: int) -> None:
+    """Record which model and chunking fill ``out_dir``; refuse one that another filled."""
+    claim = {"model": str(deployment.files.model), "fingerprint": deployment.fingerprint,
+             "chunk_size": chunk_size}
+    path = out_dir / EMBED_META_NAME
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if any(previous.get(key) != claim[key] for key in ("fingerprint", "chunk_size")):
+            raise InputError(path, f"{out_dir} holds embeddings of {previous.get('model')} "
+                             f"(chunk size {previous.get('chunk_size')}), not of this model "
+                             f"with chunk size {chunk_size}",
+                             hint="choose another --out, or delete it to start over")
+        return
+    with atomic_write(path) as f:
+        json.dump(claim, f, indent=2)
+        f.write("\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# info
+
+
+def describe_model(model: Pathlike) -> Dict[str, Any]:
+    """What ``oskdft info MODEL`` shows, read from the model's files (no weights are loaded):
+    the system, its teacher and parameter counts, its training config, stage 5's results and
+    calibration, and for an export what it is and its parity figures."""
+    files = locate_model(model)
+    cfg = load_config(files.config)
+    meta = _read_json(files.meta, required=True)
+    return {
+        "model": str(files.model),
+        "kind": files.kind,
+        # An export may have been copied anywhere; a final dir is exp/<system>/final.
+        "system": meta.get("system") if files.kind == ONNX else files.model.parent.name,
+        "description": cfg.description,
+        "teacher": cfg.teacher.path,
+        "params": meta.get("params"),
+        "config_path": str(files.config),
+        "config": to_dict(cfg),
+        "export": meta if files.kind == ONNX else None,
+        "calibration": _read_json(files.scoring_dir / CALIBRATION_NAME),
+        "metrics": _read_json(files.scoring_dir / METRICS_NAME),
+    }
+
+
+def format_model_info(info: Dict[str, Any]) -> str:
+    """:func:`describe_model`'s facts as the text ``oskdft info`` prints."""
+    kind = "ONNX export" if info["kind"] == ONNX else "PyTorch, trained-model directory"
+    lines = [f"model        {info['model']} ({kind})",
+             f"system       {info['system']}" + (f": {info['description']}"
+                                                  if info["description"] else ""),
+             f"teacher      {info['teacher'] or '-'}"]
+    if info["params"]:
+        # The trainer's counts, in the order of the components in the model.
+        counts = sorted(info["params"].items(), key=lambda item: (
+            PARAMETER_ORDER.index(item[0]) if item[0] in PARAMETER_ORDER else -1))
+        lines.append("parameters   " + ", ".join(f"{name} {count:,}" for name, count in counts))
+    settings = " ".join(f"{dotted}={info['config'][dotted.split('.')[0]][dotted.split('.')[1]]}"
+                        for dotted in TRAINING_SUMMARY)
+    lines.append(textwrap.fill(settings, width=100, initial_indent="training     ",
+                               subsequent_indent=" " * 13, break_on_hyphens=False))
+    lines.append(f"config       {info['config_path']}")
+    export = info["export"]
+    if export:
+        lines.append(f"exported     from {export['exported_from']}, {export['embed_dim']}-d "
+                     f"embeddings of {export['sample_rate']} Hz audio; files: "
+                     + ", ".join(export["files"].values()))
+        figures = export["parity"]
+        lines.append("parity       " + ", ".join(
+            f"{name} min cosine {figures[name]['min_cosine']:.6f}"
+            for name in ("onnx", "torchscript", "int8") if name in figures)
+            + f" (vs PyTorch, {len(figures['utterances'])} utterances of {figures['set']})")
+    calibration = info["calibration"]
+    if calibration:
+        name = calibration["default_backend"]
+        entry = calibration["backends"][name]
+        thresholds = ", ".join(f"{point} {value:.3f}"
+                               for point, value in entry["thresholds"].items())
+        lines.append(f"deployment   back end {name}: llr = {entry['scale']:.3f} x score "
+                     f"{entry['offset']:+.3f}; LLR thresholds {thresholds}")
+    else:
+        lines.append("deployment   no calibration: run stage 5"
+                     + (", then stage 6 again" if info["kind"] == ONNX else ""))
+    if info["metrics"]:
+        lines += ["", _results_table(info["metrics"])]
+    return "\n".join(lines)
+
+
+def _results_table(metrics: Dict[str, Any]) -> str:
+    header = f"{'trial list':<16} {'back end':<12} {'EER (%)':>8} {'minDCF0.01':>10} " \
+             f"{'Cllr':>7} {'min Cllr':>8}"
+    rows = [header]
+    for name, entry in metrics["trial_lists"].items():
+        for backend, result in entry["results"].items():
+            marker = "*" if backend == metrics.get("deploy_backend") else ""
+            rows.append(f"{name:<16} {backend + marker:<12} {100 * result['eer']:>8.2f} "
+                        f"{result['min_dcf_0.01']:>10.3f} {result.get('cllr', float('nan')):>7.3f} "
+                        f"{result['min_cllr']:>8.3f}")
+    rows.append("(* the deployment back end)")
+    return "\n".join(rows)
+
+
+def _read_json(path: Path, required: bool = False) -> Optional[Dict[str, Any]]:
+    if not path.is_file():
+        if required:
+            raise InputError(path, "missing", hint=_MODEL_HINT)
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(path, f"not valid JSON ({e})") from e

@@ -1,0 +1,33 @@
+import contextlib
+
+import pytest
+import torch
+
+from tests.cli.deployed_recipe import build_deployed_recipe
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread (see tests/embedding/conftest.py)."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="session")
+def deployed(tmp_path_factory):
+    """The recipe directory of :func:`build_deployed_recipe` (stages 4, 5 and 6 done)."""
+    root = tmp_path_factory.mktemp("deployed")
+    # Session fixtures start before the module's one_torch_thread.
+    with torch_threads(1):
+        build_deployed_recipe(root)
+    return root
