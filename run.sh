@@ -28,10 +28,10 @@ dir=                          # working directory for data/ and exp/ (default: e
 stage=0                       # first stage to run
 stop_stage=6                  # last stage to run
 nj=2                          # parallel jobs for stages 2 and 4
-gpus=0                        # GPUs per node for training (0: one process on CPU)
+gpus=0                        # GPUs per node for training (0: one process per node on CPU)
 num_nodes=1                   # nodes taking part in training
-node_rank=0                   # this node's rank among them
-rdzv_endpoint=127.0.0.1:29400 # torchrun c10d rendezvous host:port (node 0's address when multi-node)
+node_rank=0                   # this node's rank among them (under Slurm: Slurm's)
+rdzv_endpoint=127.0.0.1:29400 # torchrun c10d rendezvous host:port: node 0's (under Slurm: its port)
 cmd=utils/run_local.sh        # job runner: utils/run_local.sh or utils/run_slurm.sh [options]
 systems=                      # systems to train and score (default: run.conf's list)
 train_config=                 # train one system from this YAML instead (its stem names exp/<stem>)
@@ -129,8 +129,15 @@ fi
 # Stage 3: train every system in the order listed (a later one may distil an earlier one).
 #   in:  data/manifests, exp/teacher_cache, conf/<sys>.yaml
 #   out: exp/<sys>/{config.yaml,checkpoints/,final/,log/train.log,metrics.jsonl}
-#   An interrupted run resumes from its newest checkpoint.
+#   utils/torchrun.sh starts one node's share: one CPU process (--gpus 0) or one per GPU under
+#   torchrun. With the local runner it runs here (multi-node: start this stage on every node,
+#   each with its --node-rank); with --cmd "utils/run_slurm.sh ..." the run is one Slurm job on
+#   $num_nodes nodes, logged to exp/log/<sys>/train.slurm.log (outside exp/<sys>, which
+#   --force moves aside). The stage's marker alone says a run is done (no --job-key); an
+#   interrupted run resumes from its newest checkpoint.
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  device=cpu
+  [ "$gpus" -gt 0 ] && device=cuda
   prev_markers=()
   for sys in $systems; do
     log "Stage 3: training $sys"
@@ -138,15 +145,19 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     h=$(stage_hash "$conf" "$data_config" data/.stage1.done "${prev_markers[@]}" -- "$override")
     prev_markers+=("exp/$sys/.stage3.done")
     is_done "exp/$sys" stage3 "$h" && continue
-    args=(--config "$conf" --data-config "$data_config" "${override_args[@]}" --force "$force"
-          data "exp/$sys")
-    if [ "$gpus" -gt 0 ]; then
-      torchrun --nproc_per_node="$gpus" --nnodes="$num_nodes" --node_rank="$node_rank" \
-        --rdzv_backend=c10d --rdzv_endpoint="$rdzv_endpoint" --rdzv_id="oskdft-$sys" \
-        "$root/local/train.py" "${args[@]}"
-    else
-      python "$root/local/train.py" --device cpu "${args[@]}"
-    fi
+    train=("$root/utils/torchrun.sh" --gpus "$gpus" --num-nodes "$num_nodes"
+      --node-rank "$node_rank" --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "oskdft-$sys"
+      "$root/local/train.py" --device "$device" --config "$conf" --data-config "$data_config"
+      "${override_args[@]}" --force "$force" data "exp/$sys")
+    case ${cmd%% *} in
+      *run_local.sh) "${train[@]}" ;;
+      *)
+        slurm_log=exp/log/$sys/train.slurm.log
+        if ! $cmd --gpus "$gpus" --num-nodes "$num_nodes" "$slurm_log" "${train[@]}"; then
+          log "training $sys failed: see $work/$slurm_log and $work/exp/$sys/log/train.log"
+          exit 1
+        fi ;;
+    esac
     mark_done "exp/$sys" stage3 "$h"
   done
 fi

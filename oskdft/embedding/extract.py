@@ -21,6 +21,7 @@ failed work.
 from __future__ import annotations
 
 import functools
+import os
 import logging
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Sequence, Tuple, Union
@@ -224,7 +225,9 @@ def extract_embeddings_job(
 
 def _write_table(set_dir: Path, table: str, job: int, values: Dict[str, np.ndarray]) -> None:
     # Absolute paths in the scp: the tables read the same from any working directory.
-    ark, scp = job_table_paths(set_dir.resolve(), table, job)
+    # abspath, not resolve(): the scp must name the shared directory as every node mounts it,
+    # not this node's symlink target.
+    ark, scp = job_table_paths(Path(os.path.abspath(set_dir)), table, job)
     write_ark_scp(ark, scp, values.items())
 
 

@@ -1,4 +1,5 @@
-"""Shared by the shell tests: run a bash script that sources this checkout's utils/*.sh."""
+"""Shared by the shell tests: run a bash script that sources this checkout's utils/*.sh, and a
+tiny recipe for run.sh's stage 3."""
 import os
 import subprocess
 from pathlib import Path
@@ -22,3 +23,18 @@ def bash(tmp_path):
                               capture_output=True, text=True, timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    """A working directory for ``run.sh --dir DIR --stage 3``: the tiny training recipe (stages
+    0-1 done by make_tiny_recipe, so data/.stage1.done is written by hand) and a system of 1
+    epoch of 2 steps in it, DIR/tiny.yaml."""
+    # Imported here: it imports torch and lhotse, which the other shell tests do without.
+    from tests.training.tiny_recipe import make_tiny_recipe, tiny_system, write_system
+
+    root = make_tiny_recipe(tmp_path_factory.mktemp("recipe"))
+    (root / "data" / ".stage1.done").write_text("hash: made by make_tiny_recipe\n")
+    write_system(root, "tiny", tiny_system(optim={"epochs": 1, "batch_size": 4},
+                                           train={"max_steps_per_epoch": 2}))
+    return root

@@ -1,26 +1,21 @@
 """utils/run_slurm.sh on a real single-node Slurm cluster started on localhost for these tests
 (tests/shell/slurm_cluster.sh). Runs where Debian's slurm-wlm and munge packages are installed;
 skipped elsewhere."""
-import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.shell.slurm import needs_slurm, slurm_cluster
+
 HERE = Path(__file__).resolve().parent
 RUNNER = str(HERE.parents[1] / "utils" / "run_slurm.sh")
-DAEMONS = ("sbatch", "squeue", "slurmctld", "slurmd", "munged")
 
 pytestmark = [
-    pytest.mark.skipif(
-        not all(shutil.which(d) or Path("/usr/sbin", d).exists() for d in DAEMONS),
-        reason="needs slurm-wlm and munge (apt-get install slurm-wlm munge)"),
+    needs_slurm,
     pytest.mark.slow,  # Slurm's first scheduling pass comes a few seconds after it starts
 ]
 
@@ -32,29 +27,11 @@ scontrol show job "$SLURM_JOB_ID" | grep -o 'TimeLimit=[^ ]*'
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def slurm_env():
     """The environment of a client of a fresh single-node cluster, stopped after the tests."""
-    # A short path: munged's socket lives there, and socket paths are limited to 107 bytes.
-    cluster = tempfile.mkdtemp(prefix="oskdft-slurm-")
-    env = {**os.environ, "PATH": f"{os.environ['PATH']}:/usr/sbin",
-           "SLURM_CONF": f"{cluster}/slurm.conf"}
-    script = str(HERE / "slurm_cluster.sh")
-    started = subprocess.run([script, "start", cluster, str(free_port()), str(free_port())],
-                             env=env, capture_output=True, text=True, timeout=60)
-    try:
-        assert started.returncode == 0, started.stderr + "".join(
-            f"\n--- {p}\n{p.read_text()[-2000:]}" for p in Path(cluster).glob("*.log"))
+    with slurm_cluster(num_nodes=1) as env:
         yield env
-    finally:
-        subprocess.run([script, "stop", cluster], env=env, timeout=60)
-        shutil.rmtree(cluster, ignore_errors=True)
 
 
 @pytest.fixture
