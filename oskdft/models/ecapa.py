@@ -125,6 +125,9 @@ class EcapaTdnn(nn.Module):
     """ECAPA-TDNN on ``[B, input_dim, T]`` features, returning ``[B, embed_dim]`` embeddings.
 
     :param channels: C, the width of the SE-Res2 blocks (512 in the paper).
+    :param pooled_channels: width of the layer before pooling (1536 = 3 x 512 in the paper); the
+        pooling costs more than the blocks unless it shrinks with C.
+    :param attention_channels: bottleneck of the attentive pooling.
     """
 
     def __init__(
@@ -135,6 +138,7 @@ class EcapaTdnn(nn.Module):
         dilations: Tuple[int, ...] = (2, 3, 4),
         scale: int = 8,
         pooled_channels: int = 1536,
+        attention_channels: int = 256,
     ):
         super().__init__()
         self.embed_dim = embed_dim
@@ -144,7 +148,7 @@ class EcapaTdnn(nn.Module):
             SERes2Block(channels, kernel_size=3, dilation=d, scale=scale) for d in dilations
         )
         self.conv_cat = nn.Conv1d(len(dilations) * channels, pooled_channels, kernel_size=1)
-        self.pool = AttentiveStatsPool(pooled_channels)
+        self.pool = AttentiveStatsPool(pooled_channels, attention_channels)
         self.bn_pool = nn.BatchNorm1d(2 * pooled_channels)
         self.fc = nn.Linear(2 * pooled_channels, embed_dim)
         self.bn_embed = nn.BatchNorm1d(embed_dim)

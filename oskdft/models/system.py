@@ -187,7 +187,9 @@ def build_speaker_model(cfg: SystemConfig, encoder: PreTrainedModel) -> SpeakerM
     )
     backend_input = BACKEND_INPUTS.get(cfg.backend.input)(ssl.num_layers + 1)
     ecapa = EcapaTdnn(ssl.hidden_size, channels=cfg.backend.channels,
-                      embed_dim=cfg.backend.embed_dim)
+                      embed_dim=cfg.backend.embed_dim,
+                      pooled_channels=cfg.backend.pooled_channels,
+                      attention_channels=cfg.backend.attention_channels)
     return SpeakerModel(ssl, backend_input, ecapa, has_kd=cfg.kd.loss != NO_KD)
 
 
