@@ -100,6 +100,9 @@ class BackendConfig:
     input: str = "last"
     channels: int = 512
     embed_dim: int = 192
+    # Width before pooling, and the attentive pooling's bottleneck (the paper: 1536 = 3C, 256).
+    pooled_channels: int = 1536
+    attention_channels: int = 256
 
 
 @dataclass
@@ -200,6 +203,13 @@ class TrainConfig:
     tensorboard: bool = False
     # Cap on steps per epoch (None: one window of every training utterance).
     max_steps_per_epoch: Optional[int] = None
+    # Also write checkpoints/latest.pt every this many steps, for resuming mid-epoch (0: only
+    # the epoch checkpoints).
+    checkpoint_every: int = 1000
+    # CPU threads of each training process (None: torch's default). Tiny models train fastest
+    # on one thread, with the loader workers on the other cores.
+    num_threads: Optional[int] = None
+    progress_bar: bool = True
 
 
 @dataclass
