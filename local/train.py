@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Stage 3: train one system (OS-KDFT or a baseline) and write its trained-model directory.
+
+One plain process on the CPU, or one process per GPU under torchrun (DDP; several nodes through
+a c10d rendezvous). An interrupted run continues from its newest checkpoint; a run of another
+config in EXP_DIR is refused unless --force true, which moves it aside and starts over.
+
+Inputs:  DATA_DIR/manifests/train_windows.jsonl.gz, train_speakers.txt (stage 1),
+         DATA_DIR/valid/ (validation trials), the teacher cache (stage 2, cached teachers),
+         the system and data YAML configs
+Outputs: EXP_DIR/config.yaml, EXP_DIR/checkpoints/, EXP_DIR/final/ (config.yaml, model.pt,
+         ssl/, meta.json), EXP_DIR/log/train.log, EXP_DIR/metrics.jsonl
+
+Usage: local/train.py --device cpu --config conf/oskdft.yaml --data-config conf/data.yaml \\
+           [--override optim.epochs=2 ...] --force false data exp/oskdft
+       torchrun --nproc_per_node=8 --nnodes=1 --rdzv_backend=c10d \\
+           --rdzv_endpoint=127.0.0.1:29400 local/train.py --config ... data exp/oskdft
+"""
+import argparse
+import logging
+
+from oskdft.training.trainer import train_system
+from oskdft.utils.logging import setup_logging
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--config", required=True, help="the system's YAML config")
+    parser.add_argument("--data-config", required=True, help="the recipe's data YAML")
+    parser.add_argument("--override", nargs="*", default=[],
+                        help="dotted config overrides, e.g. optim.epochs=2")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="auto: this rank's GPU when there is one")
+    parser.add_argument("--force", choices=("true", "false"), default="false",
+                        help="start over when EXP_DIR holds a run of another config (the old "
+                        "run is moved to EXP_DIR.bak-<time>)")
+    parser.add_argument("--teacher-cache", default="exp/teacher_cache",
+                        help="stage 2's teacher cache root")
+    parser.add_argument("data_dir", help="the recipe's data directory")
+    parser.add_argument("exp_dir", help="the system's experiment directory")
+    return parser
+
+
+def main(argv=None) -> None:
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    logging.info("%s", vars(args))
+    train_system(
+        config=args.config,
+        data_config=args.data_config,
+        data_dir=args.data_dir,
+        exp_dir=args.exp_dir,
+        overrides=args.override,
+        device=args.device,
+        force=args.force == "true",
+        teacher_cache=args.teacher_cache,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The experiment directory of stage 3: start, resume, or refuse; never destroy a run.
+
+- No earlier run: start; rank 0 writes ``config.yaml`` (the merged config).
+- An earlier run with an equal ``config.yaml``: resume from its newest checkpoint.
+- An earlier run with another config: refuse, naming the keys that differ, unless ``force``.
+- ``force``: the earlier run is moved aside whole to ``<exp_dir>.bak-<timestamp>`` and a new
+  one starts.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from oskdft.config import SystemConfig, load_config, save_config, to_dict
+from oskdft.training.checkpoint import CHECKPOINT_DIR, newest_checkpoint
+from oskdft.training.distributed import DistContext, barrier
+from oskdft.utils.errors import InputError
+from oskdft.utils.io import Pathlike
+
+CONFIG_NAME = "config.yaml"
+
+
+def prepare_exp_dir(exp_dir: Pathlike, cfg: SystemConfig, force: bool,
+                    ctx: DistContext) -> Optional[Path]:
+    """Make ``exp_dir`` ready for ``cfg`` (see the module docstring); every rank calls it.
+
+    :return: the checkpoint to resume from, or None to start.
+    :raises InputError: ``exp_dir`` holds a run of another config and ``force`` is off.
+    """
+    exp_dir = Path(exp_dir)
+    saved = exp_dir / CONFIG_NAME
+    has_run = exp_dir.is_dir() and any(exp_dir.iterdir())
+    # Every rank decides from the same files before rank 0 changes any of them.
+    if has_run and not force and saved.is_file():
+        differing = config_differences(_read_saved(saved), to_dict(cfg))
+        if differing:
+            raise InputError(
+                saved, "this experiment was run with another config; differing keys: "
+                + ", ".join(differing[:10]) + (" ..." if len(differing) > 10 else ""),
+                hint="rerun with --force true to start over (the old run is moved aside), "
+                "or train under another name",
+            )
+    barrier(ctx)
+    if ctx.is_main:
+        if has_run and force:
+            moved = move_aside(exp_dir)
+            logging.info("--force: moved the earlier run %s to %s", exp_dir, moved)
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        if not saved.is_file():
+            save_config(cfg, saved)
+    barrier(ctx)
+    return newest_checkpoint(exp_dir / CHECKPOINT_DIR)
+
+
+def config_differences(old: Dict[str, Any], new: Dict[str, Any], prefix: str = "") -> List[str]:
+    """Dotted keys whose values differ between two config trees.
+
+    >>> config_differences({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 0})
+    ['a.c', 'd']
+    """
+    keys = sorted(set(old) | set(new))
+    out: List[str] = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def move_aside(exp_dir: Path) -> Path:
+    """Rename ``exp_dir`` to a free ``<name>.bak-<timestamp>[-k]`` next to it."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = exp_dir.with_name(f"{exp_dir.name}.bak-{stamp}")
+    suffix = 1
+    while target.exists():
+        target = exp_dir.with_name(f"{exp_dir.name}.bak-{stamp}-{suffix}")
+        suffix += 1
+    os.replace(exp_dir, target)
+    return target
+
+
+def _read_saved(path: Path) -> Dict[str, Any]:
+    """The saved config as a tree; one that no longer loads (e.g. a key since removed) counts
+    as different from any config."""
+    try:
+        return to_dict(load_config(path))
+    except InputError as e:
+        return {"<unreadable config.yaml>": str(e)}

@@ -1,0 +1,85 @@
+"""Learning rates and loss weights per epoch: the paper's three schedules, all set in YAML.
+
+Every value is a pure function of the (0-based) epoch index, constant within the epoch, as in
+the original code, which stepped its schedulers once per epoch. A resumed run therefore needs
+no scheduler state: the epoch in the checkpoint fixes every rate. In the formulas below
+``e = epoch + 1`` counts epochs from 1 and ``E = optim.epochs``:
+
+- ``backend`` (ECAPA-TDNN, its input layer weights, the AAM head): cosine from ``backend_lr``
+  in epoch 1 to ``backend_lr_min`` in epoch E,
+  ``min + (max - min) * (1 + cos(pi * (e - 1) / (E - 1))) / 2``;
+- ``adapters``: ``adapter_lr_mult`` times the back-end rate;
+- ``ssl`` (the shared encoder weights, and the KD loss's own parameters): linear warm-up
+  ``ssl_lr * e / W`` over ``W = ssl_warmup_epochs`` epochs, then ``ssl_lr * ssl_decay ** (e - W)``
+  (no warm-up when W is 0: ``ssl_lr * ssl_decay ** (e - 1)``).
+
+The loss weights: the KD loss is multiplied by :func:`oskdft.losses.kd.kd_weight` (the paper's
+``(E - e) / E``, 0 after ``kd.until_epoch``), the AAM loss by 1 from epoch index
+``sv.from_epoch`` on and 0 before (the two-step baselines distil first).
+
+>>> from oskdft.config import OptimConfig
+>>> rates = learning_rates(OptimConfig(), epoch=9)  # the 10th epoch: one decay step
+>>> round(rates["ssl"] / 5e-5, 2), rates["adapters"] / rates["backend"]
+(0.93, 10.0)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict
+
+from oskdft.config import OptimConfig, SystemConfig
+from oskdft.losses.kd import kd_weight
+
+GROUPS = ("backend", "adapters", "ssl")
+
+
+def backend_lr(cfg: OptimConfig, epoch: int) -> float:
+    """The back end's rate in ``epoch`` (0-based): cosine from ``backend_lr`` to
+    ``backend_lr_min``, reached in the last epoch."""
+    progress = min(epoch / (cfg.epochs - 1), 1.0) if cfg.epochs > 1 else 0.0
+    return cfg.backend_lr_min + (cfg.backend_lr - cfg.backend_lr_min) * (
+        1.0 + math.cos(math.pi * progress)
+    ) / 2.0
+
+
+def ssl_lr(cfg: OptimConfig, epoch: int) -> float:
+    """The shared encoder's rate in ``epoch`` (0-based): warm-up, then geometric decay."""
+    e, warmup = epoch + 1, cfg.ssl_warmup_epochs
+    if e <= warmup:
+        return cfg.ssl_lr * e / warmup
+    return cfg.ssl_lr * cfg.ssl_decay ** (e - max(warmup, 1))
+
+
+def learning_rates(cfg: OptimConfig, epoch: int) -> Dict[str, float]:
+    """The rate of every parameter group in ``epoch`` (0-based)."""
+    backend = backend_lr(cfg, epoch)
+    return {"backend": backend, "adapters": backend * cfg.adapter_lr_mult,
+            "ssl": ssl_lr(cfg, epoch)}
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """What the total loss of an epoch is made of: ``kd * KD loss + sv * AAM loss``."""
+
+    kd: float
+    sv: float
+
+    @property
+    def uses_kd(self) -> bool:
+        return self.kd > 0.0
+
+    @property
+    def uses_sv(self) -> bool:
+        return self.sv > 0.0
+
+
+def loss_weights(cfg: SystemConfig, epoch: int) -> LossWeights:
+    """The loss weights of ``epoch`` (0-based).
+
+    >>> cfg = SystemConfig()
+    >>> cfg.kd.until_epoch, cfg.sv.from_epoch = 2, 2  # two-step: distil 2 epochs, then fine-tune
+    >>> [loss_weights(cfg, e).sv for e in range(4)], loss_weights(cfg, 2).kd
+    ([0.0, 0.0, 1.0, 1.0], 0.0)
+    """
+    return LossWeights(kd=kd_weight(cfg, epoch), sv=1.0 if epoch >= cfg.sv.from_epoch else 0.0)

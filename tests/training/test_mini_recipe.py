@@ -1,0 +1,56 @@
+"""egs/mini's stage 3: every system of run.conf, in its order, from its real config (epochs and
+batches shrunk) on the tiny recipe; and, opt-in (OSKDFT_MINI_TRAINING=1, about 7 minutes on
+2 cores), the real mini recipe through run.sh, whose OS-KDFT student must improve on the
+validation trials after its first epoch."""
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from oskdft.config import load_config
+from oskdft.embedding.final import load_final
+from oskdft.training.trainer import train_system
+from tests.training.tiny_recipe import make_tiny_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+MINI = REPO / "egs" / "mini"
+
+
+def mini_systems():
+    return re.search(r'^systems="([^"]+)"', (MINI / "run.conf").read_text(), re.M).group(1).split()
+
+
+def test_every_mini_system_trains_in_the_recipe_order(tmp_path, monkeypatch):
+    recipe = make_tiny_recipe(tmp_path)  # its own: exp/<system> names are the recipe's
+    monkeypatch.chdir(recipe)  # the students' teacher.path: exp/teacher_ft/final/ssl
+    systems = mini_systems()
+    assert systems[0] == "teacher_ft" and "oskdft" in systems
+    for system in systems:
+        config = MINI / "conf" / f"{system}.yaml"
+        overrides = ["optim.epochs=2", "optim.batch_size=4", "train.max_steps_per_epoch=2",
+                     "train.num_workers=0", "train.progress_bar=false", "kd.decay_epochs=2"]
+        if load_config(config).kd.until_epoch is not None:  # two-step: 1 epoch of each
+            overrides += ["kd.until_epoch=1", "sv.from_epoch=1"]
+        final = train_system(config, recipe / "data.yaml", recipe / "data",
+                             recipe / "exp" / system, overrides=overrides, device="cpu")
+        model, cfg, meta = load_final(final)
+        assert meta["steps"] == 4 and len(meta["valid_eers"]) == 2
+        if cfg.ssl.source == "student":
+            assert meta["teacher"] == "exp/teacher_ft/final/ssl"
+            assert model.ssl.num_layers == cfg.ssl.num_layers < 4
+            assert meta["ssl_time_ratio"] > 0
+
+
+@pytest.mark.skipif(not os.environ.get("OSKDFT_MINI_TRAINING"),
+                    reason="trains the whole mini recipe (minutes); set OSKDFT_MINI_TRAINING=1")
+def test_mini_recipe_oskdft_improves_on_validation(tmp_path):
+    subprocess.run(["bash", str(REPO / "run.sh"), "--dir", str(tmp_path), "--stage", "0",
+                    "--stop-stage", "3"], check=True, cwd=REPO, timeout=1800)
+    lines = (tmp_path / "exp" / "oskdft" / "metrics.jsonl").read_text().splitlines()
+    eers = [r["valid_eer"] for r in map(json.loads, lines) if r["kind"] == "epoch"]
+    assert min(eers[1:]) < eers[0], eers
+    for system in mini_systems():
+        assert (tmp_path / "exp" / system / "final" / "model.pt").is_file()
