@@ -110,10 +110,13 @@ fi
 #   Systems in online-teacher mode need no cache and are skipped.
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "Stage 2: teacher feature cache"
-  confs=(); for sys in $systems; do confs+=("$(system_config "$sys")"); done
+  confs=(); specs=()
+  for sys in $systems; do confs+=("$(system_config "$sys")"); specs+=("$sys=${confs[-1]}"); done
   h=$(stage_hash "$data_config" "${confs[@]}" data/.stage1.done -- "$override")
   if ! is_done exp stage2 "$h"; then
-    for sys in $systems; do
+    cached=$(python "$root/local/cached_systems.py" "${specs[@]}" "${override_args[@]}")
+    [ -z "$cached" ] && log "no system caches its teacher (online teachers, or no KD)"
+    for sys in $cached; do
       conf=$(system_config "$sys")
       args=(--config "$conf" --data-config "$data_config" "${override_args[@]}")
       $cmd --job-key "$(job_key "$h")" JOB=1:"$nj" "exp/teacher_cache/log/$sys/cache.JOB.log" \

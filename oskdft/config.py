@@ -96,8 +96,11 @@ class SSLConfig:
 class BackendConfig:
     """ECAPA-TDNN on top of the SSL encoder."""
 
-    # last: InstanceNorm of the last layer (the paper); weighted_sum: learnable layer weights.
+    # last: the last layer (the paper); weighted_sum: learnable layer weights.
     input: str = "last"
+    # InstanceNorm over time of what the back end reads (the paper). It removes each
+    # utterance's mean and scale per channel, which small encoders trained from scratch need.
+    instance_norm: bool = True
     channels: int = 512
     embed_dim: int = 192
     # Width before pooling, and the attentive pooling's bottleneck (the paper: 1536 = 3C, 256).
@@ -251,6 +254,10 @@ class SystemConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     # Folded in from the recipe's conf/data.yaml when stage 3 saves exp/<system>/config.yaml.
     data: DataConfig = field(default_factory=DataConfig)
+
+    def caches_teacher(self) -> bool:
+        """Whether stage 2 caches this system's teacher: KD on, teacher in cached mode."""
+        return self.kd.loss != "none" and self.teacher.mode == "cached"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def needs_cache(cfg: SystemConfig) -> bool:
     """Whether stage 2 caches this system's teacher: KD on, teacher in ``cached`` mode."""
     if cfg.teacher.mode not in (CACHED, ONLINE):
         raise InputError("teacher.mode", f"must be {CACHED} or {ONLINE}, got {cfg.teacher.mode!r}")
-    return cfg.kd.loss != "none" and cfg.teacher.mode == CACHED
+    return cfg.caches_teacher()
 
 
 def cache_spec(cfg: SystemConfig, data_cfg: DataConfig, windows_manifest: Pathlike) -> CacheSpec:

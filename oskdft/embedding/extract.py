@@ -21,8 +21,8 @@ failed work.
 from __future__ import annotations
 
 import functools
-import os
 import logging
+import os
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Sequence, Tuple, Union
 

@@ -34,15 +34,22 @@ NO_KD = "none"
 BACKEND_INPUTS: Registry = Registry("backend input")
 
 
+def _channels_first(hidden: Tensor, mask: Optional[Tensor], instance_norm: bool) -> Tensor:
+    """``[B, T, D]`` -> ``[B, D, T]``, InstanceNorm-ed over time when asked."""
+    hidden = hidden.transpose(1, 2)
+    return masked_instance_norm(hidden, mask) if instance_norm else hidden
+
+
 @BACKEND_INPUTS.register("last")
 class LastLayer(nn.Module):
-    """The last hidden state after InstanceNorm (the paper)."""
+    """The last hidden state, after InstanceNorm in the paper."""
 
-    def __init__(self, num_hidden_states: int):
+    def __init__(self, num_hidden_states: int, instance_norm: bool = True):
         super().__init__()
+        self.instance_norm = instance_norm
 
     def forward(self, hidden_states: Tuple[Tensor, ...], mask: Optional[Tensor]) -> Tensor:
-        return masked_instance_norm(hidden_states[-1].transpose(1, 2), mask)
+        return _channels_first(hidden_states[-1], mask, self.instance_norm)
 
 
 @BACKEND_INPUTS.register("weighted_sum")
@@ -50,14 +57,15 @@ class WeightedLayerSum(nn.Module):
     """A learnable softmax-weighted sum of all hidden states, each after InstanceNorm (layers of
     pre-LN models differ in scale by orders of magnitude); SUPERB's recipe for teachers."""
 
-    def __init__(self, num_hidden_states: int):
+    def __init__(self, num_hidden_states: int, instance_norm: bool = True):
         super().__init__()
+        self.instance_norm = instance_norm
         self.layer_logits = nn.Parameter(torch.zeros(num_hidden_states))
 
     def forward(self, hidden_states: Tuple[Tensor, ...], mask: Optional[Tensor]) -> Tensor:
         weights = torch.softmax(self.layer_logits, dim=0)
         return sum(
-            w * masked_instance_norm(h.transpose(1, 2), mask)
+            w * _channels_first(h, mask, self.instance_norm)
             for w, h in zip(weights, hidden_states)
         )
 
@@ -185,7 +193,8 @@ def build_speaker_model(cfg: SystemConfig, encoder: PreTrainedModel) -> SpeakerM
         adapter_scale=cfg.ssl.adapter_scale,
         doubled_residual=cfg.ssl.doubled_residual,
     )
-    backend_input = BACKEND_INPUTS.get(cfg.backend.input)(ssl.num_layers + 1)
+    backend_input = BACKEND_INPUTS.get(cfg.backend.input)(
+        ssl.num_layers + 1, instance_norm=cfg.backend.instance_norm)
     ecapa = EcapaTdnn(ssl.hidden_size, channels=cfg.backend.channels,
                       embed_dim=cfg.backend.embed_dim,
                       pooled_channels=cfg.backend.pooled_channels,
