@@ -201,6 +201,11 @@ class Trainer:
         online teacher), this rank's sampler and the loader."""
         cfg = self.cfg
         cache = open_teacher_cache(cfg, cfg.data, self.data_dir, cache_root)
+        if cache is not None:
+            logging.info("teacher targets: layers %s from the stage-2 cache %s", cache.layers,
+                     cache.cuts_path.parent)
+        elif self.online_teacher is not None:
+            logging.info("teacher targets: the teacher runs online on the clean windows")
         self.dataset = TrainingWindows.from_data_dir(
             self.data_dir, cfg.augment, seed=cfg.train.seed,
             cache_cuts=cache.cuts_path if cache else None,

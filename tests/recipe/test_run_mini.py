@@ -1,0 +1,96 @@
+"""The whole mini recipe, as a new user runs it: `bash run.sh` on CPU, stages 0-6.
+
+One run (about 7 minutes on 2 cores) is shared by the tests of this module; they check what the
+recipe promises: every system trained, embedded, scored, exported; the OS-KDFT student clearly
+better than the trivial baseline; a second run changing nothing; stage 2 caching a teacher; the
+exported model serving `oskdft verify`.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from oskdft.embedding.baseline import baseline_eers
+
+REPO = Path(__file__).resolve().parents[2]
+SYSTEMS = ["teacher_ft", "oskdft", "ft_only", "kd_then_ft", "distilhubert"]
+
+pytestmark = pytest.mark.slow
+
+
+def run_sh(work: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(REPO / "run.sh"), "--dir", str(work), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=2400)
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    work = tmp_path_factory.mktemp("mini")
+    run = run_sh(work)
+    assert run.returncode == 0, run.stderr[-4000:]
+    return work, run
+
+
+def test_every_system_is_trained_scored_and_exported(mini):
+    work, run = mini
+    results = json.loads((work / "exp" / "results.json").read_text())
+    rows = {(r["system"], r["backend"]) for r in results["rows"]}
+    for system in SYSTEMS:
+        assert (work / "exp" / system / "final" / "model.pt").is_file()
+        assert (work / "exp" / system / "export" / "model.onnx").is_file()
+        for backend in ("cosine", "cosine_mean", "plda", "asnorm", "fused"):
+            assert (system, backend) in rows
+    # The table ends the run on the terminal.
+    assert "| oskdft | cosine |" in run.stdout
+
+
+def test_oskdft_beats_the_trivial_baseline_clearly(mini):
+    work, _ = mini
+    baseline = min(baseline_eers(work / "data" / "test")["mini"].values())
+    metrics = json.loads((work / "exp" / "oskdft" / "scores" / "metrics.json").read_text())
+    oskdft = metrics["trial_lists"]["mini"]["results"]["cosine"]["eer"]
+    assert oskdft < baseline - 0.05, (oskdft, baseline)
+
+
+def test_oskdft_validation_eer_improves_after_its_first_epoch(mini):
+    work, _ = mini
+    lines = (work / "exp" / "oskdft" / "metrics.jsonl").read_text().splitlines()
+    eers = [r["valid_eer"] for r in map(json.loads, lines) if r["kind"] == "epoch"]
+    assert len(eers) > 1 and min(eers[1:]) < eers[0], eers
+
+
+def test_second_run_changes_nothing(mini):
+    work, _ = mini
+    outputs = [p for p in (work / "exp").rglob("*") if p.is_file()]
+    before = {p: p.stat().st_mtime_ns for p in outputs}
+    run = run_sh(work)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stderr.count("skipping") >= 2 + 3 * len(SYSTEMS) + 1  # stages 0-2, 3/4/6, 5
+    assert {p: p.stat().st_mtime_ns for p in outputs} == before
+
+
+def test_stage_2_caches_the_teacher_for_a_cached_system(mini):
+    work, _ = mini
+    config = REPO / "tests" / "recipe" / "oskdft_cached.yaml"
+    run = run_sh(work, "--train-config", str(config), "--stage", "2", "--stop-stage", "4")
+    assert run.returncode == 0, run.stderr[-4000:]
+    caches = [d for d in (work / "exp" / "teacher_cache").iterdir() if d.name != "log"]
+    assert len(caches) == 1 and (caches[0] / "cuts.jsonl.gz").is_file()
+    log = (work / "exp" / "oskdft_cached" / "log" / "train.log").read_text()
+    assert str(caches[0].name) in log
+    assert (work / "exp" / "oskdft_cached" / "embeddings" / "test" / "xvector.scp").is_file()
+
+
+def test_exported_model_verifies_a_pair(mini):
+    work, _ = mini
+    wavs = [line.split(maxsplit=1)[1].strip()
+            for line in (work / "data" / "test" / "wav.scp").read_text().splitlines()[:2]]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    run = subprocess.run(["oskdft", "verify", str(work / "exp" / "oskdft" / "export" / "model.onnx"),
+                          *wavs], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "llr" in run.stdout.lower() and ("same" in run.stdout.lower()
+                                            or "different" in run.stdout.lower())
