@@ -17,20 +17,14 @@ import argparse
 import logging
 
 from oskdft.cache import cache_teacher_job
+from oskdft.cli.common import add_job_args, add_system_args, make_parser
 from oskdft.utils.logging import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--config", required=True, help="the system's YAML")
-    parser.add_argument("--data-config", required=True, help="the recipe's data YAML")
-    parser.add_argument("--override", nargs="*", default=[],
-                        help="dotted config overrides, e.g. teacher.cache_storage=lilcom")
-    parser.add_argument("--job", type=int, required=True, help="this job's number, 1..N")
-    parser.add_argument("--num-jobs", type=int, required=True, help="N, the number of jobs")
+    parser = make_parser(__doc__)
+    add_system_args(parser)
+    add_job_args(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="windows per teacher call")
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda[:i]")
     parser.add_argument("data_dir", help="the recipe's data directory")

@@ -12,14 +12,12 @@ Usage: local/cached_systems.py oskdft=conf/oskdft.yaml ft_only=conf/ft_only.yaml
 """
 import argparse
 
+from oskdft.cli.common import make_parser
 from oskdft.config import load_config
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("systems", nargs="+", metavar="NAME=CONFIG", help="system name and YAML")
     parser.add_argument("--override", nargs="*", default=[], help="dotted config overrides")
     return parser

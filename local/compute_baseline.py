@@ -10,15 +10,13 @@ Usage: local/compute_baseline.py [--features "mfcc logmel"] data/test
 import argparse
 import logging
 
+from oskdft.cli.common import make_parser
 from oskdft.embedding.baseline import FEATURES, baseline_eers
 from oskdft.utils.logging import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--features", default="mfcc logmel",
                         help="frame features averaged per utterance, space-separated; "
                         f"any of: {' '.join(FEATURES.names())}")

@@ -19,24 +19,22 @@ import argparse
 import logging
 from pathlib import Path
 
+from oskdft.cli.common import make_parser, str2bool
 from oskdft.embedding.export import export_system
 from oskdft.utils.logging import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--parity-set", required=True,
                         help="Kaldi data dir whose utterances the parity check embeds")
     parser.add_argument("--num-parity-utterances", type=int, default=4,
                         help="utterances of the parity set, evenly spaced over its wav.scp")
     parser.add_argument("--max-parity-seconds", type=float, default=8.0,
                         help="each parity utterance is cut to this length")
-    parser.add_argument("--int8", choices=("true", "false"), default="true",
+    parser.add_argument("--int8", type=str2bool, default=True,
                         help="also write model.int8.onnx, dynamically quantised for CPU")
-    parser.add_argument("--torchscript", choices=("true", "false"), default="false",
+    parser.add_argument("--torchscript", type=str2bool, default=False,
                         help="also write model.torchscript.pt (torch.jit.trace, deprecated "
                         "in torch; for libtorch users)")
     parser.add_argument("final_dir", help="the trained model, e.g. exp/oskdft/final")
@@ -54,8 +52,8 @@ def main(argv=None) -> None:
         parity_set=args.parity_set,
         num_parity_utterances=args.num_parity_utterances,
         max_parity_seconds=args.max_parity_seconds,
-        int8=args.int8 == "true",
-        torchscript=args.torchscript == "true",
+        int8=args.int8,
+        torchscript=args.torchscript,
     )
 
 

@@ -16,18 +16,15 @@ Usage: local/extract_embeddings.py --sets "test valid backend" --job 1 --num-job
 import argparse
 import logging
 
+from oskdft.cli.common import add_job_args, make_parser
 from oskdft.embedding.extract import extract_embeddings_job
 from oskdft.utils.logging import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--sets", required=True, help="sets to embed, space-separated")
-    parser.add_argument("--job", type=int, required=True, help="this job's number, 1..N")
-    parser.add_argument("--num-jobs", type=int, required=True, help="N, the number of jobs")
+    add_job_args(parser)
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda[:i]")
     parser.add_argument("--num-workers", type=int, default=0,
                         help="processes loading audio ahead of the model (0: none)")

@@ -13,15 +13,13 @@ Usage: local/make_results.py --systems "teacher_ft oskdft" --eval-sets "test" ex
 import argparse
 import logging
 
+from oskdft.cli.common import make_parser
 from oskdft.scoring.report import make_results
 from oskdft.utils.logging import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--systems", required=True, help="systems in table order, space-separated")
     parser.add_argument("--eval-sets", required=True,
                         help="evaluation sets whose trial lists are reported, space-separated")

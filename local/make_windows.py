@@ -18,15 +18,13 @@ Usage: local/make_windows.py --data-config conf/data.yaml --train-set train \\
 import argparse
 import logging
 
+from oskdft.cli.common import make_parser
 from oskdft.data.windows import make_windows
 from oskdft.utils.logging import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--data-config", required=True, help="the recipe's data YAML")
     parser.add_argument("--train-set", required=True, help="the training set's data dir name")
     parser.add_argument("--aug-sets", default="",

@@ -14,15 +14,13 @@ Usage: local/merge_embeddings.py --sets "test valid backend" --num-jobs 4 \\
 import argparse
 import logging
 
+from oskdft.cli.common import make_parser
 from oskdft.embedding.merge import merge_embeddings
 from oskdft.utils.logging import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--sets", required=True, help="sets to merge, space-separated")
     parser.add_argument("--num-jobs", type=int, required=True,
                         help="the number of jobs that extracted them")

@@ -17,18 +17,13 @@ import argparse
 import logging
 
 from oskdft.cache import merge_teacher_cache
+from oskdft.cli.common import add_system_args, make_parser
 from oskdft.utils.logging import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--config", required=True, help="the system's YAML")
-    parser.add_argument("--data-config", required=True, help="the recipe's data YAML")
-    parser.add_argument("--override", nargs="*", default=[],
-                        help="dotted config overrides, as given to the jobs")
+    parser = make_parser(__doc__)
+    add_system_args(parser)
     parser.add_argument("--num-jobs", type=int, required=True,
                         help="the number of jobs that wrote the shards")
     parser.add_argument("data_dir", help="the recipe's data directory")

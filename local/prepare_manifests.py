@@ -15,15 +15,13 @@ Usage: local/prepare_manifests.py --train-set train --eval-sets "test" \\
 import argparse
 import logging
 
+from oskdft.cli.common import make_parser
 from oskdft.data.manifests import prepare_manifests
 from oskdft.utils.logging import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--train-set", required=True, help="the training set's data dir name")
     parser.add_argument("--eval-sets", default="", help="evaluation sets, space-separated")
     parser.add_argument("--aug-sets", default="", help="augmentation sets, space-separated")

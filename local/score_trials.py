@@ -17,15 +17,13 @@ import argparse
 import logging
 from pathlib import Path
 
+from oskdft.cli.common import make_parser
 from oskdft.scoring.pipeline import score_system
 from oskdft.utils.logging import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--eval-sets", required=True,
                         help="evaluation sets whose trial lists are scored, space-separated")
     parser.add_argument("--valid-set", default="valid",

@@ -19,22 +19,17 @@ Usage: local/train.py --device cpu --config conf/oskdft.yaml --data-config conf/
 import argparse
 import logging
 
+from oskdft.cli.common import add_system_args, make_parser, str2bool
 from oskdft.training.trainer import train_system
 from oskdft.utils.logging import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--config", required=True, help="the system's YAML config")
-    parser.add_argument("--data-config", required=True, help="the recipe's data YAML")
-    parser.add_argument("--override", nargs="*", default=[],
-                        help="dotted config overrides, e.g. optim.epochs=2")
+    parser = make_parser(__doc__)
+    add_system_args(parser)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="auto: this rank's GPU when there is one")
-    parser.add_argument("--force", choices=("true", "false"), default="false",
+    parser.add_argument("--force", type=str2bool, default=False,
                         help="start over when EXP_DIR holds a run of another config (the old "
                         "run is moved to EXP_DIR.bak-<time>)")
     parser.add_argument("--teacher-cache", default="exp/teacher_cache",
@@ -55,7 +50,7 @@ def main(argv=None) -> None:
         exp_dir=args.exp_dir,
         overrides=args.override,
         device=args.device,
-        force=args.force == "true",
+        force=args.force,
         teacher_cache=args.teacher_cache,
     )
 

@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 from typing import Tuple
 
+from oskdft.cli.common import make_parser
 from oskdft.data.kaldi_dir import import_data_dir
 from oskdft.data.musan import prepare_musan, prepare_rirs
 from oskdft.utils.logging import setup_logging
@@ -30,10 +31,7 @@ def name_and_path(text: str) -> Tuple[str, str]:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--train-dir", required=True, help="Kaldi data dir of the training set")
     parser.add_argument("--eval-dir", required=True, help="Kaldi data dir of the evaluation set")
     parser.add_argument("--trials", type=name_and_path, action="append", required=True,

@@ -15,15 +15,13 @@ Usage: egs/mini/prepare.py [--seed 0] [--corpus-dir DIR] data
 import argparse
 import logging
 
+from oskdft.cli.common import make_parser
 from oskdft.data.synthetic import prepare_mini_corpus
 from oskdft.utils.logging import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--seed", type=int, default=0, help="the corpus is a function of it")
     parser.add_argument("--corpus-dir", default=None,
                         help="where the audio goes (default: DATA_DIR/mini_corpus)")

@@ -17,15 +17,13 @@ Usage: egs/voxceleb/prepare.py --voxceleb1 /data/VoxCeleb1 --voxceleb2 /data/Vox
 import argparse
 import logging
 
+from oskdft.cli.common import make_parser
 from oskdft.data.voxceleb import prepare_voxceleb
 from oskdft.utils.logging import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--voxceleb1", required=True, help="VoxCeleb1 root (holding wav/)")
     parser.add_argument("--trials-dir", required=True, help="directory of the cleaned trial lists")
     parser.add_argument("--voxceleb2", default=None, help="VoxCeleb2 root (holding dev/aac/)")
