@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import List
+from typing import Any, List
 
 import torch
 import torch.distributed as dist
@@ -70,6 +70,16 @@ def shutdown(ctx: DistContext) -> None:
 def barrier(ctx: DistContext) -> None:
     if ctx.is_distributed:
         dist.barrier()
+
+
+def broadcast_from_main(ctx: DistContext, value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (a decision taken once, e.g. which checkpoint to resume:
+    on a network file system other nodes may still see files rank 0 has just moved)."""
+    if not ctx.is_distributed:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
 
 
 def all_reduce_mean(ctx: DistContext, values: torch.Tensor) -> torch.Tensor:

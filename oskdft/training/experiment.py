@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 from oskdft.config import SystemConfig, load_config, save_config, to_dict
 from oskdft.training.checkpoint import CHECKPOINT_DIR, newest_checkpoint
-from oskdft.training.distributed import DistContext, barrier
+from oskdft.training.distributed import DistContext, barrier, broadcast_from_main
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike
 
@@ -52,7 +52,8 @@ def prepare_exp_dir(exp_dir: Pathlike, cfg: SystemConfig, force: bool,
         if not saved.is_file():
             save_config(cfg, saved)
     barrier(ctx)
-    return newest_checkpoint(exp_dir / CHECKPOINT_DIR)
+    newest = newest_checkpoint(exp_dir / CHECKPOINT_DIR) if ctx.is_main else None
+    return broadcast_from_main(ctx, newest)
 
 
 def config_differences(old: Dict[str, Any], new: Dict[str, Any], prefix: str = "") -> List[str]:
