@@ -33,7 +33,7 @@ setup(
         "onnxscript",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "tensorboard"],
         "tensorboard": ["tensorboard"],
     },
     entry_points={"console_scripts": ["oskdft=oskdft.cli.main:main"]},

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
+from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike, atomic_write
 
 METRICS_NAME = "metrics.jsonl"
@@ -50,8 +51,11 @@ class TensorBoardSink:
     """Scalars under ``exp/<system>/tensorboard``; events past ``resume_step`` are purged."""
 
     def __init__(self, log_dir: Pathlike, resume_step: int):
-        from torch.utils.tensorboard import SummaryWriter  # optional dependency
-
+        try:  # an optional dependency
+            from torch.utils.tensorboard import SummaryWriter
+        except ModuleNotFoundError as e:
+            raise InputError("train.tensorboard", "needs the tensorboard package",
+                             hint="pip install 'oskdft[tensorboard]', or set it to false") from e
         self.writer = SummaryWriter(str(log_dir), purge_step=resume_step + 1)
 
     def log(self, record: Record) -> None:
