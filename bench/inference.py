@@ -28,6 +28,7 @@ from typing import Callable, Dict, List
 import numpy as np
 import torch
 
+from oskdft.cli.common import make_parser
 from oskdft.config import SystemConfig
 from oskdft.embedding.export import (
     TorchEmbedder,
@@ -46,10 +47,7 @@ Embedder = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--threads", type=int, default=2,
                         help="CPU threads of torch and of onnxruntime")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (after a warm-up)")

@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 
+from oskdft.cli.common import make_parser
 from oskdft.config import SystemConfig
 from oskdft.models.system import build_model
 from oskdft.models.teacher import XLSR53_ARCH, SSLTeacher, build_ssl_from_arch
@@ -28,10 +29,7 @@ SAMPLE_RATE = 16000
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (after a warm-up)")
     parser.add_argument("--seconds", type=float, default=4.0, help="audio length")

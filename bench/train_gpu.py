@@ -30,6 +30,7 @@ from typing import Dict, List
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from oskdft.cli.common import make_parser
 from oskdft.config import SystemConfig
 from oskdft.losses.aam import AAMSoftmax
 from oskdft.losses.kd import build_kd_loss
@@ -50,10 +51,7 @@ TINY_ARCH = {
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--batch-size", type=int, default=128, help="global batch (windows)")
     parser.add_argument("--seconds", type=float, default=2.0, help="window length")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per mode")

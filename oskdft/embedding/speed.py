@@ -59,7 +59,7 @@ def _median_times(forwards: List[SSLForward], seconds: float, batch: int, repeat
     generator = torch.Generator().manual_seed(0)
     wav = torch.randn(batch, round(seconds * SAMPLE_RATE), generator=generator).to(device)
     times: List[List[float]] = [[] for _ in forwards]
-    with _torch_threads(threads), torch.inference_mode():
+    with torch_threads(threads), torch.inference_mode():
         for _ in range(WARMUP_CALLS):
             for forward in forwards:
                 forward(wav)
@@ -84,7 +84,8 @@ def _time_call(forward: SSLForward, wav: Tensor, device: torch.device) -> float:
 
 
 @contextlib.contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with torch using ``threads`` CPU threads, then restore the count."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

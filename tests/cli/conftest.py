@@ -1,19 +1,7 @@
-import contextlib
-
 import pytest
-import torch
 
+from oskdft.embedding.speed import torch_threads
 from tests.cli.deployed_recipe import build_deployed_recipe
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @pytest.fixture(autouse=True, scope="module")
