@@ -18,7 +18,7 @@ set -euo pipefail
 #   3   | OS-KDFT training  | train windows, cache, conf/<sys>.yaml | exp/<sys>/{config.yaml,checkpoints,final} | exp/<sys>/.stage3.done
 #   4   | embeddings        | exp/<sys>/final, data/<set>           | exp/<sys>/embeddings/<set>/xvector*.{ark,scp} | exp/<sys>/.stage4.done
 #   5   | scoring, results  | embeddings, trials                    | exp/<sys>/scores/, exp/results.{md,json}  | exp/.stage5.done
-#   6   | export            | exp/<sys>/final                       | exp/<sys>/export/model.onnx               | exp/<sys>/.stage6.done
+#   6   | export            | exp/<sys>/{final,scores}              | exp/<sys>/export/model.onnx               | exp/<sys>/.stage6.done
 
 cmdline="$0 $*"
 
@@ -203,7 +203,8 @@ fi
 
 # Stage 6: export each system's student + ECAPA to ONNX (waveform -> embedding) with a parity
 #   check against PyTorch on real utterances.
-#   in:  exp/<sys>/final, data/<first eval set>   out: exp/<sys>/export/model.onnx
+#   in:  exp/<sys>/final, exp/<sys>/scores (calibration), data/<first eval set>
+#   out: exp/<sys>/export/{model.onnx,model.int8.onnx,meta.json,calibration.json}
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   for sys in $systems; do
     log "Stage 6: export $sys"
