@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from lhotse import CutSet
@@ -208,10 +208,15 @@ class StudentAugmenter:
         weights = np.array([cfg.choices[name] for name in self.names], dtype=np.float64)
         self.probs = weights / weights.sum() if len(weights) else weights
 
-    def __call__(self, window: Cut, rng: np.random.Generator) -> np.ndarray:
-        """The student's samples for ``window``: float32, as many as the window has."""
+    def __call__(self, window: Cut, rng: np.random.Generator,
+                 clean: Optional[np.ndarray] = None) -> np.ndarray:
+        """The student's samples for ``window``: float32, as many as the window has.
+
+        :param clean: ``window``'s samples when the caller has decoded them already; returned
+            (not copied) for a window left clean, which saves decoding it again.
+        """
         cut, augmented = self.augment(window, rng)
-        audio = load_audio(cut)
+        audio = clean if clean is not None and cut is window else load_audio(cut)
         if augmented:
             if rng.random() < self.cfg.clip_prob:
                 audio = clip(audio, _uniform(self.cfg.clip_level, rng))

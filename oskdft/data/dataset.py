@@ -90,8 +90,10 @@ class _WindowIndex:
     def utterance_of(self, window: int) -> int:
         return int(np.searchsorted(self.first_window, window, side="right") - 1)
 
-    def window(self, index: int):
-        utt = self.utterance_of(index)
+    def window(self, index: int, utt: Optional[int] = None):
+        """The cut of window ``index``; ``utt``: its utterance, when the caller knows it."""
+        if utt is None:
+            utt = self.utterance_of(index)
         text = self.first_json[self.json_offsets[utt]:self.json_offsets[utt + 1]]
         first = deserialize_item(json.loads(text))
         position = index - int(self.first_window[utt])
@@ -207,10 +209,6 @@ class TrainingWindows(Dataset):
     def windows_per_utterance(self) -> np.ndarray:
         return np.diff(self.index.first_window)
 
-    @property
-    def has_teacher_hidden(self) -> bool:
-        return self.index.storage is not None
-
     def __len__(self) -> int:
         return len(self.index.starts)
 
@@ -220,16 +218,19 @@ class TrainingWindows(Dataset):
 
     def __getitem__(self, item: Tuple[int, int]) -> Dict[str, Any]:
         epoch, index = item
-        cut = self.index.window(index)
-        speaker = self.index.speakers[self.index.utterance_of(index)]
-        example: Dict[str, Any] = {"window": index, "speaker": int(speaker)}
+        utt = self.index.utterance_of(index)
+        cut = self.index.window(index, utt)
+        example: Dict[str, Any] = {"window": index, "speaker": int(self.index.speakers[utt])}
+        # Decode the clean window once, and only when it is sure to be used: an augmented
+        # student input decodes its own mix.
+        clean = load_audio(cut) if self.teacher_wav or self.augmenter is None else None
         if self.augmenter is None:
-            example["student_wav"] = load_audio(cut)
+            example["student_wav"] = clean
         else:
             rng = np.random.default_rng([self.seed, epoch, index])
-            example["student_wav"] = self.augmenter(cut, rng)
+            example["student_wav"] = self.augmenter(cut, rng, clean=clean)
         if self.teacher_wav:
-            example["teacher_wav"] = load_audio(cut)
+            example["teacher_wav"] = clean
         if self.index.storage is not None:
             stacked = self.index.storage.load(index).astype(np.float16)
             example["teacher_hidden"] = dict(zip(self.teacher_layers, stacked))

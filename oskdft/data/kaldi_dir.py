@@ -4,9 +4,9 @@ A data dir holds ``wav.scp`` (``<utt> <path>`` or ``<utt> <command> |``), ``utt2
 ``spk2utt``, optionally ``segments``, and for evaluation sets ``trials_<name>`` files with
 ``<utt1> <utt2> target|nontarget`` lines. Keys are sorted in C byte order, as Kaldi requires.
 
-Writers (:func:`write_data_dir`) are used by each recipe's ``prepare.py``; readers and
-:func:`validate_data_dir` by stage 0, which checks every rule below and reports the first
-broken one with the file, the line and what to do:
+Writers (:func:`replace_data_dir`, :func:`import_data_dir`) are used by each recipe's
+``prepare.py``; readers and :func:`validate_data_dir` by stage 0, which checks every rule
+below and reports the first broken one with the file, the line and what to do:
 
 - every table: ``<key> <value>`` lines, keys sorted (``LC_ALL=C``) and unique;
 - utt2spk, segments and wav.scp name the same utterances and recordings; spk2utt, when
@@ -93,9 +93,11 @@ def write_data_dir(
     wav_scp: Mapping[str, str],
     utt2spk: Optional[Mapping[str, str]] = None,
     trials: Optional[Mapping[str, Iterable[Trial]]] = None,
+    segments: Optional[Mapping[str, Segment]] = None,
 ) -> None:
     """Write a Kaldi data dir: wav.scp, and utt2spk + spk2utt when ``utt2spk`` is given,
-    and one ``trials_<name>`` file per entry of ``trials``.
+    segments when ``segments`` is (``wav_scp`` then holds recordings), and one
+    ``trials_<name>`` file per entry of ``trials``.
 
     Augmentation sources (noise, music, RIRs) have no speakers: give ``wav_scp`` only.
     """
@@ -104,6 +106,8 @@ def write_data_dir(
     if utt2spk is not None:
         write_table(path / "utt2spk", utt2spk)
         write_table(path / "spk2utt", spk2utt_table(utt2spk))
+    if segments is not None:
+        write_table(path / "segments", {utt: segment_line(seg) for utt, seg in segments.items()})
     for name, name_trials in (trials or {}).items():
         write_trials(path / f"trials_{name}", name_trials)
 
@@ -113,13 +117,15 @@ def replace_data_dir(
     wav_scp: Mapping[str, str],
     utt2spk: Optional[Mapping[str, str]] = None,
     trials: Optional[Mapping[str, Iterable[Trial]]] = None,
+    segments: Optional[Mapping[str, Segment]] = None,
 ) -> None:
     """:func:`write_data_dir` into a fresh directory that then replaces ``path`` whole, so
     files of an earlier run (a trial list no longer made) do not linger, and an interrupted
     run leaves the old dir intact."""
     with atomic_dir(path) as tmp:
-        write_data_dir(tmp, wav_scp, utt2spk, trials)
-    logging.info("%s: %d utterances%s", path, len(wav_scp),
+        write_data_dir(tmp, wav_scp, utt2spk, trials, segments)
+    utterances = segments if segments is not None else wav_scp
+    logging.info("%s: %d utterances%s", path, len(utterances),
                  f", {len(set(utt2spk.values()))} speakers" if utt2spk is not None else "")
 
 
@@ -176,10 +182,11 @@ def read_table(
     return table
 
 
-def read_segments(path: Pathlike) -> Dict[str, Segment]:
+def read_segments(path: Pathlike, require_sorted: bool = True) -> Dict[str, Segment]:
     """Read ``<utt> <recording> <start> <end>`` lines (end -1: to the end of the recording)."""
     segments = {}
-    for line_no, (utt, value) in enumerate(read_table(path, num_fields=4).items(), 1):
+    table = read_table(path, num_fields=4, require_sorted=require_sorted)
+    for line_no, (utt, value) in enumerate(table.items(), 1):
         recording_id, start, end = value.split()
         try:
             start_s, end_s = float(start), float(end)
@@ -194,6 +201,12 @@ def read_segments(path: Pathlike) -> Dict[str, Segment]:
             )
         segments[utt] = Segment(recording_id, start_s, None if end_s == -1 else end_s)
     return segments
+
+
+def segment_line(segment: Segment) -> str:
+    """The value of a ``segments`` line, as :func:`read_segments` reads it back."""
+    end = -1 if segment.end is None else segment.end  # Kaldi's "to the end"
+    return f"{segment.recording_id} {segment.start} {end}"
 
 
 def utt_id_from_path(relative_path: str) -> str:
@@ -485,14 +498,11 @@ def import_data_dir(
     wav_scp = read_table(src / "wav.scp", require_sorted=False)
     utt2spk = (read_table(src / "utt2spk", num_fields=2, require_sorted=False)
                if (src / "utt2spk").exists() else None)
-    segments = (read_table(src / "segments", num_fields=4, require_sorted=False)
+    segments = (read_segments(src / "segments", require_sorted=False)
                 if (src / "segments").exists() else None)
     utterances = set(segments if segments is not None else wav_scp)
     converted = {
         name: read_trials(trial_path, utterances, voxceleb_ids=utt_id_from_path)
         for name, trial_path in (trials or {}).items()
     }
-    with atomic_dir(dst) as tmp:
-        write_data_dir(tmp, wav_scp, utt2spk, converted)
-        if segments is not None:
-            write_table(tmp / "segments", segments)
+    replace_data_dir(dst, wav_scp, utt2spk, converted, segments)

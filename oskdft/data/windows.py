@@ -39,17 +39,11 @@ from lhotse.utils import fastcopy
 from tqdm import tqdm
 
 from oskdft.config import DataConfig, load_data_config
-from oskdft.data.kaldi_dir import (
-    DataDir,
-    Segment,
-    Trial,
-    read_data_dir,
-    write_data_dir,
-    write_table,
-)
+from oskdft.data.audio import SAMPLE_RATE
+from oskdft.data.kaldi_dir import DataDir, Trial, read_data_dir, replace_data_dir
 from oskdft.data.manifests import manifest_path
 from oskdft.utils.errors import InputError
-from oskdft.utils.io import Pathlike, atomic_dir, atomic_path, atomic_write
+from oskdft.utils.io import Pathlike, atomic_path, atomic_write
 
 AUG_KINDS = ("noise", "music", "speech", "rir")
 VALID_SET = "valid"
@@ -273,16 +267,17 @@ def make_windows_from_config(
     hop = round(cfg.window_hop_seconds * cfg.sample_rate)
     windows = np.where(is_valid_speaker, 0, num_windows(table.num_samples, window, hop))
     classes = _training_classes(speaker_names, speakers, windows, ~is_valid_speaker, cuts_path)
+    kaldi = read_data_dir(data_dir / train_set)
+    _check_in_data_dir(kaldi, table.ids[in_valid | in_backend], cuts_path)
 
-    selected = {"valid": set(table.ids[in_valid]), "backend": set(table.ids[in_backend])}
+    selected = {VALID_SET: set(table.ids[in_valid]), BACKEND_SET: set(table.ids[in_backend])}
     written = _write_cut_subsets(data_dir, cuts_path, cfg, selected,
                                  train_ids=set(table.ids[windows > 0]))
     assert written == windows.sum(), "window count differs from the plan"
     _write_speaker_lists(data_dir, classes)
-    kaldi = read_data_dir(data_dir / train_set)
     write_subset_dir(data_dir / VALID_SET, kaldi, table.ids[in_valid], {"valid": trials})
     write_subset_dir(data_dir / BACKEND_SET, kaldi, table.ids[in_backend])
-    write_aug_sets(data_dir, aug_sets, cfg.sample_rate)
+    write_aug_sets(data_dir, aug_sets)
 
     stats = WindowStats(
         train_speakers=len(classes["speaker"]),
@@ -318,6 +313,9 @@ def num_windows(num_samples: np.ndarray, window: int, hop: int) -> np.ndarray:
 
 
 def _check_config(cfg: DataConfig, path: Pathlike) -> None:
+    if cfg.sample_rate != SAMPLE_RATE:
+        raise InputError(path, f"sample_rate must be {SAMPLE_RATE} (stage 0 converts all audio "
+                         f"to it), got {cfg.sample_rate}", hint=f"set sample_rate: {SAMPLE_RATE}")
     positive = ("window_seconds", "window_hop_seconds", "valid_utts_per_speaker",
                 "backend_utts_per_speaker")
     for name in positive:
@@ -336,7 +334,7 @@ def read_utterance_table(cuts_path: Path, sample_rate: int) -> UtteranceTable:
         if cut.sampling_rate != sample_rate:
             raise InputError(
                 cuts_path, f"cut {cut.id} is at {cut.sampling_rate} Hz, not {sample_rate}",
-                line=line, hint="rerun stage 0, which resamples, or set data.sample_rate",
+                line=line, hint="rerun stage 0, which resamples",
             )
         if not cut.supervisions or cut.supervisions[0].speaker is None:
             raise InputError(cuts_path, f"cut {cut.id} has no speaker", line=line,
@@ -403,7 +401,7 @@ def _write_cut_subsets(
     :return: the number of windows written.
     """
     targets = {"windows": windows_path(data_dir)}
-    targets.update({name: data_dir / "manifests" / f"{name}_cuts.jsonl.gz" for name in selected})
+    targets.update({name: manifest_path(data_dir, name, "cuts") for name in selected})
     written = 0
     with contextlib.ExitStack() as stack:
         writers = {
@@ -431,6 +429,16 @@ def _write_speaker_lists(data_dir: Path, classes: Dict[str, np.ndarray]) -> None
                      zip(classes["speaker"], classes["utterances"], classes["windows"]))
 
 
+def _check_in_data_dir(source: DataDir, utterances: Iterable[str], cuts_path: Path) -> None:
+    """Every utterance the subsets take from ``source`` must be in its utt2spk: a data dir
+    edited after stage 0 is caught before stage 1 writes anything."""
+    for utt in utterances:
+        if utt not in source.utt2spk:
+            raise InputError(source.path / "utt2spk",
+                             f"utterance {utt!r} is missing, though {cuts_path} has it",
+                             hint="the data dir changed after stage 0: rerun stage 0")
+
+
 def write_subset_dir(
     path: Path,
     source: DataDir,
@@ -442,21 +450,13 @@ def write_subset_dir(
     The directory is replaced whole, so no file of an earlier run lingers."""
     utterances = sorted(utterances)
     utt2spk = {utt: source.utt2spk[utt] for utt in utterances}
+    segments = None
     if source.segments is None:
         wav_scp = {utt: source.wav_scp[utt] for utt in utterances}
     else:
-        recordings = {source.segments[u].recording_id for u in utterances}
-        wav_scp = {rec: source.wav_scp[rec] for rec in recordings}
-    with atomic_dir(path) as tmp:
-        write_data_dir(tmp, wav_scp, utt2spk, trials)
-        if source.segments is not None:
-            segments = {u: _segment_line(source.segments[u]) for u in utterances}
-            write_table(tmp / "segments", segments)
-
-
-def _segment_line(segment: Segment) -> str:
-    end = -1 if segment.end is None else segment.end  # Kaldi's "to the end"
-    return f"{segment.recording_id} {segment.start} {end}"
+        segments = {utt: source.segments[utt] for utt in utterances}
+        wav_scp = {s.recording_id: source.wav_scp[s.recording_id] for s in segments.values()}
+    replace_data_dir(path, wav_scp, utt2spk, trials, segments)
 
 
 def aug_kind(set_name: str) -> str:
@@ -476,9 +476,9 @@ def aug_kind(set_name: str) -> str:
     return kinds[0]
 
 
-def write_aug_sets(data_dir: Path, aug_sets: Sequence[str], sample_rate: int) -> Dict[str, int]:
-    """``aug_<kind>_cuts.jsonl.gz`` from the sets' stage-0 cuts, at ``sample_rate``; sets of
-    the same kind are concatenated. :return: cuts per kind."""
+def write_aug_sets(data_dir: Path, aug_sets: Sequence[str]) -> Dict[str, int]:
+    """``aug_<kind>_cuts.jsonl.gz`` from the sets' stage-0 cuts (already at ``SAMPLE_RATE``);
+    sets of the same kind are concatenated. :return: cuts per kind."""
     by_kind: Dict[str, List[str]] = {}
     for name in aug_sets:
         by_kind.setdefault(aug_kind(name), []).append(name)
@@ -487,8 +487,7 @@ def write_aug_sets(data_dir: Path, aug_sets: Sequence[str], sample_rate: int) ->
         with atomic_path(aug_cuts_path(data_dir, kind)) as tmp, CutSet.open_writer(tmp) as out:
             for name in names:
                 for cut in CutSet.from_jsonl_lazy(manifest_path(data_dir, name, "cuts")):
-                    out.write(cut if cut.sampling_rate == sample_rate
-                              else cut.resample(sample_rate))
+                    out.write(cut)
                     counts[kind] = counts.get(kind, 0) + 1
         logging.info("augmentation %s: %d cuts from %s", kind, counts.get(kind, 0), " ".join(names))
     return counts

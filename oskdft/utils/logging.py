@@ -12,12 +12,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
-def setup_logging(log_file: Optional[Pathlike] = None, rank: int = 0, verbose: bool = False) -> None:
+def setup_logging(log_file: Optional[Pathlike] = None, rank: int = 0) -> None:
     """Log to stderr, and to ``log_file`` when given. Ranks other than 0 log warnings only,
     so a DDP run prints each line once."""
-    level = logging.DEBUG if verbose else logging.INFO
-    if rank != 0:
-        level = logging.WARNING
+    level = logging.INFO if rank == 0 else logging.WARNING
     handlers = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)

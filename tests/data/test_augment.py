@@ -117,6 +117,16 @@ def test_the_same_generator_seed_gives_the_same_input(windows, sources):
     assert any(not np.array_equal(first, other) for other in others)
 
 
+def test_passing_the_decoded_clean_window_changes_nothing(windows, sources):
+    augmenter = StudentAugmenter(AugmentConfig(), sources)  # some windows clean, some not
+    clean = load_audio(windows[2])
+    for k in range(12):
+        np.testing.assert_array_equal(
+            augmenter(windows[2], np.random.default_rng([1, 2, k]), clean=clean),
+            augmenter(windows[2], np.random.default_rng([1, 2, k])),
+        )
+
+
 def test_probability_zero_leaves_the_window_clean(windows, sources):
     cfg = AugmentConfig(prob=0.0, clip_prob=1.0, gain_prob=1.0)
     student = StudentAugmenter(cfg, sources)(windows[0], np.random.default_rng(0))

@@ -235,6 +235,19 @@ def test_import_sorts_and_converts_voxceleb_trials(tmp_path):
     validate_data_dir(dst, require_trials=True)
 
 
+def test_import_keeps_segments_sorted(tmp_path):
+    src = tmp_path / "kaldi"
+    src.mkdir()
+    (src / "wav.scp").write_text("rec2 /corpus/rec2.wav\nrec1 /corpus/rec1.wav\n")
+    (src / "utt2spk").write_text("spkB-1 spkB\nspkA-1 spkA\n")
+    (src / "segments").write_text("spkB-1 rec2 1.5 -1\nspkA-1 rec1 0.25 2.5\n")
+    dst = tmp_path / "data" / "train"
+    import_data_dir(src, dst)
+    assert (dst / "segments").read_text() == "spkA-1 rec1 0.25 2.5\nspkB-1 rec2 1.5 -1\n"
+    assert read_data_dir(dst).segments == {"spkA-1": Segment("rec1", 0.25, 2.5),
+                                           "spkB-1": Segment("rec2", 1.5, None)}
+
+
 def test_import_rejects_trials_of_unknown_utterances_and_keeps_old_dir(tmp_path):
     src = make_dir(tmp_path)
     dst = tmp_path / "data" / "test"

@@ -6,7 +6,7 @@ import pytest
 from lhotse import CutSet
 
 from oskdft.data.audio import load_audio
-from oskdft.data.kaldi_dir import DataDir, Segment, read_data_dir
+from oskdft.data.kaldi_dir import DataDir, Segment, read_data_dir, write_data_dir
 from oskdft.data.manifests import manifest_path
 from oskdft.data.windows import (
     aug_cuts_path,
@@ -177,6 +177,35 @@ def test_a_failed_run_leaves_earlier_outputs_intact(stage1):
     with pytest.raises(InputError, match="manifest not found"):
         make_windows_from_config(data, toy_data_config(), "train", ["musan_noise", "more_noise"])
     assert {p: p.read_bytes() for p in (data / "manifests").iterdir()} == before
+
+
+def test_a_data_dir_out_of_step_with_the_manifests_fails_before_writing(corpus, tmp_path):
+    data = tmp_path / "data"
+    (data / "manifests").mkdir(parents=True)
+    train = manifest_path(data, "train", "cuts")
+    train.write_bytes(manifest_path(corpus, "train", "cuts").read_bytes())
+    kaldi = read_data_dir(corpus / "train")
+    write_data_dir(data / "train", kaldi.wav_scp, kaldi.utt2spk)
+    make_windows_from_config(data, toy_data_config(), "train")
+    outputs = [p for d in ("manifests", "valid", "backend") for p in (data / d).iterdir()]
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in outputs}
+    # The Kaldi dir loses a back-end utterance that the manifest still has.
+    dropped = (data / "backend" / "utt2spk").read_text().split()[0]
+    write_data_dir(data / "train", {u: w for u, w in kaldi.wav_scp.items() if u != dropped},
+                   {u: s for u, s in kaldi.utt2spk.items() if u != dropped})
+    with pytest.raises(InputError) as e:
+        make_windows_from_config(data, toy_data_config(), "train")
+    assert e.value.path == str(data / "train" / "utt2spk")
+    assert repr(dropped) in str(e.value) and str(train) in str(e.value)
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in outputs} == before
+
+
+def test_sample_rate_other_than_stage_0s_is_an_input_error(corpus, tmp_path):
+    conf = tmp_path / "data.yaml"
+    conf.write_text("sample_rate: 8000\n")
+    with pytest.raises(InputError, match="sample_rate must be 16000") as e:
+        make_windows(corpus, conf, "train")
+    assert e.value.path == str(conf)
 
 
 def test_sample_per_speaker_caps_each_speaker():
