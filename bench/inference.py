@@ -23,27 +23,19 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import numpy as np
 import torch
 
 from oskdft.cli.common import make_parser
 from oskdft.config import SystemConfig
-from oskdft.embedding.export import (
-    TorchEmbedder,
-    export_onnx,
-    fold_weight_norm,
-    parity,
-    quantize_int8,
-)
+from oskdft.embedding.deploy import SAMPLE_RATE, Embedder, embed_by_length
+from oskdft.embedding.export import export_onnx, fold_weight_norm, parity, quantize_int8
+from oskdft.embedding.final import TorchEmbedder
 from oskdft.embedding.onnx_runtime import OnnxEmbedder
-from oskdft.embedding.views import length_batches, pad_batch
 from oskdft.models.system import build_model
 from oskdft.models.teacher import XLSR53_ARCH, build_ssl_from_arch
-
-SAMPLE_RATE = 16000
-Embedder = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -72,15 +64,6 @@ def build_systems(teacher_layers: int, hidden_size: int) -> Dict[str, torch.nn.M
         cfg, ssl=dataclasses.replace(cfg.ssl, source="teacher", adapters=False))
     return {"teacher + ECAPA": build_model(teacher_cfg, teacher).eval(),
             "student": build_model(cfg, teacher).eval()}
-
-
-def embed_all(embedder: Embedder, utterances: List[np.ndarray], max_samples: int) -> np.ndarray:
-    """Embeddings of every utterance, in order, batched by length."""
-    out = [None] * len(utterances)
-    for batch in length_batches([len(u) for u in utterances], max_samples):
-        for index, row in zip(batch, embedder(*pad_batch([utterances[i] for i in batch]))):
-            out[index] = row
-    return np.stack(out)
 
 
 def main(argv=None) -> None:
@@ -121,7 +104,7 @@ def main(argv=None) -> None:
             order = names[round_index % len(names):] + names[:round_index % len(names)]
             for name in order:
                 start = time.perf_counter()
-                embed_all(embedders[name], utterances, max_samples)
+                embed_by_length(embedders[name], utterances, max_samples)
                 if round_index > 0:
                     times[name].append(time.perf_counter() - start)
         agreement = {name: parity(embedders["student (PyTorch)"], embedders[name],

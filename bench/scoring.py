@@ -17,12 +17,12 @@ are reported. Then PLDA training (LDA to 150, 10 EM iterations) on --train-embed
 Usage: . ./path.sh && python bench/scoring.py [--repeats 3] [--loop-trials 20000] \\
            [--train-embeddings 1000000]
 """
-import argparse
 import statistics
 import time
 
 import numpy as np
 
+from oskdft.cli.common import make_parser
 from oskdft.config import EvalConfig
 from oskdft.scoring.backends import build_backend
 from oskdft.scoring.embeddings import Embeddings, length_normalize
@@ -90,8 +90,7 @@ def timed(fn, *args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--utterances", type=int, default=145_000)
     parser.add_argument("--speakers", type=int, default=1_251)
     parser.add_argument("--trials", type=int, default=580_000)

@@ -47,15 +47,26 @@ _AUDIO_HELP = ("an audio file (any sample rate and channel count: the first chan
                "used, resampled to 16 kHz) or a piped command ending in '|'")
 
 
+def _add_subcommand(subparsers, name: str, func: Callable, help: str, description: str,
+                    model: bool = False) -> argparse.ArgumentParser:
+    """A subcommand's parser, showing defaults, that runs ``func``; with ``model``, its first
+    argument is a MODEL."""
+    parser = subparsers.add_parser(name, help=help, description=description,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.set_defaults(func=func)
+    if model:
+        parser.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    return parser
+
+
 def add_info(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "info",
+    parser = _add_subcommand(
+        subparsers, "info", run_info,
         help="parameter counts of a system config, or what a trained model is",
         description="With a YAML config: parameter counts per component of the system it "
         "defines, next to the teacher with the same back end. With a MODEL (a final/ directory "
         "or an exported .onnx): its parameters, teacher, training config, calibration and "
         "results.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("config", metavar="CONFIG_OR_MODEL",
                         help="a system YAML config, e.g. egs/mini/conf/oskdft.yaml, or "
@@ -67,7 +78,6 @@ def add_info(subparsers) -> None:
     parser.add_argument("--dir", default=".",
                         help="config only: the recipe's working directory, against which a "
                         "relative teacher.path is resolved")
-    parser.set_defaults(func=run_info)
 
 
 def run_info(args: argparse.Namespace) -> None:
@@ -96,15 +106,14 @@ def _config_info(args: argparse.Namespace) -> str:
 
 
 def add_verify(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "verify",
+    parser = _add_subcommand(
+        subparsers, "verify", run_verify,
         help="whether two utterances share a speaker: score, calibrated LLR, decision",
         description="Embed two utterances, score them with the back end stage 5 chose for "
         "deployment, calibrate the score to a log-likelihood ratio (fitted on the validation "
         "trials) and decide at the saved threshold: same speaker when LLR >= threshold.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        model=True,
     )
-    parser.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     parser.add_argument("enrol", help="the first utterance: " + _AUDIO_HELP)
     parser.add_argument("test", help="the second utterance, the same way")
     parser.add_argument("--operating-point", default="eer",
@@ -114,7 +123,6 @@ def add_verify(subparsers) -> None:
     parser.add_argument("--backend", default=None,
                         help="score with this back end of stage 5 (cosine, cosine_mean, plda, "
                         "asnorm, fused) instead of the deployment back end it chose")
-    parser.set_defaults(func=run_verify)
 
 
 def run_verify(args: argparse.Namespace) -> None:
@@ -128,15 +136,14 @@ def run_verify(args: argparse.Namespace) -> None:
 
 
 def add_embed(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "embed",
+    parser = _add_subcommand(
+        subparsers, "embed", run_embed,
         help="embeddings of every utterance of a wav.scp, as Kaldi ark/scp",
         description="Embed every utterance of a Kaldi wav.scp (whole recordings) into "
         "OUT/xvector.scp with its arks, batched by length. Resumable: a rerun into the same "
         "OUT keeps the finished chunks.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        model=True,
     )
-    parser.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     parser.add_argument("--wav-scp", required=True,
                         help="<utt> <path or command |> lines; " + _AUDIO_HELP)
     parser.add_argument("--out", required=True, help="output directory")
@@ -147,7 +154,6 @@ def add_embed(subparsers) -> None:
                         help="utterances per output table: the unit of resuming")
     parser.add_argument("--device", default="cpu",
                         help="cpu, or cuda[:i] for a final/ directory's model")
-    parser.set_defaults(func=run_embed)
 
 
 def run_embed(args: argparse.Namespace) -> None:

@@ -6,8 +6,9 @@ synthetic corpus, where every session has its own microphone and room, it must f
 (egs/mini/README.md reports it).
 
 Features are Kaldi's (``torchaudio.compliance.kaldi``: 25 ms frames every 10 ms, 40 mel bands,
-no dither). Before the cosine, the mean embedding of the utterances scored is subtracted, so
-the score compares what is particular to each utterance.
+no dither). The score is stage 5's ``cosine_mean`` back end with the mean embedding of the
+utterances scored: the cosine after subtracting it, so it compares what is particular to each
+utterance.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import torchaudio.compliance.kaldi as kaldi
 
 from oskdft.data.audio import SAMPLE_RATE, load_audio
 from oskdft.data.kaldi_dir import Trial, read_data_dir
+from oskdft.scoring.backends import CosineMean
+from oskdft.scoring.embeddings import Embeddings
 from oskdft.scoring.metrics import compute_eer
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike
@@ -54,37 +57,39 @@ def _int16_scale(waveform: torch.Tensor) -> torch.Tensor:
 
 
 def mean_feature_embeddings(
-    wav_scp: Mapping[str, str], feature: str = "mfcc"
-) -> Dict[str, np.ndarray]:
-    """One embedding per recording: the mean over frames of the ``feature`` vectors.
+    wav_scp: Mapping[str, str], features: Sequence[str] = ("mfcc",)
+) -> Dict[str, Dict[str, np.ndarray]]:
+    """One embedding per recording and feature: the mean over frames of the feature vectors.
+    Each recording is decoded once for all ``features``.
 
     :param wav_scp: recording id -> path or piped command, as in a Kaldi ``wav.scp``.
+    :return: feature -> recording id -> embedding.
     """
-    extract = FEATURES.get(feature)
-    return {
-        utt: extract(torch.from_numpy(load_audio(entry))).mean(dim=0).numpy().astype(np.float64)
-        for utt, entry in wav_scp.items()
-    }
+    extractors = {feature: FEATURES.get(feature) for feature in features}
+    embeddings: Dict[str, Dict[str, np.ndarray]] = {feature: {} for feature in features}
+    for utt, entry in wav_scp.items():
+        waveform = torch.from_numpy(load_audio(entry))
+        for feature, extract in extractors.items():
+            embeddings[feature][utt] = extract(waveform).mean(dim=0).numpy().astype(np.float64)
+    return embeddings
 
 
 def centred_cosine_scores(
     embeddings: Mapping[str, np.ndarray], trials: Sequence[Trial]
 ) -> np.ndarray:
     """Cosine similarity of each trial's two embeddings, after subtracting the mean of all
-    ``embeddings``.
+    ``embeddings`` (the ``cosine_mean`` back end, fitted on them).
 
     >>> emb = {"a": np.array([3.0, 1.0]), "b": np.array([3.0, -1.0]), "c": np.array([0.0, 0.0])}
     >>> centred_cosine_scores(emb, [("a", "b", True), ("a", "c", False)]).round(3).tolist()
     [0.0, -0.707]
     """
     utts = sorted(embeddings)
-    row = {utt: i for i, utt in enumerate(utts)}
-    matrix = np.stack([embeddings[utt] for utt in utts])
-    matrix = matrix - matrix.mean(axis=0)
-    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True) + 1e-12
-    enrol = matrix[[row[t[0]] for t in trials]]
-    test = matrix[[row[t[1]] for t in trials]]
-    return np.einsum("ij,ij->i", enrol, test)
+    data = Embeddings(utts, np.stack([embeddings[utt] for utt in utts]))
+    backend = CosineMean().fit(data, speakers=np.arange(len(utts)))  # it ignores speakers
+    enrol = np.array([data.index[t[0]] for t in trials])
+    test = np.array([data.index[t[1]] for t in trials])
+    return backend.score(data, enrol, test)
 
 
 def baseline_eers(
@@ -103,12 +108,12 @@ def baseline_eers(
                          hint="score a data dir without segments")
     needed = {utt for trials in data.trials.values() for t in trials for utt in t[:2]}
     wav_scp = {utt: entry for utt, entry in data.wav_scp.items() if utt in needed}
+    logger.info("%s: mean %s of %d utterances", data_dir, ", ".join(features), len(wav_scp))
+    embeddings = mean_feature_embeddings(wav_scp, features)
     results: Dict[str, Dict[str, float]] = {name: {} for name in data.trials}
-    for feature in features:
-        logger.info("%s: mean %s of %d utterances", data_dir, feature, len(wav_scp))
-        embeddings = mean_feature_embeddings(wav_scp, feature)
-        for name, trials in data.trials.items():
-            labels = np.array([t[2] for t in trials])
-            scores = centred_cosine_scores(embeddings, trials)
+    for name, trials in data.trials.items():
+        labels = np.array([t[2] for t in trials])
+        for feature in features:
+            scores = centred_cosine_scores(embeddings[feature], trials)
             results[name][feature] = compute_eer(scores, labels)[0]
     return results

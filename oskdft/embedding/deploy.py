@@ -40,12 +40,13 @@ from tqdm import tqdm
 from oskdft.config import SystemConfig, load_config, to_dict
 from oskdft.embedding.onnx_runtime import SAMPLE_RATE, OnnxEmbedder, read_audio, read_wav_scp
 from oskdft.embedding.views import crop_audio, length_batches, pad_batch
+from oskdft.scoring import CALIBRATION_NAME, METRICS_NAME, SCORES_DIR
 from oskdft.scoring.backends import BACKENDS, Backend, build_backend, load_backend
 from oskdft.scoring.calibration import Calibration, load_calibration
-from oskdft.scoring.embeddings import Embeddings, length_normalize
+from oskdft.scoring.embeddings import Embeddings, mean_unit_crops
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike, atomic_write
-from oskdft.utils.kaldi_io import read_scp_keys, write_ark_scp
+from oskdft.utils.kaldi_io import read_scp_keys, write_ark_scp, write_scp_index
 
 # The export directory (stage 6, oskdft.embedding.export writes it).
 ONNX_NAME = "model.onnx"
@@ -53,8 +54,6 @@ INT8_NAME = "model.int8.onnx"
 TORCHSCRIPT_NAME = "model.torchscript.pt"
 META_NAME = "meta.json"
 CONFIG_NAME = "config.yaml"
-CALIBRATION_NAME = "calibration.json"
-METRICS_NAME = "metrics.json"
 # A trained-model directory holds these (oskdft.embedding.final's names; that module needs torch).
 FINAL_MODEL_NAME = "model.pt"
 
@@ -103,7 +102,7 @@ def locate_model(model: Pathlike) -> ModelFiles:
                           path.parent)
     if path.is_dir() and (path / FINAL_MODEL_NAME).is_file():
         return ModelFiles(FINAL, path, path / CONFIG_NAME, path / META_NAME,
-                          path.parent / "scores")
+                          path.parent / SCORES_DIR)
     problem = "no such file or directory" if not path.exists() else "not a model"
     raise InputError(path, problem, hint=_MODEL_HINT)
 
@@ -134,19 +133,17 @@ def load_deployment(model: Pathlike, device: str = "cpu") -> Deployment:
         ONNX model runs on the CPU.
     """
     files = locate_model(model)
-    config = load_config(files.config)
     if files.kind == ONNX:
         if device != "cpu":
             raise InputError(files.model, f"an ONNX model runs on the CPU, not {device}",
                              hint="give the final/ directory to use a GPU")
-        return Deployment(files, config, OnnxEmbedder(files.model), read_audio,
-                          _file_fingerprint(files.model))
+        return Deployment(files, load_config(files.config), OnnxEmbedder(files.model),
+                          read_audio, _file_fingerprint(files.model))
     # Imported here, not at the top: an ONNX model must run without torch installed.
     from oskdft.data.audio import load_audio
-    from oskdft.embedding.export import TorchEmbedder
-    from oskdft.embedding.final import final_fingerprint, load_final
+    from oskdft.embedding.final import TorchEmbedder, final_fingerprint, load_final
 
-    speaker_model, _, _ = load_final(files.model, device)
+    speaker_model, config, _ = load_final(files.model, device)
     return Deployment(files, config, TorchEmbedder(speaker_model, device), load_audio,
                       final_fingerprint(files.model))
 
@@ -190,8 +187,7 @@ def load_scorer(deployment: Deployment, backend: Optional[str] = None) -> Scorer
     path = files.scoring_dir / CALIBRATION_NAME
     if not path.is_file():
         raise InputError(path, "no calibration, so no decision threshold", hint=hint)
-    calibration = load_calibration(path, backend)
-    name = backend or json.loads(path.read_text())["default_backend"]
+    name, calibration = load_calibration(path, backend)
     if not BACKENDS.get(name).trained:
         return Scorer(name, build_backend(name, deployment.config.eval), calibration, path)
     model_path = files.scoring_dir / f"{name}.npz"
@@ -223,10 +219,10 @@ def verify_pair(deployment: Deployment, scorer: Scorer, enrol: str, test: str,
     if scorer.backend.uses_crops:
         eval_cfg = deployment.config.eval
         crop_samples = round(eval_cfg.crop_seconds * SAMPLE_RATE)
-        # As stage 5 reduces stage 4's crops: the mean of the unit-length crop embeddings.
+        # As stage 5 reduces stage 4's crops.
         crop_means = np.stack([
-            length_normalize(deployment.embed(list(crop_audio(samples, crop_samples,
-                                                              eval_cfg.num_crops)))).mean(axis=0)
+            mean_unit_crops(deployment.embed(list(crop_audio(samples, crop_samples,
+                                                             eval_cfg.num_crops))))
             for samples in audio
         ])
     embeddings = Embeddings(["enrol", "test"], vectors, crop_means)
@@ -269,28 +265,29 @@ def embed_wav_scp(
             chunk = keys[start:start + chunk_size]
             ark, scp = out_dir / f"xvector.{index}.ark", out_dir / f"xvector.{index}.scp"
             if not (scp.is_file() and read_scp_keys(scp) == chunk):
-                vectors = _embed_chunk(deployment, [entries[key] for key in chunk], max_samples,
-                                       bar)
+                audio = [deployment.read_audio(entries[key]) for key in chunk]
+                vectors = embed_by_length(deployment.embedder, audio, max_samples, bar)
                 write_ark_scp(ark, scp, zip(chunk, vectors))
             else:
                 bar.update(len(chunk))
             lines.extend(scp.read_text().splitlines(keepends=True))
     index = out_dir / "xvector.scp"
-    with atomic_write(index) as f:
-        f.writelines(sorted(lines, key=lambda line: line.split(maxsplit=1)[0].encode()))
+    write_scp_index(index, lines)
     return index
 
 
-def _embed_chunk(deployment: Deployment, entries: List[str], max_samples: int,
-                 bar: tqdm) -> List[np.ndarray]:
-    """Embeddings of ``entries`` in their order, computed in batches of similar length."""
-    audio = [deployment.read_audio(entry) for entry in entries]
+def embed_by_length(embedder: Embedder, audio: Sequence[np.ndarray], max_samples: int,
+                    bar: Optional[tqdm] = None) -> np.ndarray:
+    """``[N, D]`` embeddings of ``audio`` in its order, computed in zero-padded batches of
+    similar length (:func:`~oskdft.embedding.views.length_batches`); ``bar`` advances by each
+    batch's utterances."""
     vectors: List[Optional[np.ndarray]] = [None] * len(audio)
     for batch in length_batches([len(samples) for samples in audio], max_samples):
-        for row, embedding in zip(batch, deployment.embed([audio[i] for i in batch])):
+        for row, embedding in zip(batch, embedder(*pad_batch([audio[i] for i in batch]))):
             vectors[row] = embedding
-        bar.update(len(batch))
-    return vectors
+        if bar is not None:
+            bar.update(len(batch))
+    return np.stack(vectors)
 
 
 def _claim_out_dir(out_dir: Path, deployment: Deployment, chunk_size: int) -> None:

@@ -39,7 +39,7 @@ import logging
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -50,19 +50,19 @@ from torch.nn.utils import parametrize
 from oskdft.data.audio import SAMPLE_RATE, load_audio
 from oskdft.data.kaldi_dir import read_table
 from oskdft.embedding.deploy import (
-    CALIBRATION_NAME,
     CONFIG_NAME,
     Embedder,
     INT8_NAME,
     META_NAME,
-    METRICS_NAME,
     ONNX_NAME,
     TORCHSCRIPT_NAME,
 )
 from oskdft.embedding.final import CONFIG_NAME as FINAL_CONFIG_NAME
-from oskdft.embedding.final import final_fingerprint, load_final
+from oskdft.embedding.final import TorchEmbedder, final_fingerprint, load_final
 from oskdft.embedding.onnx_runtime import OnnxEmbedder
 from oskdft.embedding.views import pad_batch
+from oskdft.scoring import CALIBRATION_NAME, METRICS_NAME, SCORES_DIR
+from oskdft.scoring.calibration import load_calibration
 from oskdft.utils.io import Pathlike, atomic_dir
 
 OPSET = 18
@@ -76,21 +76,6 @@ AUDIO_RULE = (
 
 class ParityError(RuntimeError):
     """An export's embeddings differ from PyTorch's."""
-
-
-class TorchEmbedder:
-    """A :class:`SpeakerModel` (or its TorchScript trace) behind the numpy interface of
-    :class:`~oskdft.embedding.onnx_runtime.OnnxEmbedder`: ``(wav, lengths) -> embeddings``."""
-
-    def __init__(self, model: nn.Module, device: Union[str, torch.device] = "cpu"):
-        self.model = model.eval()
-        self.device = torch.device(device)
-
-    def __call__(self, wav: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            out = self.model(torch.from_numpy(np.asarray(wav, dtype=np.float32)).to(self.device),
-                             torch.from_numpy(np.asarray(lengths, dtype=np.int64)).to(self.device))
-        return out.float().cpu().numpy()
 
 
 def fold_weight_norm(model: nn.Module) -> nn.Module:
@@ -269,7 +254,7 @@ def export_system(
             "exporter": f"torch.onnx.export, TorchScript-based (torch {torch.__version__})",
             "parity": {"set": str(parity_set), "utterances": list(utterances),
                        "min_cosine_required": PARITY_MIN_COSINE, **figures},
-            "deploy_backend": _copy_scoring_files(final_dir.parent / "scores", tmp),
+            "deploy_backend": _copy_scoring_files(final_dir.parent / SCORES_DIR, tmp),
         }
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
     return meta
@@ -286,4 +271,4 @@ def _copy_scoring_files(scores_dir: Path, out_dir: Path) -> Optional[str]:
                  *scores_dir.glob("*.npz")]:
         if path.is_file():
             shutil.copy(path, out_dir / path.name)
-    return json.loads((scores_dir / CALIBRATION_NAME).read_text())["default_backend"]
+    return load_calibration(scores_dir / CALIBRATION_NAME)[0]

@@ -22,7 +22,9 @@ import pickle
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
 
+import numpy as np
 import torch
+from torch import nn
 
 from oskdft.config import SystemConfig, load_config, save_config
 from oskdft.models.describe import count_parameters
@@ -94,6 +96,21 @@ def load_final(final_dir: Pathlike, device: Union[str, torch.device] = "cpu"
     if unset:
         raise RuntimeError(f"tensors not in model.pt stayed uninitialised: {unset[:3]}")
     return model.to(device).eval(), cfg, meta
+
+
+class TorchEmbedder:
+    """A :class:`SpeakerModel` (or its TorchScript trace) behind the numpy interface of
+    :class:`~oskdft.embedding.onnx_runtime.OnnxEmbedder`: ``(wav, lengths) -> embeddings``."""
+
+    def __init__(self, model: nn.Module, device: Union[str, torch.device] = "cpu"):
+        self.model = model.eval()
+        self.device = torch.device(device)
+
+    def __call__(self, wav: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(np.asarray(wav, dtype=np.float32)).to(self.device),
+                             torch.from_numpy(np.asarray(lengths, dtype=np.int64)).to(self.device))
+        return out.float().cpu().numpy()
 
 
 def final_fingerprint(final_dir: Pathlike) -> str:

@@ -21,7 +21,8 @@ from oskdft.embedding.shards import (
     split_by_duration,
 )
 from oskdft.utils.errors import InputError
-from oskdft.utils.io import Pathlike, atomic_write
+from oskdft.utils.io import Pathlike
+from oskdft.utils.kaldi_io import write_scp_index
 
 
 def merge_embeddings(data_dir: Pathlike, embeddings_dir: Pathlike, sets: Sequence[str],
@@ -64,8 +65,7 @@ def merge_set(data_dir: Pathlike, embeddings_dir: Path, set_name: str, num_jobs:
         if len(lines) != len(utterances):
             raise InputError(set_dir / f"{table}.scp", f"{len(lines)} entries for "
                              f"{len(utterances)} utterances of set {set_name}")
-        with atomic_write(set_dir / f"{table}.scp") as f:
-            f.writelines(sorted(lines, key=lambda line: line.split(maxsplit=1)[0]))
+        write_scp_index(set_dir / f"{table}.scp", lines)
     return len(utterances)
 
 

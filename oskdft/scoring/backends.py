@@ -148,8 +148,7 @@ class PLDABackend(Backend):
 
     def state_dict(self) -> Dict[str, np.ndarray]:
         return {
-            "lda_mean": self.lda.mean,
-            "lda_transform": self.lda.transform,
+            **{f"lda_{key}": value for key, value in self.lda.state_dict().items()},
             **{f"plda_{key}": value for key, value in self.plda.state_dict().items()},
         }
 
@@ -161,7 +160,7 @@ class PLDABackend(Backend):
 
 
 @BACKENDS.register("asnorm")
-class ASNorm(Backend):
+class ASNorm(CosineMean):
     """Adaptive symmetric score normalisation of the mean-subtracted cosine.
 
     For a trial ``(e, t)`` with raw score ``s``, with ``mu_x``/``sd_x`` the mean/standard
@@ -172,19 +171,18 @@ class ASNorm(Backend):
     The cohort: one unit-length mean embedding per training speaker (WeSpeaker's choice).
     """
 
-    trained = True
-
     def __init__(self, top_n: int = 300, mean: Optional[np.ndarray] = None,
                  cohort: Optional[np.ndarray] = None, chunk: int = 4096):
-        self.top_n, self.mean, self.cohort, self.chunk = top_n, mean, cohort, chunk
+        super().__init__(mean)
+        self.top_n, self.cohort, self.chunk = top_n, cohort, chunk
 
     @classmethod
     def from_config(cls, cfg: EvalConfig) -> "ASNorm":
         return cls(top_n=cfg.asnorm_top_n)
 
     def fit(self, train: Embeddings, speakers: np.ndarray) -> "ASNorm":
-        self.mean = train.vectors.mean(axis=0)
-        sums, _ = class_sums(length_normalize(train.vectors - self.mean), speakers)
+        super().fit(train, speakers)
+        sums, _ = class_sums(self.normalize(train.vectors), speakers)
         self.cohort = length_normalize(sums).astype(np.float32)
         return self
 
@@ -202,7 +200,7 @@ class ASNorm(Backend):
         return mean, np.maximum(std, 1e-6)
 
     def score(self, data: Embeddings, enrol: np.ndarray, test: np.ndarray) -> np.ndarray:
-        unit = length_normalize(data.vectors - self.mean)
+        unit = self.normalize(data.vectors)
         raw = rowwise_dot(unit, unit, enrol, test)
         # Cohort statistics only for the utterances the trials use.
         rows = np.unique(np.r_[enrol, test])

@@ -147,8 +147,8 @@ def save_calibrations(
         f.write("\n")
 
 
-def load_calibration(path: Pathlike, backend: Optional[str] = None) -> Calibration:
-    """The calibration of ``backend`` (default: the file's ``default_backend``) from
+def load_calibration(path: Pathlike, backend: Optional[str] = None) -> Tuple[str, Calibration]:
+    """``backend`` (default: the file's ``default_backend``) and its calibration, from
     ``calibration.json``."""
     try:
         with open(path) as f:
@@ -160,4 +160,4 @@ def load_calibration(path: Pathlike, backend: Optional[str] = None) -> Calibrati
     if backend not in entries:
         raise InputError(path, f"no calibration for back end {backend!r}",
                          hint=f"available: {', '.join(sorted(entries))}")
-    return Calibration(**entries[backend])
+    return backend, Calibration(**entries[backend])

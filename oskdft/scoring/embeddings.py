@@ -48,11 +48,21 @@ def length_normalize(x: np.ndarray, norm: float = 1.0) -> np.ndarray:
     return x * (norm / np.maximum(lengths, 1e-12))
 
 
+def mean_unit_crops(crops: np.ndarray) -> np.ndarray:
+    """The mean of length-normalised crop embeddings (see the module docstring), over axis -2:
+    ``(num_crops, D) -> (D,)``, or ``(N, num_crops, D) -> (N, D)`` for N utterances at once.
+
+    >>> mean_unit_crops(np.array([[[2.0, 0.0], [0.0, 3.0]]])).tolist()
+    [[0.5, 0.5]]
+    """
+    return length_normalize(crops).mean(axis=-2)
+
+
 def load_embeddings(set_dir: Pathlike, crops: bool = False) -> Embeddings:
     """Load ``<set_dir>/xvector.scp`` (and ``xvector_crops.scp`` when ``crops``) as float32.
 
     :raises InputError: a missing file, an empty table, rows of different sizes, or crops
-        whose utterances differ from the full-utterance table.
+        whose utterances or shapes differ from the full-utterance table's.
     """
     set_dir = Path(set_dir)
     scp = set_dir / "xvector.scp"
@@ -71,14 +81,13 @@ def load_embeddings(set_dir: Pathlike, crops: bool = False) -> Embeddings:
         extra = sorted(set(crop_table) ^ set(keys))
         raise InputError(crops_scp, f"{len(extra)} utterance(s) not in both {scp.name} and "
                          f"{crops_scp.name}, e.g. {extra[0]!r}", hint="re-run stage 4")
-    crop_means = np.empty_like(vectors)
-    for row, key in enumerate(keys):
-        value = crop_table[key]
-        if value.ndim != 2 or value.shape[1] != vectors.shape[1]:
-            raise InputError(crops_scp, f"{key!r}: crops of shape {value.shape}, expected "
-                             f"(num_crops, {vectors.shape[1]})")
-        crop_means[row] = length_normalize(value.astype(np.float32)).mean(axis=0)
-    return Embeddings(keys, vectors, crop_means)
+    shapes = {value.shape for value in crop_table.values()}
+    shape = next(iter(shapes))
+    if len(shapes) != 1 or len(shape) != 2 or shape[1] != vectors.shape[1]:
+        raise InputError(crops_scp, f"crops must be matrices of one shape (num_crops, "
+                         f"{vectors.shape[1]}), found shapes {shapes}", hint="re-run stage 4")
+    crop_stack = np.stack([crop_table[k] for k in keys]).astype(np.float32, copy=False)
+    return Embeddings(keys, vectors, mean_unit_crops(crop_stack))
 
 
 def _read_table(scp: Path) -> Dict[str, np.ndarray]:

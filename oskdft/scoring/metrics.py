@@ -2,8 +2,9 @@
 
 A trial is accepted when its score is at or above the threshold ``t``, so
 ``P_miss(t)`` is the fraction of target scores below ``t`` and ``P_fa(t)`` the fraction of
-non-target scores at or above it. Every metric is computed from one sort of the scores, at every
-distinct score plus one threshold above the largest (which rejects everything).
+non-target scores at or above it. The EER and every minDCF come from one sort of the scores
+(:func:`error_rates`), at every distinct score plus one threshold above the largest (which
+rejects everything).
 
 >>> scores = np.array([0.1, 0.2, 0.3, 0.4])
 >>> labels = np.array([False, True, False, True])
@@ -55,7 +56,10 @@ def compute_eer(scores: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
     :param scores: one score per trial, higher means more likely the same speaker.
     :param labels: True (or 1) for target trials.
     """
-    thresholds, p_miss, p_fa = error_rates(scores, labels)
+    return _eer(*error_rates(scores, labels))
+
+
+def _eer(thresholds: np.ndarray, p_miss: np.ndarray, p_fa: np.ndarray) -> Tuple[float, float]:
     gap = p_miss - p_fa  # rises from -1 to +1, changing at every step
     a = np.flatnonzero(gap <= 0)[-1]
     b = min(a + 1, len(gap) - 1)
@@ -77,7 +81,11 @@ def compute_min_dcf(
     ``DCF(t) = c_miss p_target P_miss(t) + c_fa (1 - p_target) P_fa(t)``, divided by the cost of
     the better trivial system, ``min(c_miss p_target, c_fa (1 - p_target))``.
     """
-    thresholds, p_miss, p_fa = error_rates(scores, labels)
+    return _min_dcf(*error_rates(scores, labels), p_target, c_miss, c_fa)
+
+
+def _min_dcf(thresholds: np.ndarray, p_miss: np.ndarray, p_fa: np.ndarray, p_target: float,
+             c_miss: float = 1.0, c_fa: float = 1.0) -> Tuple[float, float]:
     dcf = c_miss * p_target * p_miss + c_fa * (1 - p_target) * p_fa
     best = int(np.argmin(dcf))
     norm = min(c_miss * p_target, c_fa * (1 - p_target))
@@ -123,10 +131,11 @@ def evaluate(
 
     :param llrs: the calibrated scores, for Cllr; without them Cllr is left out.
     """
-    eer, eer_threshold = compute_eer(scores, labels)
+    rates = error_rates(scores, labels)  # sorted once for the EER and every minDCF
+    eer, eer_threshold = _eer(*rates)
     result = {"eer": eer, "eer_threshold": eer_threshold}
     for p_target in DCF_TARGET_PRIORS:
-        result[f"min_dcf_{p_target}"] = compute_min_dcf(scores, labels, p_target)[0]
+        result[f"min_dcf_{p_target}"] = _min_dcf(*rates, p_target)[0]
     if llrs is not None:
         result["cllr"] = compute_cllr(llrs, labels)
     result["min_cllr"] = compute_min_cllr(scores, labels)

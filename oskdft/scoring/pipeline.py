@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from oskdft.config import EvalConfig, load_config
+from oskdft.scoring import CALIBRATION_NAME, METRICS_NAME, SCORES_DIR
 from oskdft.scoring.backends import Backend, build_backend, save_backend
 from oskdft.scoring.calibration import (
     Calibration,
@@ -100,7 +101,8 @@ def score_system(
 
     valid_embeddings = load_embeddings(embeddings_dir / valid_set, crops=uses_crops)
     valid = _trial_list(data_dir / valid_set / f"{TRIALS_PREFIX}valid", valid_embeddings,
-                        embeddings_dir / valid_set, cfg, data_dir / valid_set)
+                        embeddings_dir / valid_set,
+                        _durations(cfg, data_dir / valid_set, valid_embeddings))
     calibrations, valid_results = _calibrate(backends, valid_embeddings, valid)
     deploy = cfg.deploy_backend or min(valid_results, key=lambda n: valid_results[n]["eer"])
 
@@ -111,26 +113,31 @@ def score_system(
         "valid": {"trials": str(valid.path), "results": valid_results},
         "trial_lists": {},
     }
-    with atomic_dir(system_dir / "scores") as out:
+    with atomic_dir(system_dir / SCORES_DIR) as out:
         for set_name in eval_sets:
             embeddings = load_embeddings(embeddings_dir / set_name, crops=uses_crops)
-            for path in _trial_paths(data_dir / set_name):
-                trial_list = _trial_list(path, embeddings, embeddings_dir / set_name, cfg,
-                                         data_dir / set_name)
+            paths = _trial_paths(data_dir / set_name)
+            durations = _durations(cfg, data_dir / set_name, embeddings)
+            trial_lists = []
+            for path in paths:
+                trial_list = _trial_list(path, embeddings, embeddings_dir / set_name, durations)
                 if trial_list.name in metrics["trial_lists"]:
                     raise InputError(path, f"a trial list named {trial_list.name!r} exists in "
                                      "another evaluation set too", hint="rename one of them")
-                results = _score_trial_list(trial_list, embeddings, backends, calibrations, out,
-                                            title=f"{system_dir.name}: {trial_list.name}")
+                trial_lists.append(trial_list)
+            results = _score_set(trial_lists, embeddings, backends, calibrations, out,
+                                 system_dir.name)
+            for trial_list in trial_lists:
                 metrics["trial_lists"][trial_list.name] = {
-                    "set": set_name, "trials": str(path), "results": results,
+                    "set": set_name, "trials": str(trial_list.path),
+                    "results": results[trial_list.name],
                 }
         for name, backend in backends.items():
             if backend.trained:
                 save_backend(backend, out / f"{name}.npz")
-        save_calibrations(out / "calibration.json", calibrations, deploy,
+        save_calibrations(out / CALIBRATION_NAME, calibrations, deploy,
                           trained_on=str(valid.path))
-        with atomic_write(out / "metrics.json") as f:
+        with atomic_write(out / METRICS_NAME) as f:
             json.dump(metrics, f, indent=2)
             f.write("\n")
     return metrics
@@ -192,41 +199,64 @@ def _trial_paths(set_dir: Path) -> List[Path]:
     return paths
 
 
+def _durations(cfg: EvalConfig, data_set_dir: Path,
+               embeddings: Embeddings) -> Optional[np.ndarray]:
+    """Seconds of each embedded utterance, when the calibration uses durations."""
+    if not cfg.calibration_durations:
+        return None
+    return read_utt2dur(data_set_dir / "utt2dur", embeddings.keys)
+
+
 def _trial_list(
-    path: Path, embeddings: Embeddings, source: Path, cfg: EvalConfig, data_set_dir: Path
+    path: Path, embeddings: Embeddings, source: Path, durations: Optional[np.ndarray]
 ) -> TrialList:
     trials = read_trials(path)
     if trials.labels.all() or not trials.labels.any():
         raise InputError(path, "needs both target and nontarget trials")
     enrol, test = trial_rows(path, trials, embeddings.index, source / "xvector.scp")
     trial_list = TrialList(path.name[len(TRIALS_PREFIX):], path, trials, enrol, test)
-    if cfg.calibration_durations:
-        durations = read_utt2dur(data_set_dir / "utt2dur", embeddings.keys)
+    if durations is not None:
         trial_list.enrol_durations, trial_list.test_durations = durations[enrol], durations[test]
     return trial_list
 
 
-def _score_trial_list(
-    trial_list: TrialList,
+def _score_set(
+    trial_lists: List[TrialList],
     embeddings: Embeddings,
     backends: Dict[str, Backend],
     calibrations: Dict[str, Calibration],
     out: Path,
-    title: str,
-) -> Dict[str, Dict[str, float]]:
-    labels = trial_list.trials.labels
-    results, curves = {}, {}
+    system: str,
+) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """Score the trial lists of one set (e.g. VoxCeleb1's O, E and H) with every back end.
+
+    Each back end scores all lists' trials in one call, so it prepares the set's embeddings
+    (normalisation, projection, cohort statistics) once; the scores are then split by list.
+
+    :return: trial list -> back end -> metrics.
+    """
+    enrol = np.concatenate([trial_list.enrol for trial_list in trial_lists])
+    test = np.concatenate([trial_list.test for trial_list in trial_lists])
+    ends = np.cumsum([len(trial_list.enrol) for trial_list in trial_lists])[:-1]
+    results: Dict[str, Dict[str, Dict[str, float]]] = {t.name: {} for t in trial_lists}
+    curves: Dict[str, Dict[str, Tuple[np.ndarray, np.ndarray]]] = {t.name: {} for t in trial_lists}
     for name, backend in backends.items():
         start = time.perf_counter()
-        scores = backend.score(embeddings, trial_list.enrol, trial_list.test)
-        seconds = time.perf_counter() - start
-        write_scores(out / f"{trial_list.name}.{name}.score", trial_list.trials, scores)
-        llrs = trial_list.calibrate(calibrations[name], scores)
-        results[name] = evaluate(scores, labels, llrs)
-        curves[name] = (scores, labels)
-        log.info("%s %s: EER %.2f%%, minDCF0.01 %.3f, Cllr %.3f (%d trials scored in %.2f s)",
-                 trial_list.name, name, 100 * results[name]["eer"],
-                 results[name]["min_dcf_0.01"], results[name]["cllr"], len(labels), seconds)
-    plot_det(out / f"{trial_list.name}.det.png", curves, title)
-    plot_histograms(out / f"{trial_list.name}.hist.png", curves, title)
+        all_scores = backend.score(embeddings, enrol, test)
+        log.info("%s: %d trials of %d list(s) scored in %.2f s", name, len(enrol),
+                 len(trial_lists), time.perf_counter() - start)
+        for trial_list, scores in zip(trial_lists, np.split(all_scores, ends)):
+            labels = trial_list.trials.labels
+            write_scores(out / f"{trial_list.name}.{name}.score", trial_list.trials, scores)
+            llrs = trial_list.calibrate(calibrations[name], scores)
+            result = evaluate(scores, labels, llrs)
+            results[trial_list.name][name] = result
+            curves[trial_list.name][name] = (scores, labels)
+            log.info("%s %s: EER %.2f%%, minDCF0.01 %.3f, Cllr %.3f (%d trials)",
+                     trial_list.name, name, 100 * result["eer"], result["min_dcf_0.01"],
+                     result["cllr"], len(labels))
+    for trial_list in trial_lists:
+        title = f"{system}: {trial_list.name}"
+        plot_det(out / f"{trial_list.name}.det.png", curves[trial_list.name], title)
+        plot_histograms(out / f"{trial_list.name}.hist.png", curves[trial_list.name], title)
     return results

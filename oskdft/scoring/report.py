@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from oskdft.scoring import METRICS_NAME, SCORES_DIR
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike, atomic_write
 
@@ -26,7 +27,7 @@ def make_results(exp_dir: Pathlike, systems: Sequence[str], eval_sets: Sequence[
     exp_dir = Path(exp_dir)
     rows: List[Dict[str, Any]] = []
     for system in systems:
-        metrics = _read_json(exp_dir / system / "scores" / "metrics.json",
+        metrics = _read_json(exp_dir / system / SCORES_DIR / METRICS_NAME,
                              hint="run stage 5 (local/score_trials.py) for this system")
         meta_path = exp_dir / system / "final" / "meta.json"
         meta = _read_json(meta_path, hint="written by training") if meta_path.is_file() else {}

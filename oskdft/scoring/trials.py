@@ -36,6 +36,9 @@ def read_trials(path: Pathlike) -> Trials:
     >>> enrol, test, labels.tolist()
     (['a1', 'a1'], ['b1', 'a2'], [False, True])
     """
+    if not Path(path).is_file():
+        raise InputError(path, "trial list not found",
+                         hint="stage 0 writes the evaluation sets' lists, stage 1 trials_valid")
     enrol, test, labels = [], [], []
     with open(path) as f:
         for line_no, line in enumerate(f, 1):
@@ -117,5 +120,7 @@ def read_utt2dur(path: Pathlike, utts: Sequence[str]) -> np.ndarray:
         try:
             durations[i] = float(table[utt])
         except ValueError:
-            raise InputError(path, f"duration of {utt!r} is not a number: {table[utt]!r}")
+            # read_table keeps file order and every line is an entry: the key's line.
+            raise InputError(path, f"duration of {utt!r} is not a number: {table[utt]!r}",
+                             line=list(table).index(utt) + 1)
     return durations

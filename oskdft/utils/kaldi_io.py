@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Iterable, Mapping, Tuple
+from typing import Dict, Iterable, Tuple
 
 import kaldiio
 import numpy as np
 
-from oskdft.utils.io import Pathlike, tmp_path_for
+from oskdft.utils.io import Pathlike, atomic_write, tmp_path_for
 
 
 def write_ark_scp(ark: Pathlike, scp: Pathlike, items: Iterable[Tuple[str, np.ndarray]]) -> int:
@@ -64,10 +64,8 @@ def read_scp_keys(scp: Pathlike) -> list:
         return [line.split(maxsplit=1)[0] for line in f if line.strip()]
 
 
-def stack_scp(scp: Pathlike) -> Tuple[list, np.ndarray]:
-    """Keys and a ``(N, ...)`` stacked array of an scp whose entries share one shape."""
-    table: Mapping[str, np.ndarray] = read_scp(scp)
-    keys = list(table)
-    if not keys:
-        raise ValueError(f"{scp}: no entries")
-    return keys, np.stack([table[k] for k in keys])
+def write_scp_index(scp: Pathlike, lines: Iterable[str]) -> None:
+    """Write scp ``lines`` (each ending in a newline) sorted by key, atomically: ``LC_ALL=C``
+    order, as Kaldi wants, which is Python's string order (UTF-8 keeps code-point order)."""
+    with atomic_write(scp) as f:
+        f.writelines(sorted(lines, key=lambda line: line.split(maxsplit=1)[0]))

@@ -109,6 +109,26 @@ def test_an_onnx_model_verifies_without_torch(deployed, capsys):
     assert run.stdout.splitlines()[0] == f"score      {expected['score']}"
 
 
+def test_a_final_dir_verifies_without_the_quantiser(deployed):
+    """Only stage 6 quantises: verify with a final/ dir must not import onnxruntime's quantiser."""
+    wavs = list(wav_scp(deployed).values())
+    args = [str(deployed / FINAL), wavs[0], wavs[3]]
+    script = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.startswith('onnxruntime.quantization'):\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from oskdft.cli.main import main\n"
+        "sys.exit(main(['verify'] + sys.argv[1:]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1].startswith("decision")
+
+
 def test_a_corrupt_wav_is_named(deployed, capsys, tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x00\x00 this is not audio")

@@ -13,13 +13,12 @@ from oskdft.embedding import export
 from oskdft.embedding.deploy import load_deployment, load_scorer
 from oskdft.embedding.export import (
     ParityError,
-    TorchEmbedder,
     export_onnx,
     export_system,
     fold_weight_norm,
     load_torchscript,
 )
-from oskdft.embedding.final import load_final, save_final
+from oskdft.embedding.final import TorchEmbedder, load_final, save_final
 from oskdft.embedding.onnx_runtime import OnnxEmbedder
 from oskdft.embedding.views import pad_batch
 from oskdft.utils.errors import InputError

@@ -78,8 +78,8 @@ def test_saved_file_round_trip_and_errors(tmp_path):
     cals = {"cosine": Calibration(2.0, -1.0, thresholds={"eer": 0.1}),
             "plda": Calibration(0.5, 0.2, [0.1, -0.2], {"eer": 0.3})}
     save_calibrations(path, cals, default_backend="plda", trained_on="data/valid/trials_valid")
-    assert load_calibration(path) == cals["plda"]
-    assert load_calibration(path, "cosine") == cals["cosine"]
+    assert load_calibration(path) == ("plda", cals["plda"])
+    assert load_calibration(path, "cosine") == ("cosine", cals["cosine"])
     assert json.loads(path.read_text())["trained_on"] == "data/valid/trials_valid"
     with pytest.raises(InputError, match="no calibration for back end 'asnorm'"):
         load_calibration(path, "asnorm")

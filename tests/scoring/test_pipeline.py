@@ -98,7 +98,8 @@ def test_scores_every_list_and_backend(tmp_path):
     # Calibration: fitted on valid, with duration terms; default = best valid EER.
     valid_eer = {b: r["eer"] for b, r in metrics["valid"]["results"].items()}
     assert metrics["deploy_backend"] == min(valid_eer, key=valid_eer.get)
-    calibration = load_calibration(out / "calibration.json")
+    name, calibration = load_calibration(out / "calibration.json")
+    assert name == metrics["deploy_backend"]
     assert len(calibration.quality_weights) == 2
     assert set(calibration.thresholds) == {"eer", "p_target=0.01"}
 
@@ -114,6 +115,25 @@ def test_failed_run_keeps_earlier_scores(tmp_path):
         score_system(data_dir, system_dir, ["test"])
     assert (system_dir / "scores" / "metrics.json").read_bytes() == before
     assert sorted(p.name for p in system_dir.iterdir()) == ["config.yaml", "embeddings", "scores"]
+
+
+def test_lists_of_a_set_score_together_as_each_alone(tmp_path):
+    """A set's lists are scored in one back-end call; list a scores as if it were alone."""
+    data_dir, system_dir = make_recipe(tmp_path, durations=True, calibration_durations=True)
+    together = score_system(data_dir, system_dir, ["test"])
+    scores = {path.name: path.read_text() for path in (system_dir / "scores").glob("a.*.score")}
+    (data_dir / "test" / "trials_b").unlink()
+    alone = score_system(data_dir, system_dir, ["test"])
+    assert list(alone["trial_lists"]) == ["a"]
+    for name, text in scores.items():
+        expected = [line.split() for line in text.splitlines()]
+        got = [line.split() for line in (system_dir / "scores" / name).read_text().splitlines()]
+        assert [row[:2] + row[3:] for row in got] == [row[:2] + row[3:] for row in expected]
+        np.testing.assert_allclose([float(row[2]) for row in got],
+                                   [float(row[2]) for row in expected], rtol=0, atol=2e-6)
+    for backend, result in alone["trial_lists"]["a"]["results"].items():
+        assert result == pytest.approx(together["trial_lists"]["a"]["results"][backend],
+                                       abs=1e-5)
 
 
 def test_untrained_backends_need_no_backend_set_and_config_errors(tmp_path):

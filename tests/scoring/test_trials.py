@@ -15,6 +15,8 @@ def test_bad_trial_lines_name_file_and_line(tmp_path):
     path.write_text("")
     with pytest.raises(InputError, match="no trials"):
         read_trials(path)
+    with pytest.raises(InputError, match="trials_missing: trial list not found"):
+        read_trials(tmp_path / "trials_missing")
 
 
 def test_unknown_utterances_error_names_file_line_and_ids(tmp_path):
@@ -50,3 +52,6 @@ def test_utt2dur(tmp_path):
     path.write_text("a 1.5\na 2\n")
     with pytest.raises(InputError, match="utt2dur:2: duplicate key 'a'"):
         read_utt2dur(path, ["a"])
+    path.write_text("a 1.5\nb 3s\n")
+    with pytest.raises(InputError, match="utt2dur:2: duration of 'b' is not a number: '3s'"):
+        read_utt2dur(path, ["a", "b"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from oskdft.utils.io import atomic_dir, atomic_path, atomic_write
-from oskdft.utils.kaldi_io import read_scp, read_scp_keys, stack_scp, write_ark_scp
+from oskdft.utils.kaldi_io import read_scp, read_scp_keys, write_ark_scp, write_scp_index
 
 
 def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path):
@@ -52,8 +52,13 @@ def test_ark_scp_round_trip_and_final_paths(tmp_path):
     assert list(back) == list(items)
     for key in items:
         np.testing.assert_array_equal(back[key], items[key])
-    keys, stacked = stack_scp(tmp_path / "x.scp")
-    assert keys == read_scp_keys(tmp_path / "x.scp") and stacked.shape == (4, 5, 3)
+    assert read_scp_keys(tmp_path / "x.scp") == list(items)
+
+
+def test_scp_index_is_sorted_in_c_order(tmp_path):
+    write_scp_index(tmp_path / "x.scp", ["b x.ark:9\n", "B x.ark:5\n", "a-2 x.ark:1\n",
+                                         "a x.ark:3\n"])
+    assert read_scp_keys(tmp_path / "x.scp") == ["B", "a", "a-2", "b"]
 
 
 def test_ark_writer_failure_leaves_nothing(tmp_path):
