@@ -5,27 +5,25 @@ Builds the paper's configuration from config alone: the XLSR-53 shape (24 pre-LN
 wide, LayerNorm CNN; random weights, nothing downloaded), the 4-layer student of the default
 SystemConfig (with its adapters), the same student with thinner CNNs (``ssl.thin_cnn_dim``), and
 each with its ECAPA-TDNN for the full embedding. Every model runs on the same 4 s of audio at
-each batch size, in interleaved rounds (one call of each model per round, after one warm-up
-round), and the table gives the median time and the ratio to the teacher (SSL rows to the
-teacher's SSL, embedding rows to the teacher + ECAPA).
+each batch size, in interleaved rounds (one call of each model per round, after warm-up calls;
+the library's :func:`oskdft.embedding.speed.median_times`), and the table gives the median time
+and the ratio to the teacher (SSL rows to the teacher's SSL, embedding rows to the teacher +
+ECAPA).
 
 Usage: python bench/ssl_speed.py [--threads 2] [--repeats 3] [--thin-cnn-dims 256 128 64]
        python bench/ssl_speed.py --device cuda --repeats 20
 """
 import argparse
 import dataclasses
-import statistics
-import time
-from typing import Callable, Dict, List, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 
 from oskdft.cli.common import make_parser
 from oskdft.config import SystemConfig
+from oskdft.embedding.speed import median_times
 from oskdft.models.system import build_model
 from oskdft.models.teacher import XLSR53_ARCH, SSLTeacher, build_ssl_from_arch
-
-SAMPLE_RATE = 16000
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -62,33 +60,16 @@ def build_candidates(thin_dims: List[int], device: str) -> Dict[str, Tuple[torch
     return {name: (model.eval().to(device), ref) for name, (model, ref) in candidates.items()}
 
 
-def time_call(fn: Callable[[], object], device: str) -> float:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     candidates = build_candidates(args.thin_cnn_dims, args.device)
-    num_samples = int(args.seconds * SAMPLE_RATE)
-    inputs = {b: torch.randn(b, num_samples, device=args.device) for b in args.batch_sizes}
-    times: Dict[Tuple[str, int], List[float]] = {}
-    with torch.inference_mode():
-        for round_index in range(args.repeats + 1):  # round 0 warms up
-            for batch, wav in inputs.items():
-                for name, (model, _) in candidates.items():
-                    elapsed = time_call(lambda: model(wav), args.device)
-                    if round_index > 0:
-                        times.setdefault((name, batch), []).append(elapsed)
-
-    medians = {key: statistics.median(values) for key, values in times.items()}
+    models = [model for model, _ in candidates.values()]
+    medians: Dict[Tuple[str, int], float] = {}
+    for batch in args.batch_sizes:
+        times = median_times(models, args.seconds, batch, args.repeats, args.threads,
+                             args.device)
+        medians.update({(name, batch): t for name, t in zip(candidates, times)})
     params = {name: sum(p.numel() for p in model.parameters())
               for name, (model, _) in candidates.items()}
     print(f"{args.seconds:g} s of audio, device {args.device}, {args.threads} CPU threads, "

@@ -7,9 +7,10 @@ paper's shapes, XLSR-53 teacher and its 4-layer student with ECAPA C=512, random
 1. cache write: stage 2's writer (teacher forward + fp16 storage) over --windows random-noise
    windows of 2 s; prints windows per second and the bytes stored per second of audio;
 2. training step: load a batch through ``TrainingWindows`` (cached arrays, or clean audio for
-   the teacher), optionally run the teacher, then the student's KD + AAM forward, backward and
-   Adam step. Cached and online steps alternate, --repeats times after one warm-up each;
-   medians are reported, with the ratio online / cached.
+   the teacher), optionally run the teacher, then the trainer's own step
+   (:func:`oskdft.training.objective.optimizer_step`: KD + AAM forward, backward, Adam).
+   Cached and online steps alternate, --repeats times after one warm-up each; medians are
+   reported, with the ratio online / cached.
 
 The batch is small on CPU (--batch-size): the ratio, not the absolute time, is the point.
 
@@ -30,6 +31,7 @@ from torch.utils.data import DataLoader
 
 from oskdft.cache.key import CacheSpec
 from oskdft.cache.teacher_cache import merge_shards, write_job_shards
+from oskdft.cli.common import make_parser
 from oskdft.config import SystemConfig
 from oskdft.data.audio import mono_cut, recording_from_entry
 from oskdft.data.dataset import OneWindowPerUtteranceSampler, TrainingWindows, collate_windows
@@ -38,6 +40,8 @@ from oskdft.losses.aam import AAMSoftmax
 from oskdft.losses.kd import build_kd_loss, kd_layers
 from oskdft.models.system import build_model
 from oskdft.models.teacher import XLSR53_ARCH, SSLTeacher, build_ssl_from_arch, num_frames
+from oskdft.training.objective import TrainingObjective, optimizer_step
+from oskdft.training.schedules import LossWeights
 
 RATE = 16000
 MINI_ARCH = {
@@ -103,11 +107,13 @@ def train_steps(name, root, args):
     windows_per_second, bytes_per_audio_second = write_cache(
         manifest, root / "cache", teacher, layers, args)
 
-    model = build_model(cfg, teacher.hf_model).to(device).train()
+    model = build_model(cfg, teacher.hf_model)
     kd_loss = build_kd_loss(cfg, model.ssl.hidden_size, teacher.hidden_size, teacher.num_layers)
-    aam = AAMSoftmax(cfg.backend.embed_dim, len(speakers)).to(device)
-    params = [*model.parameters(), *aam.parameters()]
-    optimizer = torch.optim.Adam(params, lr=1e-5)
+    objective = TrainingObjective(model, kd_loss, AAMSoftmax(model.embed_dim, len(speakers)))
+    objective = objective.to(device).train()
+    optimizer = torch.optim.Adam(objective.parameters(), lr=1e-5)
+    scaler = torch.amp.GradScaler(device.type, enabled=False)  # fp32: no loss scaling
+    weights = LossWeights(kd=1.0, sv=1.0)
     cached = TrainingWindows(root / "cache" / "cuts.jsonl.gz", speakers, teacher_layers=layers)
     online = TrainingWindows(manifest, speakers, teacher_wav=True)
 
@@ -126,12 +132,8 @@ def train_steps(name, root, args):
             targets = {k: v.to(device).float() for k, v in batch["teacher_hidden"].items()}
         else:
             targets = teacher(batch["teacher_wav"].to(device))
-        out = model.forward_train(batch["student_wav"].to(device))
-        loss = kd_loss(out.kd_hidden_states, targets) + aam(out.embeddings,
-                                                            batch["speaker"].to(device))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        optimizer_step(objective, optimizer, scaler, batch["student_wav"].to(device),
+                       batch["speaker"].to(device), targets, weights)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
@@ -152,17 +154,19 @@ def train_steps(name, root, args):
     }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def get_parser() -> argparse.ArgumentParser:
+    parser = make_parser(__doc__)
     parser.add_argument("--configs", nargs="+", default=["mini", "paper"],
                         choices=["mini", "paper"])
     parser.add_argument("--batch-size", type=int, default=2, help="windows per step")
     parser.add_argument("--windows", type=int, default=16, help="windows cached")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per mode")
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    torch.set_grad_enabled(True)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = get_parser().parse_args(argv)
     rows = []
     for name in args.configs:
         with tempfile.TemporaryDirectory() as root:

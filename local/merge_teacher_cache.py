@@ -2,9 +2,10 @@
 """Stage 2, after the jobs: verify the teacher cache and write its merged manifest.
 
 Checks that every window of the manifest is cached exactly once, in order, with an array of
-the expected shape holding only finite values (read back from disk), then writes the merged
-cuts and meta.yaml. Fails, writing nothing, when a shard is missing or wrong. Systems without
-a cache (no KD, online teacher) are skipped with a log line.
+the expected shape, and that no fp16 shard file is cut short, then writes the merged cuts and
+meta.yaml. The arrays are not read back: each job checked its values were finite before
+storing them. Fails, writing nothing, when a shard is missing or wrong. Systems without a
+cache (no KD, online teacher) are skipped with a log line.
 
 Inputs:  the system YAML, the data config, DATA_DIR/manifests/train_windows.jsonl.gz,
          EXP_CACHE/<key>/shards/

@@ -9,7 +9,7 @@ that file.
 Rules:
 
 - an unknown key, in a file or an override, is an error naming the file, the line and the
-  known keys; a value of the wrong type is an error too;
+  known keys; a value of the wrong type, or outside its fixed :data:`CHOICES`, is an error too;
 - ``base: other.yaml`` (relative to the file) inherits another config, merged key by key;
 - overrides are dotted keys, ``optim.backend_lr=5e-5 kd.loss=none``, values parsed as YAML.
 
@@ -32,6 +32,11 @@ import yaml
 
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike, atomic_write
+
+# kd.loss of a system without knowledge distillation.
+NO_KD = "none"
+# teacher.mode: stage 2 caches the teacher's hidden states, or the teacher runs in every step.
+TEACHER_CACHED, TEACHER_ONLINE = "cached", "online"
 
 
 @dataclass
@@ -60,7 +65,7 @@ class TeacherConfig:
     # resolved against the recipe's working directory (e.g. exp/teacher_ft/final/ssl).
     path: Optional[str] = None
     # cached: stage 2 stores its hidden states once; online: it runs inside every training step.
-    mode: str = "cached"
+    mode: str = TEACHER_CACHED
     # How stage 2 stores the hidden states: fp16 (exact float16) or lilcom (lossy, about half
     # the size; needs the lilcom package).
     cache_storage: str = "fp16"
@@ -257,11 +262,19 @@ class SystemConfig:
 
     def caches_teacher(self) -> bool:
         """Whether stage 2 caches this system's teacher: KD on, teacher in cached mode."""
-        return self.kd.loss != "none" and self.teacher.mode == "cached"
+        return self.kd.loss != NO_KD and self.teacher.mode == TEACHER_CACHED
+
+    def runs_teacher_online(self) -> bool:
+        """Whether the teacher runs in every training step: KD on, teacher in online mode."""
+        return self.kd.loss != NO_KD and self.teacher.mode == TEACHER_ONLINE
+
 
 
 # ---------------------------------------------------------------------------------------------
 # Loading, merging, validation
+
+# Keys whose value must be one of a fixed set (names that registries check are left to them).
+CHOICES = {"teacher.mode": (TEACHER_CACHED, TEACHER_ONLINE)}
 
 
 def load_config(path: Pathlike, overrides: Sequence[str] = (), cls: type = SystemConfig):
@@ -375,6 +388,9 @@ def _build(cls, raw: Dict[str, Any], path: Path, lines: Dict, prefix: str):
             values[key] = _build(hint, value or {}, path, lines, prefix=dotted + ".")
         else:
             values[key] = _check_type(value, hint, where, line, dotted)
+            if dotted in CHOICES and values[key] not in CHOICES[dotted]:
+                raise InputError(where, f"{dotted} must be one of {', '.join(CHOICES[dotted])}, "
+                                 f"got {value!r}", line=line)
     return cls(**values)
 
 
@@ -405,3 +421,4 @@ def _check_type(value, hint, where, line, dotted):
         name = getattr(hint, "__name__", str(hint))
         raise InputError(where, f"{dotted} must be {name}, got {value!r}", line=line)
     return value
+

@@ -36,6 +36,15 @@ def test_wrong_type_is_an_error(tmp_path):
         load_config(conf)
 
 
+def test_unknown_teacher_mode_is_an_error_at_load(tmp_path):
+    conf = write(tmp_path / "sys.yaml", "teacher:\n  path: t\n  mode: cachd\n")
+    with pytest.raises(InputError, match=r"sys.yaml:3: teacher.mode must be one of cached, "
+                       r"online, got 'cachd'"):
+        load_config(conf)
+    with pytest.raises(InputError, match=r"--override: teacher.mode must be one of"):
+        apply_overrides(SystemConfig(), ["teacher.mode=onlin"])
+
+
 def test_base_inheritance_merges_key_by_key(tmp_path):
     write(tmp_path / "base.yaml", "optim:\n  epochs: 7\n  batch_size: 16\nkd:\n  loss: mse_last\n")
     conf = write(tmp_path / "child.yaml", "base: base.yaml\noptim:\n  epochs: 3\n")

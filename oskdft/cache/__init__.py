@@ -3,7 +3,7 @@
 Importing the package registers the fp16 storage backend with lhotse, which reading cached
 windows needs (:mod:`oskdft.cache.storage`).
 """
-from oskdft.cache.key import CacheSpec, cache_spec, needs_cache
+from oskdft.cache.key import CacheSpec, cache_spec
 from oskdft.cache.storage import STORAGES, get_storage
 from oskdft.cache.teacher_cache import (
     TeacherCache,
@@ -20,6 +20,5 @@ __all__ = [
     "cache_teacher_job",
     "get_storage",
     "merge_teacher_cache",
-    "needs_cache",
     "open_teacher_cache",
 ]

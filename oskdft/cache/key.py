@@ -31,7 +31,6 @@ from oskdft.models.teacher import load_teacher_config, num_frames
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike
 
-CACHED, ONLINE = "cached", "online"
 _CHUNK = 1 << 20
 
 
@@ -70,13 +69,6 @@ class CacheSpec:
     def array_shape(self) -> Tuple[int, int, int]:
         """Shape of one window's array: ``(layers, frames, hidden_size)``."""
         return (len(self.layers), self.frames, self.hidden_size)
-
-
-def needs_cache(cfg: SystemConfig) -> bool:
-    """Whether stage 2 caches this system's teacher: KD on, teacher in ``cached`` mode."""
-    if cfg.teacher.mode not in (CACHED, ONLINE):
-        raise InputError("teacher.mode", f"must be {CACHED} or {ONLINE}, got {cfg.teacher.mode!r}")
-    return cfg.caches_teacher()
 
 
 def cache_spec(cfg: SystemConfig, data_cfg: DataConfig, windows_manifest: Pathlike) -> CacheSpec:

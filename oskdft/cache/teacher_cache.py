@@ -13,7 +13,8 @@ Job ``j`` of ``N`` writes shards ``s`` with ``s % N == j - 1``. Shards do not de
 and a shard counts as done once its ``.jsonl.gz`` exists, which is renamed into place after its
 arrays, both from temporary names: an interrupted run keeps every finished shard and redoes the
 rest, and never leaves a half-written shard under its final name. The merge checks that every
-window is there exactly once, in order, with the expected shape and only finite values.
+window is there exactly once, in order, with the expected shape, and that no fp16 file is cut
+short; the values were checked to be finite by the job that stored them.
 """
 from __future__ import annotations
 
@@ -34,12 +35,13 @@ from lhotse.serialization import deserialize_item
 from lhotse.utils import fastcopy
 from tqdm import tqdm
 
-from oskdft.cache.key import CacheSpec, cache_spec, needs_cache
+from oskdft.cache.key import CacheSpec, cache_spec
 from oskdft.cache.storage import get_storage
-from oskdft.config import DataConfig, SystemConfig, load_config, load_data_config
+from oskdft.config import NO_KD, DataConfig, SystemConfig, load_config, load_data_config
 from oskdft.data.audio import load_audio
 from oskdft.data.dataset import TEACHER_FIELD
 from oskdft.data.windows import windows_path
+from oskdft.models.device import resolve_device
 from oskdft.models.teacher import load_teacher
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike, atomic_path, atomic_write
@@ -136,7 +138,7 @@ def open_teacher_cache(
 
     :raises InputError: when stage 2 has not completed this cache (e.g. the config changed).
     """
-    if not needs_cache(cfg):
+    if not cfg.caches_teacher():
         return None
     spec = cache_spec(cfg, data_cfg, windows_path(data_dir))
     cache = TeacherCache(Path(cache_root) / spec.key, spec)
@@ -147,9 +149,9 @@ def open_teacher_cache(
 
 
 def _needs_cache(cfg: SystemConfig, config: Pathlike) -> bool:
-    if needs_cache(cfg):
+    if cfg.caches_teacher():
         return True
-    reason = "kd.loss is none" if cfg.kd.loss == "none" else "the teacher runs online"
+    reason = "kd.loss is none" if cfg.kd.loss == NO_KD else "the teacher runs online"
     logging.info("%s: no teacher cache needed (%s); nothing to do", config, reason)
     return False
 
@@ -161,13 +163,6 @@ def _is_complete(out_dir: Path) -> bool:
         logging.info("teacher cache %s is complete; nothing to do", out_dir)
         return True
     return False
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto``: the GPU when there is one."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,7 +327,8 @@ def merge_shards(
 
     The arrays themselves are not read back: each job checked shape and finiteness before it
     stored them, and a shard appears only once complete. Reading VoxCeleb2's cache (over a
-    terabyte) again on the host that runs the merge would cost hours.
+    terabyte) again on the host that runs the merge would cost hours. Only the size of each
+    fp16 file is checked against the records its cuts point at.
 
     :return: the number of windows.
     """
@@ -352,11 +348,18 @@ def merge_shards(
         for shard in tqdm(range(total_shards), desc="verify teacher cache", unit="shard",
                           mininterval=30):
             cuts_path, data_path = shard_paths(out_dir, shard, spec.storage)
+            data_size = data_path.stat().st_size
+            needed = 0
             for line, cut in enumerate(CutSet.from_jsonl_lazy(cuts_path), 1):
                 _verify_window(cut, next(expected, None), spec, cuts_path, line)
+                needed = max(needed, _record_end(cut, spec))
                 writer.write(cut)
                 count += 1
-            size += data_path.stat().st_size
+            if needed > data_size:
+                raise InputError(data_path, f"{data_size} bytes, but {cuts_path.name} points "
+                                 f"up to byte {needed}: the file is cut short",
+                                 hint="delete this shard's files and rerun stage 2")
+            size += data_size
         if next(expected, None) is not None or count != spec.num_windows:
             raise InputError(out_dir / SHARD_DIR, f"the shards hold {count} windows, the "
                              f"manifest {spec.num_windows}",
@@ -370,6 +373,16 @@ def merge_shards(
     logging.info("teacher cache %s: %d windows verified, %s on disk", out_dir, count,
                  human_bytes(size))
     return count
+
+
+def _record_end(cut: Cut, spec: CacheSpec) -> int:
+    """Where the window's fp16 record ends in its shard's file (0 for lilcom, whose keys are
+    not byte ranges): a cheap check against a truncated file, without reading it."""
+    if spec.storage != "fp16":
+        return 0
+    key = getattr(cut, TEACHER_FIELD).array.storage_key
+    offset, length = (int(part) for part in key.split(","))
+    return offset + length
 
 
 def _window_ids(manifest: Path) -> Iterator[str]:

@@ -24,7 +24,7 @@ import functools
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -47,6 +47,7 @@ from oskdft.embedding.shards import (
     split_by_duration,
 )
 from oskdft.embedding.views import crop_audio, length_batches, pad_batch
+from oskdft.models.device import resolve_device
 from oskdft.utils.io import Pathlike, atomic_write
 from oskdft.utils.kaldi_io import read_scp_keys, write_ark_scp
 
@@ -71,15 +72,17 @@ class _AudioBatches(Dataset):
         return self.make(self.batches[index])
 
 
-def _padded_batch(cuts: List[Cut]) -> Dict:
-    wav, lengths = pad_batch([load_audio(cut) for cut in cuts])
-    return {"ids": [cut.id for cut in cuts], "wav": torch.from_numpy(wav),
-            "lengths": torch.from_numpy(lengths)}
-
-
-def _crops_batch(cuts: List[Cut], crop_samples: int, num_crops: int) -> Dict:
-    crops = np.concatenate([crop_audio(load_audio(cut), crop_samples, num_crops) for cut in cuts])
-    return {"ids": [cut.id for cut in cuts], "wav": torch.from_numpy(crops), "lengths": None}
+def _load_batch(cuts: List[Cut], crop_samples: int, num_crops: int) -> Dict:
+    """The model inputs of ``cuts``, each decoded once: the zero-padded full utterances and,
+    with ``num_crops``, their crops (``num_crops`` rows per cut)."""
+    audio = [load_audio(cut) for cut in cuts]
+    wav, lengths = pad_batch(audio)
+    batch = {"ids": [cut.id for cut in cuts], "wav": torch.from_numpy(wav),
+             "lengths": torch.from_numpy(lengths)}
+    if num_crops:
+        batch["crops"] = torch.from_numpy(
+            np.concatenate([crop_audio(samples, crop_samples, num_crops) for samples in audio]))
+    return batch
 
 
 def embed_cuts(
@@ -90,79 +93,71 @@ def embed_cuts(
     progress: bool = False,
     num_workers: int = 0,
 ) -> Dict[str, np.ndarray]:
-    """Full-utterance embeddings of ``cuts``, batched by length (see the module docstring).
+    """Full-utterance embeddings of ``cuts``: :func:`embed_views` without crops."""
+    return embed_views(model, cuts, device, batch_seconds, num_crops=0, progress=progress,
+                       num_workers=num_workers)[0]
+
+
+def embed_views(
+    model: nn.Module,
+    cuts: Iterable[Cut],
+    device: Device,
+    batch_seconds: float = 200.0,
+    crop_seconds: float = 3.0,
+    num_crops: int = 5,
+    crop_batch_size: int = 64,
+    progress: bool = False,
+    num_workers: int = 0,
+) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+    """Both views of ``cuts`` (see the module docstring), each cut decoded once: full
+    utterances batched by length, and ``num_crops`` crops of ``crop_seconds`` per cut.
 
     :param model: a :class:`~oskdft.models.system.SpeakerModel` on ``device``; it runs in eval
         mode and is put back in the mode it was in.
-    :param batch_seconds: the most padded audio per model call.
+    :param batch_seconds: the most padded audio per model call of full utterances.
+    :param num_crops: 0 for no crops.
+    :param crop_batch_size: crops per model call; a call holds whole utterances' crops,
+        ``crop_batch_size // num_crops`` utterances (at least one).
     :param num_workers: processes loading audio ahead of the model (0: in this process).
-    :return: cut id -> ``(D,)`` float32 embedding, in the order of ``cuts``.
+    :return: ``(full, crops)``, cut id -> ``(D,)`` and cut id -> ``(num_crops, D)`` float32
+        embeddings, in the order of ``cuts`` (``crops`` is empty without crops).
     """
     cuts = list(cuts)
     lengths = [compute_num_samples(cut.duration, SAMPLE_RATE) for cut in cuts]
     batches = length_batches(lengths, int(batch_seconds * SAMPLE_RATE))
-    data = _AudioBatches([[cuts[i] for i in batch] for batch in batches], _padded_batch)
-    table = _run(model, data, device, len(cuts), progress, num_workers, "full")
-    return {cut.id: table[cut.id][0] for cut in cuts}
-
-
-def embed_crops(
-    model: nn.Module,
-    cuts: Iterable[Cut],
-    device: Device,
-    crop_seconds: float = 3.0,
-    num_crops: int = 5,
-    batch_size: int = 64,
-    progress: bool = False,
-    num_workers: int = 0,
-) -> Dict[str, np.ndarray]:
-    """Embeddings of ``num_crops`` crops of ``crop_seconds`` per cut (see the module docstring).
-
-    :param batch_size: crops per model call; a batch holds whole utterances,
-        ``batch_size // num_crops`` of them (at least one).
-    :return: cut id -> ``(num_crops, D)`` float32 embeddings, in the order of ``cuts``.
-    """
-    cuts = list(cuts)
-    per_batch = max(1, batch_size // num_crops)
-    make = functools.partial(_crops_batch, crop_samples=round(crop_seconds * SAMPLE_RATE),
+    make = functools.partial(_load_batch, crop_samples=round(crop_seconds * SAMPLE_RATE),
                              num_crops=num_crops)
-    data = _AudioBatches([cuts[i:i + per_batch] for i in range(0, len(cuts), per_batch)], make)
-    table = _run(model, data, device, len(cuts), progress, num_workers, "crops")
-    return {cut.id: table[cut.id] for cut in cuts}
-
-
-def _run(model: nn.Module, data: _AudioBatches, device: Device, total: int, progress: bool,
-         num_workers: int, desc: str) -> Dict[str, np.ndarray]:
-    """Embed every batch of ``data``; rows of one id are grouped: id -> ``(rows, D)``."""
-    loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=num_workers)
-    table = {}
+    loader = DataLoader(_AudioBatches([[cuts[i] for i in batch] for batch in batches], make),
+                        batch_size=None, shuffle=False, num_workers=num_workers)
+    crop_rows = max(1, crop_batch_size // max(num_crops, 1)) * num_crops
+    full, crops = {}, {}
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), tqdm(total=total, desc=desc, unit="utt",
+        with torch.inference_mode(), tqdm(total=len(cuts), desc="embed", unit="utt",
                                            disable=not progress) as bar:
             for batch in loader:
-                lengths = batch["lengths"]
-                embeddings = model(batch["wav"].to(device),
-                                   None if lengths is None else lengths.to(device))
-                rows = embeddings.float().cpu().numpy().reshape(len(batch["ids"]), -1,
-                                                              embeddings.shape[-1])
-                table.update(zip(batch["ids"], rows))
-                bar.update(len(batch["ids"]))
+                ids = batch["ids"]
+                full.update(zip(ids, _embed(model, batch["wav"], batch["lengths"], device)))
+                if num_crops:
+                    rows = np.concatenate([_embed(model, part, None, device)
+                                           for part in batch["crops"].split(crop_rows)])
+                    crops.update(zip(ids, rows.reshape(len(ids), num_crops, -1)))
+                bar.update(len(ids))
     finally:
         model.train(was_training)
-    return table
+    return ({cut.id: full[cut.id] for cut in cuts},
+            {cut.id: crops[cut.id] for cut in cuts} if num_crops else {})
+
+
+def _embed(model: nn.Module, wav: torch.Tensor, lengths: Optional[torch.Tensor],
+           device: Device) -> np.ndarray:
+    lengths = None if lengths is None else lengths.to(device)
+    return model(wav.to(device), lengths).float().cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------------
 # One job of stage 4
-
-
-def resolve_device(device: Device) -> torch.device:
-    """``auto``: the GPU when there is one, else the CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
 
 
 def extract_embeddings_job(
@@ -211,11 +206,10 @@ def extract_embeddings_job(
         cuts = [cut for cut in CutSet.from_jsonl_lazy(manifest) if cut.id in wanted]
         logging.info("%s: job %d of %d embeds %d utterances (%.1f s of audio) on %s", set_name,
                      job, num_jobs, len(cuts), sum(c.duration for c in cuts), device)
-        vectors = embed_cuts(model, cuts, device, batch_seconds=cfg.eval.batch_seconds,
-                             progress=progress, num_workers=num_workers)
-        crops = embed_crops(model, cuts, device, crop_seconds=cfg.eval.crop_seconds,
-                            num_crops=cfg.eval.num_crops, batch_size=crop_batch,
-                            progress=progress, num_workers=num_workers)
+        vectors, crops = embed_views(model, cuts, device, batch_seconds=cfg.eval.batch_seconds,
+                                     crop_seconds=cfg.eval.crop_seconds,
+                                     num_crops=cfg.eval.num_crops, crop_batch_size=crop_batch,
+                                     progress=progress, num_workers=num_workers)
         _write_table(set_dir, "xvector", job, vectors)
         _write_table(set_dir, "xvector_crops", job, crops)
         with atomic_write(marker) as f:

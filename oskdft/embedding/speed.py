@@ -39,7 +39,7 @@ def measure_ssl_seconds(ssl_forward: SSLForward, seconds: float = 4.0, batch: in
         already on ``device`` and in eval mode.
     :param threads: torch's CPU threads while timing (restored afterwards).
     """
-    return _median_times([ssl_forward], seconds, batch, repeats, threads, device)[0]
+    return median_times([ssl_forward], seconds, batch, repeats, threads, device)[0]
 
 
 def ssl_time_ratio(student_ssl: SSLForward, teacher_ssl: SSLForward, seconds: float = 4.0,
@@ -48,13 +48,16 @@ def ssl_time_ratio(student_ssl: SSLForward, teacher_ssl: SSLForward, seconds: fl
     """Median time of ``student_ssl`` over median time of ``teacher_ssl``, timed in interleaved
     rounds on the same audio (e.g. 0.35: 65% less time). Arguments as in
     :func:`measure_ssl_seconds`."""
-    student, teacher = _median_times([student_ssl, teacher_ssl], seconds, batch, repeats,
-                                     threads, device)
+    student, teacher = median_times([student_ssl, teacher_ssl], seconds, batch, repeats,
+                                    threads, device)
     return student / teacher
 
 
-def _median_times(forwards: List[SSLForward], seconds: float, batch: int, repeats: int,
-                  threads: int, device: Union[str, torch.device]) -> List[float]:
+def median_times(forwards: List[SSLForward], seconds: float = 4.0, batch: int = 1,
+                 repeats: int = 10, threads: int = 2,
+                 device: Union[str, torch.device] = "cpu") -> List[float]:
+    """Median wall time of each of ``forwards``, timed side by side in interleaved rounds (see
+    the module docstring). Arguments as in :func:`measure_ssl_seconds`."""
     device = torch.device(device)
     generator = torch.Generator().manual_seed(0)
     wav = torch.randn(batch, round(seconds * SAMPLE_RATE), generator=generator).to(device)

@@ -27,10 +27,8 @@ from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from oskdft.config import KDConfig, SystemConfig
+from oskdft.config import NO_KD, KDConfig, SystemConfig
 from oskdft.utils.registry import Registry
-
-NO_KD = "none"
 
 TeacherStates = Union[Tuple[Tensor, ...], Mapping[int, Tensor]]
 

@@ -26,8 +26,6 @@ from oskdft.models.student import BranchedSSL, make_student
 from oskdft.models.teacher import build_ssl_from_arch
 from oskdft.utils.registry import Registry
 
-NO_KD = "none"
-
 # ---------------------------------------------------------------------------------------------
 # What the back end reads from the SSL hidden states (``backend.input``)
 
@@ -77,8 +75,8 @@ class WeightedLayerSum(nn.Module):
 @dataclass
 class TrainOutput:
     """:param embeddings: ``[B, embed_dim]`` from the FT branch.
-    :param kd_hidden_states: the KD branch's hidden states (HF convention), None when the
-        system has no KD or it was not asked for."""
+    :param kd_hidden_states: the KD branch's hidden states (HF convention), None when they
+        were not asked for."""
 
     embeddings: Tensor
     kd_hidden_states: Optional[Tuple[Tensor, ...]]
@@ -87,13 +85,11 @@ class TrainOutput:
 class SpeakerModel(nn.Module):
     """Waveform ``[B, T]`` -> speaker embedding ``[B, embed_dim]``."""
 
-    def __init__(self, ssl: BranchedSSL, backend_input: nn.Module, ecapa: EcapaTdnn,
-                 has_kd: bool):
+    def __init__(self, ssl: BranchedSSL, backend_input: nn.Module, ecapa: EcapaTdnn):
         super().__init__()
         self.ssl = ssl
         self.backend_input = backend_input
         self.ecapa = ecapa
-        self.has_kd = has_kd
 
     @property
     def embed_dim(self) -> int:
@@ -109,13 +105,13 @@ class SpeakerModel(nn.Module):
         out = self.ssl(wav, lengths)
         return self._embed(out.hidden_states, out.frame_mask)
 
-    def forward_train(self, wav: Tensor, lengths: Optional[Tensor] = None,
-                      kd: bool = True) -> TrainOutput:
-        """Embeddings of the FT branch and, when the system distils and ``kd`` is set, the KD
-        branch's hidden states; with adapters both come from one pass over the batch stacked
-        twice (KD rows, then FT rows). ``kd=False`` skips the KD branch (e.g. after
-        ``kd.until_epoch``)."""
-        out = self.ssl(wav, lengths, kd_branch=kd and self.has_kd)
+    def forward_train(self, wav: Tensor, lengths: Optional[Tensor] = None, *,
+                      kd: bool) -> TrainOutput:
+        """Embeddings of the FT branch and, when ``kd`` is set, the KD branch's hidden states;
+        with adapters both come from one pass over the batch stacked twice (KD rows, then FT
+        rows). ``kd=False`` skips the KD branch (a system without KD, or after
+        ``kd.until_epoch``): the caller passes whether this epoch's KD weight is above 0."""
+        out = self.ssl(wav, lengths, kd_branch=kd)
         return TrainOutput(self._embed(out.hidden_states, out.frame_mask), out.kd_hidden_states)
 
     def param_groups(self) -> Dict[str, List[nn.Parameter]]:
@@ -199,7 +195,7 @@ def build_speaker_model(cfg: SystemConfig, encoder: PreTrainedModel) -> SpeakerM
                       embed_dim=cfg.backend.embed_dim,
                       pooled_channels=cfg.backend.pooled_channels,
                       attention_channels=cfg.backend.attention_channels)
-    return SpeakerModel(ssl, backend_input, ecapa, has_kd=cfg.kd.loss != NO_KD)
+    return SpeakerModel(ssl, backend_input, ecapa)
 
 
 def _required(teacher: Optional[PreTrainedModel], source: str) -> PreTrainedModel:

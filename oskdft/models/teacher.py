@@ -86,9 +86,10 @@ class SSLTeacher(nn.Module):
         config = self.hf_model.config
         attention_mask = None
         if lengths is not None:
-            wav = wav * sample_mask(lengths, wav.shape[1])
+            mask = sample_mask(lengths, wav.shape[1])
+            wav = wav * mask
             if uses_attention_mask(config):
-                attention_mask = sample_mask(lengths, wav.shape[1])
+                attention_mask = mask
         out = self.hf_model(wav, attention_mask=attention_mask, output_hidden_states=True)
         return out.hidden_states[:-1] + (out.last_hidden_state,)
 

@@ -16,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from oskdft.models.device import resolve_device
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -33,19 +35,6 @@ class DistContext:
     @property
     def is_distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``auto``: this rank's GPU when there is one, else the CPU; ``cuda``: this rank's GPU.
-
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(device)
 
 
 def init_distributed(device: str = "auto") -> DistContext:

@@ -33,11 +33,28 @@ class JsonlSink:
     def __init__(self, path: Pathlike, resume_step: int):
         self.path = Path(path)
         if self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= resume_step]
+            kept = self._lines_up_to(resume_step)
             with atomic_write(self.path) as f:
                 f.writelines(f"{line}\n" for line in kept)
         self.file = open(self.path, "a")
+
+    def _lines_up_to(self, resume_step: int) -> List[str]:
+        """The existing lines of records up to ``resume_step``."""
+        lines = self.path.read_text().splitlines()
+        kept = []
+        for i, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                if i == len(lines):  # cut off by the kill that ended the previous run
+                    logging.warning("%s:%d: dropping an unfinished last record", self.path, i)
+                    continue
+                raise InputError(self.path, f"not a JSON record: {e}", line=i) from e
+            if record["step"] <= resume_step:
+                kept.append(line)
+        return kept
 
     def log(self, record: Record) -> None:
         self.file.write(json.dumps(record) + "\n")

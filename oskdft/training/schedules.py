@@ -31,8 +31,6 @@ from typing import Dict
 from oskdft.config import OptimConfig, SystemConfig
 from oskdft.losses.kd import kd_weight
 
-GROUPS = ("backend", "adapters", "ssl")
-
 
 def backend_lr(cfg: OptimConfig, epoch: int) -> float:
     """The back end's rate in ``epoch`` (0-based): cosine from ``backend_lr`` to

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from oskdft.cache import open_teacher_cache
-from oskdft.config import SystemConfig, load_config, load_data_config, to_dict
+from oskdft.config import NO_KD, SystemConfig, load_config, load_data_config, to_dict
 from oskdft.data.dataset import OneWindowPerUtteranceSampler, TrainingWindows, collate_windows
 from oskdft.data.windows import read_train_speakers, speaker_counts
 from oskdft.embedding.final import save_final
@@ -185,7 +185,7 @@ class Trainer:
                          class_counts=CLASS_COUNTS.get(cfg.sv.class_weights)(self.data_dir))
         self.objective = TrainingObjective(model, self._kd_loss(model), aam).to(self.device)
         # The online teacher stays (on the device); otherwise it was only the student's init.
-        self.online_teacher = teacher.to(self.device) if self._teacher_online() else None
+        self.online_teacher = teacher.to(self.device) if cfg.runs_teacher_online() else None
         if ctx.is_distributed and self.device.type == "cuda":
             self.objective = nn.SyncBatchNorm.convert_sync_batchnorm(self.objective)
         self.trained = self.objective
@@ -230,12 +230,10 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
         )
 
-    def _teacher_online(self) -> bool:
-        return self.cfg.kd.loss != "none" and self.cfg.teacher.mode == "online"
-
     def _load_teacher(self) -> Optional[SSLTeacher]:
         """The teacher's weights, when the student copies them or the teacher runs online."""
-        needs_weights = self.cfg.ssl.source in ("student", "teacher") or self._teacher_online()
+        needs_weights = (self.cfg.ssl.source in ("student", "teacher")
+                         or self.cfg.runs_teacher_online())
         if not needs_weights:
             return None
         if not self.cfg.teacher.path:
@@ -245,7 +243,7 @@ class Trainer:
         return load_teacher(self.cfg.teacher.path)
 
     def _kd_loss(self, model: SpeakerModel) -> Optional[nn.Module]:
-        if self.cfg.kd.loss == "none":
+        if self.cfg.kd.loss == NO_KD:
             return None
         if self.teacher_config is None:
             raise InputError("teacher.path", f"kd.loss={self.cfg.kd.loss} needs a teacher",
@@ -293,7 +291,6 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "sampler": self.sampler.state_dict(consumed=self.epoch_step * self.batch_size),
-            "learning_rates": learning_rates(self.cfg.optim, self.epoch),
             "valid_eers": list(self.valid_eers),
             "best_epoch": self.best_epoch,
             "train_seconds": self.train_seconds,

@@ -48,14 +48,19 @@ def atomic_path(path: Pathlike) -> Iterator[Path]:
     """Yield a temporary path with the same suffix as ``path`` for writers that take a file
     name (lhotse ``to_file``, ``torch.save``, kaldiio); rename it to ``path`` on success.
 
-    The suffix is kept because lhotse picks the format (``.jsonl.gz``) from the name.
+    The suffix is kept because lhotse picks the format (``.jsonl.gz``) from the name. The file
+    is synced before the rename and the directory after it, so a crash never leaves an empty
+    file under the final name.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path_for(path)
     try:
         yield tmp
+        if tmp.is_file():
+            _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)  # makes the rename itself durable
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -83,6 +88,15 @@ def atomic_dir(path: Pathlike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a directory's contents to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def tmp_path_for(path: Path) -> Path:

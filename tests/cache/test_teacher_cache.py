@@ -194,6 +194,22 @@ def test_an_interrupted_run_resumes_with_every_window_exactly_once(recipe, tmp_p
     assert ids == [w.id for w in CutSet.from_file(manifest)] and len(set(ids)) == len(ids)
 
 
+def test_merge_refuses_a_truncated_shard_file(recipe, tmp_path):
+    cfg, data_cfg = configs(recipe)
+    manifest = windows_path(recipe / "data")
+    spec = cache_spec(cfg, data_cfg, manifest)
+    out = tmp_path / spec.key
+    write_job_shards(manifest, out, spec, load_teacher(cfg.teacher.path), 1, 1,
+                     shard_size=SHARD)
+    data_path = shard_paths(out, 2, "fp16")[1]
+    with open(data_path, "r+b") as f:  # what a crash before the data reached the disk leaves
+        f.truncate(data_path.stat().st_size - 1)
+    with pytest.raises(InputError, match="cut short") as error:
+        merge_shards(manifest, out, spec, num_jobs=1, shard_size=SHARD)
+    assert error.value.path == str(data_path)
+    assert not (out / "cuts.jsonl.gz").exists()
+
+
 def test_merge_names_the_jobs_that_did_not_finish(recipe, tmp_path):
     cache_teacher_job(recipe / "sys.yaml", recipe / "data.yaml", recipe / "data", tmp_path,
                       job=2, num_jobs=3, shard_size=SHARD)

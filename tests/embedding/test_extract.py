@@ -4,7 +4,8 @@ import torch
 from lhotse import CutSet
 
 from oskdft.data.audio import SAMPLE_RATE, load_audio
-from oskdft.embedding.extract import embed_crops, embed_cuts
+from oskdft.embedding import extract
+from oskdft.embedding.extract import embed_cuts, embed_views
 from oskdft.embedding.views import crop_audio, crop_starts, length_batches
 from oskdft.embedding.shards import cuts_manifest_path, split_by_duration
 from tests.embedding.tiny_system import scratch_config, tiny_model, write_set
@@ -85,9 +86,20 @@ def test_an_utterance_shorter_than_a_crop_is_repeated_to_the_crop_length():
     assert exact.tolist() == [audio.tolist()] * 2
 
 
-def test_embed_crops_embeds_each_crop(model, cuts):
-    crops = embed_crops(model, cuts, "cpu", crop_seconds=1.0, num_crops=3, batch_size=7)
-    assert list(crops) == [cut.id for cut in cuts]
+def test_embed_views_embeds_each_crop_and_decodes_each_cut_once(model, cuts, monkeypatch):
+    decoded = []
+
+    def counting_load_audio(cut):
+        decoded.append(cut.id)
+        return load_audio(cut)
+
+    monkeypatch.setattr(extract, "load_audio", counting_load_audio)
+    full, crops = embed_views(model, cuts, "cpu", batch_seconds=2.5, crop_seconds=1.0,
+                              num_crops=3, crop_batch_size=7)
+    assert sorted(decoded) == sorted(cut.id for cut in cuts)
+    assert list(crops) == list(full) == [cut.id for cut in cuts]
+    for key, vector in embed_cuts(model, cuts, "cpu", batch_seconds=2.5).items():
+        np.testing.assert_array_equal(full[key], vector)
     for cut in cuts:
         audio = load_audio(cut)
         expected = np.stack([embed_alone(model, c) for c in crop_audio(audio, SAMPLE_RATE, 3)])

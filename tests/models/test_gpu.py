@@ -29,7 +29,7 @@ def test_cuda_embeds_like_cpu_and_trains_under_bf16(model_type):
     kd_loss = build_kd_loss(cfg, 32, 32, teacher.num_layers)
     aam = AAMSoftmax(cfg.backend.embed_dim, num_classes=3).cuda()
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        out = model.forward_train(wav, lengths)
+        out = model.forward_train(wav, lengths, kd=True)
         loss = kd_loss(out.kd_hidden_states, teacher(wav, lengths))
         loss = loss + aam(out.embeddings, torch.tensor([0, 1, 2], device="cuda"))
     loss.backward()

@@ -3,7 +3,10 @@ import json
 import sys
 import types
 
+import pytest
+
 from oskdft.training.loggers import JsonlSink, Throughput, open_metrics
+from oskdft.utils.errors import InputError
 
 
 def read_steps(path):
@@ -21,6 +24,21 @@ def test_resume_drops_the_records_after_the_checkpoint(tmp_path):
     resumed.close()
     assert read_steps(path) == [2, 4, 6]
     assert json.loads(path.read_text().splitlines()[-1])["loss"] == 0.5
+
+
+def test_resume_drops_a_last_record_cut_off_by_a_kill(tmp_path, caplog):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"kind": "step", "step": 2}\n{"kind": "step", "st')
+    JsonlSink(path, resume_step=4).close()
+    assert read_steps(path) == [2]
+    assert f"{path}:2: dropping an unfinished last record" in caplog.text
+
+
+def test_a_malformed_record_before_the_last_names_its_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"kind": "step", "step": 2}\nnot json\n{"kind": "step", "step": 4}\n')
+    with pytest.raises(InputError, match=f"{path}:2: not a JSON record"):
+        JsonlSink(path, resume_step=4)
 
 
 def test_remote_loggers_only_with_their_token(tmp_path, monkeypatch):

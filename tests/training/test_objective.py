@@ -9,7 +9,7 @@ from oskdft.losses.kd import build_kd_loss
 from oskdft.models.system import build_model
 from oskdft.models.teacher import SSLTeacher, build_ssl_from_arch
 from oskdft.training.objective import TrainingObjective, optimizer_step
-from oskdft.training.schedules import LossWeights
+from oskdft.training.schedules import LossWeights, loss_weights
 from tests.models.tiny import tiny_arch, tiny_system_config
 
 
@@ -55,6 +55,23 @@ def test_kd_only_skips_the_back_end_and_sv_only_the_kd_heads(setup):
     _, parts, _ = gradients_of(objective, LossWeights(kd=0.0, sv=1.0), wav, None)
     assert set(parts) == {"sv"}
     assert all(p.grad is None for p in objective.kd_loss.parameters())
+
+
+def test_a_system_without_kd_never_runs_the_kd_branch(setup, monkeypatch):
+    _, wav, _ = setup
+    cfg = tiny_system_config(kd={"loss": "none"})
+    model = build_model(cfg, SSLTeacher(build_ssl_from_arch(tiny_arch())).hf_model)
+    objective = TrainingObjective(model, None, AAMSoftmax(model.embed_dim, 3))
+    kd_asked = []
+    forward = model.ssl.forward
+
+    def spy(*args, **kwargs):
+        kd_asked.append(kwargs["kd_branch"])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model.ssl, "forward", spy)
+    _, parts = objective(wav, torch.tensor([0, 2]), None, loss_weights(cfg, epoch=0))
+    assert set(parts) == {"sv"} and kd_asked == [False]
 
 
 def test_kd_weight_without_teacher_states_is_an_error(setup):
