@@ -2,7 +2,6 @@
 # Creates .venv on first use and activates it. Thread pools are sized by the job runner
 # (utils/run_local.sh), which divides the cores among the jobs it runs side by side.
 OSKDFT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-export OSKDFT_ROOT
 "$OSKDFT_ROOT/utils/setup_env.sh"
 # shellcheck disable=SC1091
 . "$OSKDFT_ROOT/.venv/bin/activate"

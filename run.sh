@@ -6,7 +6,8 @@ set -euo pipefail
 #   bash run.sh --egs voxceleb --gpus 8 --nj 16  # VoxCeleb (edit egs/voxceleb/run.conf first)
 #   bash run.sh --stage 3 --stop-stage 3 --systems oskdft --force true   # retrain one system
 #
-# Paths below are relative to the working directory, egs/<egs>/ (or --dir).
+# Paths given as options (--dir, --train-config, --config) are relative to the directory run.sh
+# is started from; paths below are relative to the working directory, egs/<egs>/ (or --dir).
 #
 # stage | name              | inputs                                | outputs                                   | marker
 # ------+-------------------+---------------------------------------+-------------------------------------------+---------------------------
@@ -16,6 +17,7 @@ set -euo pipefail
 #       |                   |                                       |   data/{valid,backend}/, aug cut sets     |
 #   2   | teacher cache     | train windows, each system's teacher  | exp/teacher_cache/<key>/                  | exp/.stage2.done
 #   3   | OS-KDFT training  | train windows, cache, conf/<sys>.yaml | exp/<sys>/{config.yaml,checkpoints,final} | exp/<sys>/.stage3.done
+#       |                   |   (+ base:), the teacher's stage 3    |                                           |
 #   4   | embeddings        | exp/<sys>/final, data/<set>           | exp/<sys>/embeddings/<set>/xvector*.{ark,scp} | exp/<sys>/.stage4.done
 #   5   | scoring, results  | embeddings, trials                    | exp/<sys>/scores/, exp/results.{md,json}  | exp/.stage5.done
 #   6   | export            | exp/<sys>/{final,scores}              | exp/<sys>/export/model.onnx               | exp/<sys>/.stage6.done
@@ -42,11 +44,10 @@ force=false                   # rerun stages even when their done marker matches
 help_message="Runs the OS-KDFT recipe of egs/<egs>/ from raw corpus to scored trials."
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-cd "$root"
-. ./path.sh
-. utils/parse_options.sh
-. utils/log.sh
-. utils/done.sh
+. "$root/path.sh"
+. "$root/utils/parse_options.sh"
+. "$root/utils/log.sh"
+. "$root/utils/done.sh"
 # A runner named relative to the repository (the default) must still be found after the cd below.
 case $cmd in /*) ;; *) [ -e "$root/${cmd%% *}" ] && cmd="$root/$cmd" ;; esac
 
@@ -71,19 +72,34 @@ work=$(realpath "$work")
 cd "$work"
 log "recipe egs/$egs, working in $work, stages $stage..$stop_stage, systems: $systems"
 
+# Sets the array named $1 to the files local/config_inputs.py prints for the other arguments:
+# the YAML files a config is built from (it and its base: chain), or with --teacher-marker the
+# stage-3 marker of the system whose model is its teacher (none, or one).
+config_inputs() {
+  local -n files_=$1
+  local lines
+  lines=$(python "$root/local/config_inputs.py" "${@:2}")
+  # shellcheck disable=SC2034  # files_ names the caller's array
+  mapfile -t files_ < <(printf '%s' "$lines")
+}
+
 data_config=$recipe/conf/data.yaml
+config_inputs data_yamls "$data_config"
 # The job runner skips jobs that already succeeded with the same key: the stage's input hash, or a
 # fresh key under --force so that every job reruns.
 job_key() { if [ "$force" = true ]; then echo "$1-$(date +%s%N)"; else echo "$1"; fi; }
+read -r -a overrides <<<"$override"  # split on blanks, never globbed
 override_args=()
-[ -n "$override" ] && override_args=(--override $override)
+[ ${#overrides[@]} -gt 0 ] && override_args=(--override "${overrides[@]}")
 
 # Stage 0: corpus -> Kaldi data dirs -> validated lhotse manifests.
 #   in:  the corpus (prepare_opts in run.conf)  out: data/<set>/, data/manifests/<set>_*.jsonl.gz
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "Stage 0: data preparation"
-  h=$(stage_hash "$recipe/prepare.py" "$recipe/run.conf" -- "$prepare_opts")
+  # What stage 0 reads of run.conf, not the whole file: its system list is no input here.
+  h=$(stage_hash "$recipe/prepare.py" -- "$prepare_opts" "$train_set" "$eval_sets" "$aug_sets")
   if ! is_done data stage0 "$h"; then
+    clear_done data stage0
     # shellcheck disable=SC2086
     python "$recipe/prepare.py" $prepare_opts data
     python "$root/local/prepare_manifests.py" --train-set "$train_set" \
@@ -97,8 +113,9 @@ fi
 #   out: data/manifests/{train_windows,valid_cuts,backend_cuts,aug_*_cuts}.jsonl.gz, data/{valid,backend}/
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "Stage 1: training windows and validation split"
-  h=$(stage_hash "$data_config" data/.stage0.done)
+  h=$(stage_hash "${data_yamls[@]}" data/.stage0.done)
   if ! is_done data stage1 "$h"; then
+    clear_done data stage1
     python "$root/local/make_windows.py" --data-config "$data_config" --train-set "$train_set" \
       --aug-sets "$aug_sets" data
     mark_done data stage1 "$h"
@@ -110,10 +127,16 @@ fi
 #   Systems in online-teacher mode need no cache and are skipped.
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "Stage 2: teacher feature cache"
-  confs=(); specs=()
-  for sys in $systems; do confs+=("$(system_config "$sys")"); specs+=("$sys=${confs[-1]}"); done
-  h=$(stage_hash "$data_config" "${confs[@]}" data/.stage1.done -- "$override")
+  specs=(); inputs=()
+  for sys in $systems; do
+    conf=$(system_config "$sys")
+    specs+=("$sys=$conf")
+    config_inputs yamls "$conf"
+    inputs+=("${yamls[@]}")
+  done
+  h=$(stage_hash "${data_yamls[@]}" "${inputs[@]}" data/.stage1.done -- "$override")
   if ! is_done exp stage2 "$h"; then
+    clear_done exp stage2
     cached=$(python "$root/local/cached_systems.py" "${specs[@]}" "${override_args[@]}")
     [ -z "$cached" ] && log "no system caches its teacher (online teachers, or no KD)"
     for sys in $cached; do
@@ -137,21 +160,30 @@ fi
 #   each with its --node-rank); with --cmd "utils/run_slurm.sh ..." the run is one Slurm job on
 #   $num_nodes nodes, logged to exp/log/<sys>/train.slurm.log (outside exp/<sys>, which
 #   --force moves aside). The stage's marker alone says a run is done (no --job-key); an
-#   interrupted run resumes from its newest checkpoint.
+#   interrupted run resumes from its newest checkpoint. A system's inputs: its YAML files (with
+#   their base: chain), the windows and, when its teacher is another system's model (teacher.path
+#   under exp/<teacher>/), that system's marker. train.py refuses to resume a run of another
+#   config or other inputs (--force true starts over), so a finished run is never marked current
+#   for inputs it was not trained on. The old marker stays during a retrain: train.py never
+#   overwrites a run in place.
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   device=cpu
   [ "$gpus" -gt 0 ] && device=cuda
-  prev_markers=()
   for sys in $systems; do
     log "Stage 3: training $sys"
     conf=$(system_config "$sys")
-    h=$(stage_hash "$conf" "$data_config" data/.stage1.done "${prev_markers[@]}" -- "$override")
-    prev_markers+=("exp/$sys/.stage3.done")
+    config_inputs yamls "$conf"
+    config_inputs teacher --teacher-marker "$conf" "${override_args[@]}"
+    h=$(stage_hash "${yamls[@]}" "${data_yamls[@]}" data/.stage1.done "${teacher[@]}" \
+      -- "$override")
     is_done "exp/$sys" stage3 "$h" && continue
+    # Not the YAML files: a comment edit must not refuse the run (train.py compares configs).
+    input_hashes=()
+    for f in data/.stage1.done "${teacher[@]}"; do input_hashes+=("$f=$(stage_hash "$f")"); done
     train=("$root/utils/torchrun.sh" --gpus "$gpus" --num-nodes "$num_nodes"
       --node-rank "$node_rank" --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "oskdft-$sys"
       "$root/local/train.py" --device "$device" --config "$conf" --data-config "$data_config"
-      "${override_args[@]}" --force "$force" data "exp/$sys")
+      "${override_args[@]}" --inputs-hash "${input_hashes[@]}" --force "$force" data "exp/$sys")
     case ${cmd%% *} in
       *run_local.sh) "${train[@]}" ;;
       *)
@@ -174,6 +206,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     log "Stage 4: embeddings of $sys ($embed_sets)"
     h=$(stage_hash "exp/$sys/.stage3.done" data/.stage1.done -- "$embed_sets")
     is_done "exp/$sys" stage4 "$h" && continue
+    clear_done "exp/$sys" stage4
     $cmd --job-key "$(job_key "$h")" JOB=1:"$nj" "exp/$sys/embeddings/log/extract.JOB.log" \
       python "$root/local/extract_embeddings.py" --sets "$embed_sets" --job JOB --num-jobs "$nj" \
       "exp/$sys/final" data "exp/$sys/embeddings"
@@ -192,6 +225,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   markers=(); for sys in $systems; do markers+=("exp/$sys/.stage4.done"); done
   h=$(stage_hash "${markers[@]}" -- "$eval_sets $systems")
   if ! is_done exp stage5 "$h"; then
+    clear_done exp stage5
     for sys in $systems; do
       python "$root/local/score_trials.py" --eval-sets "$eval_sets" data "exp/$sys"
     done
@@ -211,6 +245,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     # The export carries stage 5's calibration and back end, so a rescoring re-exports.
     h=$(stage_hash "exp/$sys/.stage3.done" exp/.stage5.done)
     is_done "exp/$sys" stage6 "$h" && continue
+    clear_done "exp/$sys" stage6
     python "$root/local/export_model.py" --parity-set "data/${eval_sets%% *}" \
       "exp/$sys/final" "exp/$sys/export"
     mark_done "exp/$sys" stage6 "$h"

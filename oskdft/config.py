@@ -268,6 +268,16 @@ class SystemConfig:
         """Whether the teacher runs in every training step: KD on, teacher in online mode."""
         return self.kd.loss != NO_KD and self.teacher.mode == TEACHER_ONLINE
 
+    def teacher_system(self, exp_dir: Pathlike = "exp") -> Optional[str]:
+        """The system whose trained model is the teacher (``teacher.path`` under
+        ``exp_dir/<system>/``), or None for a hub name or a model from elsewhere."""
+        if self.teacher.path is None:
+            return None
+        try:
+            parts = Path(self.teacher.path).resolve().relative_to(Path(exp_dir).resolve()).parts
+        except ValueError:
+            return None
+        return parts[0] if parts else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,11 +329,13 @@ def save_config(cfg, path: Pathlike) -> None:
         yaml.safe_dump(to_dict(cfg), f, sort_keys=False, default_flow_style=None)
 
 
-def _load_with_bases(path: Path, seen: Optional[set] = None):
-    seen = set() if seen is None else seen
+def _load_with_bases(path: Path, seen: Optional[Dict[Path, Path]] = None):
+    """The merged raw tree and key lines of ``path`` and its ``base:`` chain; ``seen`` collects
+    the files read (resolved path -> path as named), in order."""
+    seen = {} if seen is None else seen
     if path.resolve() in seen:
         raise InputError(path, "`base:` chain loops back to this file")
-    seen.add(path.resolve())
+    seen[path.resolve()] = path
     if not path.is_file():
         raise InputError(path, "config file not found")
     text = path.read_text()
@@ -422,3 +434,10 @@ def _check_type(value, hint, where, line, dotted):
         raise InputError(where, f"{dotted} must be {name}, got {value!r}", line=line)
     return value
 
+
+def config_files(path: Pathlike) -> List[Path]:
+    """The YAML files a config is built from: ``path``, then its ``base:`` chain, in that order
+    (what run.sh hashes to see whether a config changed)."""
+    files: Dict[Path, Path] = {}
+    _load_with_bases(Path(path), files)
+    return list(files.values())

@@ -4,6 +4,7 @@ from oskdft.config import (
     DataConfig,
     SystemConfig,
     apply_overrides,
+    config_files,
     load_config,
     load_data_config,
     save_config,
@@ -50,6 +51,29 @@ def test_base_inheritance_merges_key_by_key(tmp_path):
     conf = write(tmp_path / "child.yaml", "base: base.yaml\noptim:\n  epochs: 3\n")
     cfg = load_config(conf)
     assert (cfg.optim.epochs, cfg.optim.batch_size, cfg.kd.loss) == (3, 16, "mse_last")
+
+
+def test_config_files_are_the_file_then_its_base_chain(tmp_path):
+    (tmp_path / "common").mkdir()
+    root = write(tmp_path / "common" / "root.yaml", "optim:\n  epochs: 7\n")
+    middle = write(tmp_path / "middle.yaml", "base: common/root.yaml\n")
+    top = write(tmp_path / "top.yaml", "base: middle.yaml\n")
+    assert [p.resolve() for p in config_files(top)] == [top, middle, root]
+    write(root, "base: ../top.yaml\n")
+    with pytest.raises(InputError, match="loops back"):
+        config_files(top)
+
+
+def test_teacher_system_is_the_exp_dir_holding_the_teacher(tmp_path):
+    exp = tmp_path / "exp"
+    teacher = exp / "teacher_ft" / "final" / "ssl"
+    assert SystemConfig().teacher_system(exp) is None
+    cfg = apply_overrides(SystemConfig(), [f"teacher.path={teacher}"])
+    assert cfg.teacher_system(exp) == "teacher_ft"
+    elsewhere = apply_overrides(SystemConfig(), [f"teacher.path={tmp_path / 'models' / 'xlsr'}"])
+    assert elsewhere.teacher_system(exp) is None
+    assert apply_overrides(SystemConfig(), ["teacher.path=some-org/ssl-base"]
+                           ).teacher_system(exp) is None
 
 
 def test_error_in_base_names_the_base_file(tmp_path):

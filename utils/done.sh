@@ -1,21 +1,25 @@
 # shellcheck shell=bash
 # Done markers that make a recipe rerun only what changed. Sourced, not run: `. utils/done.sh`
 # defines
-#   stage_hash FILE... [-- STRING...]  prints one sha256 over the contents of the FILEs (a
-#                                      directory: every file under it, in sorted order) and the
+#   stage_hash FILE... [-- STRING...]  prints one sha256 over the contents of the FILEs and the
 #                                      STRINGs; a missing FILE is an error that names it
 #   is_done DIR NAME HASH              true when DIR/.NAME.done exists, records HASH and $force is
 #                                      not true; logs why it skips or reruns
+#   clear_done DIR NAME                removes DIR/.NAME.done
 #   mark_done DIR NAME HASH            writes DIR/.NAME.done (atomically) recording HASH,
 #                                      $cmdline, the date and the git revision of this checkout
 # A stage in run.sh:
-#   h=$(stage_hash "$conf" data/.stage1.done -- "$override")  # fails (set -e) on a missing input
-#   if ! is_done "exp/$sys" stage3 "$h"; then
-#     ...                                                       # the work
-#     mark_done "exp/$sys" stage3 "$h"                          # only after it succeeded
+#   h=$(stage_hash "$conf" data/.stage0.done -- "$opts")  # fails (set -e) on a missing input
+#   if ! is_done data stage1 "$h"; then
+#     clear_done data stage1                              # before rewriting its outputs
+#     ...                                                 # the work
+#     mark_done data stage1 "$h"                          # only after it succeeded
 #   fi
 # A later stage lists an earlier stage's marker among its FILEs, so it reruns when that stage
-# reran. Changes no shell option of the caller; also defines log (utils/log.sh).
+# reran. A stage that rewrites its outputs in place clears its marker first: an interrupted
+# rerun then leaves none, and a later stage asks for the rerun instead of reading half-rewritten
+# outputs. (A stage that never overwrites its outputs, like training, keeps it.) Changes no
+# shell option of the caller; also defines log (utils/log.sh).
 
 _done_utils_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=utils/log.sh
@@ -39,22 +43,13 @@ stage_hash() {
   echo "${sum%% *}"
 }
 
-# One line per input file (its sha256; under a directory, with its relative path) and one per
-# string. Runs in the $(...) of stage_hash, so pipefail stays in that subshell.
+# One line per input file (its sha256) and one per string.
 _stage_hash_manifest() {
-  set -o pipefail
   local arg sum
   while [ $# -gt 0 ] && [ "$1" != -- ]; do
-    arg=$1
+    sum=$(sha256sum <"$1") || return 1
+    echo "file ${sum%% *}"
     shift
-    if [ -d "$arg" ]; then
-      echo "directory"
-      (cd "$arg" && find -L . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum --) ||
-        return 1
-    else
-      sum=$(sha256sum <"$arg") || return 1
-      echo "file ${sum%% *}"
-    fi
   done
   [ $# -gt 0 ] && shift  # the --
   for arg in "$@"; do
@@ -79,6 +74,10 @@ is_done() {
   fi
   log_caller "$name of $dir: inputs changed since $(sed -n 's/^date: //p' "$marker"): rerunning"
   return 1
+}
+
+clear_done() {
+  rm -f "$1/.$2.done"
 }
 
 mark_done() {

@@ -19,8 +19,10 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python"
 fi
 
 echo "$(date '+%Y-%m-%d %H:%M:%S') setting up $venv (a few minutes the first time: torch is large)" >&2
-if [ ! -x "$venv/bin/python" ]; then
-  "$python" -m venv "$venv"
+# A venv without pip is broken (e.g. `python3 -m venv` failed at ensurepip for want of
+# python3-venv, leaving bin/python behind): make it again.
+if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+  "$python" -m venv --clear "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet -e "$root[test]"

@@ -36,18 +36,15 @@ Runs SCRIPT with its arguments as this node's share of a (multi-node, multi-GPU)
 utils=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=utils/parse_options.sh
 . "$utils/parse_options.sh"
-# shellcheck source=utils/log.sh
-. "$utils/log.sh"
+# shellcheck source=utils/jobs.sh
+. "$utils/jobs.sh"  # jobs_check_count; log
 
 if [ $# -lt 1 ]; then
   echo "$0: expected SCRIPT [args...] after the options (see $0 --help)" >&2
   exit 1
 fi
 for opt in gpus num_nodes node_rank; do
-  if ! [[ ${!opt} =~ ^[0-9]+$ ]]; then
-    echo "$0: --${opt//_/-} expects a whole number, got '${!opt}'" >&2
-    exit 1
-  fi
+  jobs_check_count "${opt//_/-}" "${!opt}"
 done
 if [ "$num_nodes" -lt 1 ]; then
   echo "$0: --num-nodes must be at least 1" >&2

@@ -106,6 +106,7 @@ def train_system(
     device: str = "auto",
     force: bool = False,
     teacher_cache: Pathlike = "exp/teacher_cache",
+    input_hashes: Optional[Dict[str, str]] = None,
 ) -> Path:
     """Stage 3 for system ``config`` (see the module docstring), as run.sh calls it.
 
@@ -114,6 +115,9 @@ def train_system(
     :param force: start over even when ``exp_dir`` holds a run of another config (it is
         moved aside, not deleted).
     :param teacher_cache: stage 2's cache root, for systems with a cached teacher.
+    :param input_hashes: name -> hash of the run's inputs besides the config (run.sh: the
+        markers of the training windows and the teacher); a run of other inputs is refused
+        like one of another config.
     :return: ``exp_dir/final``.
     """
     ctx = init_distributed(device)
@@ -121,7 +125,7 @@ def train_system(
         cfg = dataclasses.replace(load_config(config, overrides),
                                   data=load_data_config(data_config))
         exp_dir = Path(exp_dir)
-        resume_from = prepare_exp_dir(exp_dir, cfg, force, ctx)
+        resume_from = prepare_exp_dir(exp_dir, cfg, force, ctx, input_hashes)
         setup_logging(exp_dir / LOG_NAME if ctx.is_main else None, rank=ctx.rank)
         logging.info("training %s on %d process(es), device %s", exp_dir, ctx.world_size,
                      ctx.device)

@@ -2,8 +2,8 @@
 
 One run (about 7 minutes on 2 cores) is shared by the tests of this module; they check what the
 recipe promises: every system trained, embedded, scored, exported; the OS-KDFT student clearly
-better than the trivial baseline; a second run changing nothing; stage 2 caching a teacher; the
-exported model serving `oskdft verify`.
+better than the trivial baseline; a second run changing nothing, nor one naming fewer systems;
+stage 2 caching a teacher; the exported model serving `oskdft verify`.
 """
 import json
 import os
@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 SYSTEMS = ["teacher_ft", "oskdft", "ft_only", "kd_then_ft", "distilhubert"]
 
 pytestmark = pytest.mark.slow
+SKIPPING = "done with the same config and inputs: skipping"  # utils/done.sh's is_done
 
 
 def run_sh(work: Path, *args: str) -> subprocess.CompletedProcess:
@@ -68,7 +69,12 @@ def test_second_run_changes_nothing(mini):
     before = {p: p.stat().st_mtime_ns for p in outputs}
     run = run_sh(work)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stderr.count("skipping") >= 2 + 3 * len(SYSTEMS) + 1  # stages 0-2, 3/4/6, 5
+    # One skip each for stages 0, 1, 2 and 5; one per system for stages 3, 4 and 6.
+    assert run.stderr.count(SKIPPING) == 4 + 3 * len(SYSTEMS), run.stderr[-4000:]
+    # Naming fewer systems: theirs are done too.
+    run = run_sh(work, "--stage", "3", "--stop-stage", "4", "--systems", "oskdft")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stderr.count(SKIPPING) == 2, run.stderr[-4000:]
     assert {p: p.stat().st_mtime_ns for p in outputs} == before
 
 

@@ -168,9 +168,10 @@ def test_stage3_trains_on_two_slurm_nodes_through_run_sh(slurm_env, recipe):
     assert (exp / "final" / "model.pt").is_file()
 
     marker = (exp / ".stage3.done").read_text()
-    failed = run(slurm_env, REPO, *command, "--override", "optim.no_such_key=1")
+    # train.py refuses the trained run's directory to another config.
+    failed = run(slurm_env, REPO, *command, "--override", "optim.batch_size=2")
     assert failed.returncode == 1
     assert f"training tiny failed: see {slurm_log} and {exp}/log/train.log" in failed.stderr
-    assert "unknown key 'optim.no_such_key'" in slurm_log.read_text()
+    assert "another config; differing keys: optim.batch_size" in slurm_log.read_text()
     assert (exp / ".stage3.done").read_text() == marker, "the trained system is kept"
     assert (exp / "final" / "model.pt").is_file()

@@ -60,3 +60,39 @@ def test_unloadable_saved_config_counts_as_different(tmp_path):
 def test_config_differences_of_nested_trees():
     assert config_differences({"a": {"b": [1, 2]}}, {"a": {"b": [1, 3]}}) == ["a.b"]
     assert config_differences({"a": 1}, {"a": 1}) == []
+
+
+WINDOWS = {"data/.stage1.done": "a1"}
+
+
+def test_equal_inputs_resume_and_other_inputs_are_refused_naming_them(tmp_path):
+    cfg = SystemConfig()
+    prepare_exp_dir(tmp_path, cfg, force=False, ctx=SINGLE, input_hashes=WINDOWS)
+    save_checkpoint(tmp_path / "checkpoints" / LATEST, {"step": 3})
+    assert prepare_exp_dir(tmp_path, cfg, force=False, ctx=SINGLE,
+                           input_hashes=dict(WINDOWS)).name == LATEST
+    retrained = {**WINDOWS, "exp/teacher_ft/.stage3.done": "t2"}
+    with pytest.raises(InputError, match=r"other inputs; changed since: "
+                       r"exp/teacher_ft/\.stage3\.done.*--force true"):
+        prepare_exp_dir(tmp_path, cfg, force=False, ctx=SINGLE, input_hashes=retrained)
+    with pytest.raises(InputError, match=r"changed since: data/\.stage1\.done"):
+        prepare_exp_dir(tmp_path, cfg, force=False, ctx=SINGLE,
+                        input_hashes={"data/.stage1.done": "a2"})
+    assert (tmp_path / "checkpoints" / LATEST).is_file(), "a refused run is left as it was"
+
+
+def test_a_run_recording_no_inputs_is_refused_when_inputs_are_given(tmp_path):
+    prepare_exp_dir(tmp_path, SystemConfig(), force=False, ctx=SINGLE)
+    with pytest.raises(InputError, match="records no input hashes"):
+        prepare_exp_dir(tmp_path, SystemConfig(), force=False, ctx=SINGLE, input_hashes=WINDOWS)
+
+
+def test_force_starts_over_on_other_inputs_and_records_them(tmp_path):
+    exp = tmp_path / "oskdft"
+    prepare_exp_dir(exp, SystemConfig(), force=False, ctx=SINGLE, input_hashes=WINDOWS)
+    save_checkpoint(exp / "checkpoints" / LATEST, {"step": 3})
+    new = {"data/.stage1.done": "a2"}
+    assert prepare_exp_dir(exp, SystemConfig(), force=True, ctx=SINGLE, input_hashes=new) is None
+    backup, = tmp_path.glob("oskdft.bak-*")
+    assert (backup / "checkpoints" / LATEST).is_file()
+    assert prepare_exp_dir(exp, SystemConfig(), force=False, ctx=SINGLE, input_hashes=new) is None
