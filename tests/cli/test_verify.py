@@ -88,23 +88,29 @@ def test_verify_takes_any_sample_rate_and_the_first_channel(deployed, capsys, tm
         assert scores[model, "stereo"] == pytest.approx(scores[model, "mono"], abs=1e-3)
 
 
-def test_an_onnx_model_verifies_without_torch(deployed, capsys):
-    wavs = list(wav_scp(deployed).values())
-    args = [str(deployed / ONNX), wavs[0], wavs[3]]
-    expected = verify(capsys, *args)
-    # Importing torch, lhotse or transformers fails in the child process.
+def verify_with_imports_blocked(blocked: str, *args: str) -> subprocess.CompletedProcess:
+    """``oskdft verify args...`` in a child process where importing a module for which the
+    Python expression ``blocked`` (over ``name``) is true fails."""
     script = (
         "import sys\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'torchaudio', 'lhotse', 'transformers'):\n"
+        f"        if {blocked}:\n"
         "            raise ImportError('blocked: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         "from oskdft.cli.main import main\n"
         "sys.exit(main(['verify'] + sys.argv[1:]))\n"
     )
-    run = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, capture_output=True,
-                         text=True)
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, capture_output=True,
+                          text=True)
+
+
+def test_an_onnx_model_verifies_without_torch(deployed, capsys):
+    wavs = list(wav_scp(deployed).values())
+    args = [str(deployed / ONNX), wavs[0], wavs[3]]
+    expected = verify(capsys, *args)
+    run = verify_with_imports_blocked(
+        "name.split('.')[0] in ('torch', 'torchaudio', 'lhotse', 'transformers')", *args)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[0] == f"score      {expected['score']}"
 
@@ -112,19 +118,8 @@ def test_an_onnx_model_verifies_without_torch(deployed, capsys):
 def test_a_final_dir_verifies_without_the_quantiser(deployed):
     """Only stage 6 quantises: verify with a final/ dir must not import onnxruntime's quantiser."""
     wavs = list(wav_scp(deployed).values())
-    args = [str(deployed / FINAL), wavs[0], wavs[3]]
-    script = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.startswith('onnxruntime.quantization'):\n"
-        "            raise ImportError('blocked: ' + name)\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "from oskdft.cli.main import main\n"
-        "sys.exit(main(['verify'] + sys.argv[1:]))\n"
-    )
-    run = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, capture_output=True,
-                         text=True)
+    run = verify_with_imports_blocked("name.startswith('onnxruntime.quantization')",
+                                      str(deployed / FINAL), wavs[0], wavs[3])
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-1].startswith("decision")
 
