@@ -81,9 +81,11 @@ clear_done() {
 }
 
 mark_done() {
-  local dir=$1 name=$2 hash=$3 marker=$1/.$2.done rev
+  local dir=$1 name=$2 hash=$3 marker=$1/.$2.done rev tmp
   [ -n "$hash" ] || { log_caller "mark_done $dir $name: empty hash"; exit 1; }
   mkdir -p "$dir" || return 1
+  # A temporary name of its own: every node of a multi-node stage 3 marks the same shared dir.
+  tmp=$(mktemp "$marker.XXXXXX") || return 1
   {
     echo "hash: $hash"
     echo "cmdline: ${cmdline:-unknown}"
@@ -91,5 +93,5 @@ mark_done() {
     if rev=$(git -C "$_done_utils_dir" describe --always --dirty 2>/dev/null); then
       echo "git: $rev"
     fi
-  } >"$marker.tmp" && mv -f "$marker.tmp" "$marker"
+  } >"$tmp" && chmod 644 "$tmp" && mv -f "$tmp" "$marker" || { rm -f "$tmp"; return 1; }
 }

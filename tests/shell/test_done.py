@@ -96,6 +96,22 @@ def test_marker_records_hash_command_line_date_and_git_revision(bash, tmp_path):
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == [".stage3.done"]
 
 
+def test_nodes_marking_the_same_shared_dir_at_once_all_succeed(bash, tmp_path):
+    # Each node of a multi-node stage 3 runs run.sh and marks exp/<sys> when training ends.
+    script = """. "$UTILS/done.sh"
+for node in 0 1 2 3; do
+  ( for i in $(seq 50); do mark_done exp stage3 abc || exit 1; done ) &
+done
+failed=0
+for job in $(jobs -p); do wait "$job" || failed=1; done
+exit $failed
+"""
+    result = bash(script)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "exp" / ".stage3.done").read_text().startswith("hash: abc\n")
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == [".stage3.done"]
+
+
 def hashes(bash, *specs):
     """stage_hash of each spec, a string of arguments as a shell would split them."""
     script = '. "$UTILS/done.sh"\nfor spec in "$@"; do eval "stage_hash $spec"; done\n'
