@@ -265,7 +265,7 @@ def embed_wav_scp(
             chunk = keys[start:start + chunk_size]
             ark, scp = out_dir / f"xvector.{index}.ark", out_dir / f"xvector.{index}.scp"
             if not (scp.is_file() and read_scp_keys(scp) == chunk):
-                audio = [deployment.read_audio(entries[key]) for key in chunk]
+                audio = [_read_entry(deployment, wav_scp, key, *entries[key]) for key in chunk]
                 vectors = embed_by_length(deployment.embedder, audio, max_samples, bar)
                 write_ark_scp(ark, scp, zip(chunk, vectors))
             else:
@@ -274,6 +274,15 @@ def embed_wav_scp(
     index = out_dir / "xvector.scp"
     write_scp_index(index, lines)
     return index
+
+
+def _read_entry(deployment: Deployment, wav_scp: Pathlike, key: str, source: str,
+                line: int) -> np.ndarray:
+    """The audio of one wav.scp entry; a bad one is named by its wav.scp line and utterance."""
+    try:
+        return deployment.read_audio(source)
+    except InputError as e:
+        raise InputError(wav_scp, f"utterance {key!r}: {e}", line=line) from e
 
 
 def embed_by_length(embedder: Embedder, audio: Sequence[np.ndarray], max_samples: int,

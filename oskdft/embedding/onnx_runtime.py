@@ -21,7 +21,7 @@ import math
 import os
 import subprocess
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import onnxruntime
@@ -121,15 +121,16 @@ def _run_command(command: str) -> bytes:
     return run.stdout
 
 
-def read_wav_scp(path: Pathlike) -> Dict[str, str]:
-    """``<utt> <path or command |>`` lines, in file order (Kaldi's wav.scp).
+def read_wav_scp(path: Pathlike) -> Dict[str, Tuple[str, int]]:
+    """``<utt> <path or command |>`` lines, in file order (Kaldi's wav.scp), as
+    ``utt -> (path or command, line number)``: the line names a bad entry found later.
 
     :raises InputError: naming the line of a malformed or duplicate entry.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
-    table: Dict[str, str] = {}
+    table: Dict[str, Tuple[str, int]] = {}
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             fields = line.split(maxsplit=1)
@@ -141,7 +142,7 @@ def read_wav_scp(path: Pathlike) -> Dict[str, str]:
             if fields[0] in table:
                 raise InputError(path, f"duplicate utterance {fields[0]!r}", line=line_no,
                                  hint="remove one of the two lines")
-            table[fields[0]] = fields[1].strip()
+            table[fields[0]] = (fields[1].strip(), line_no)
     if not table:
         raise InputError(path, "no utterances")
     return table

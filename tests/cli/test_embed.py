@@ -45,8 +45,11 @@ def test_embed_names_a_corrupt_wav_and_resumes_after_it(deployed, tmp_path):
     out = tmp_path / "out"
     deployment = load_deployment(deployed / ONNX)
 
-    with pytest.raises(InputError, match="corrupt.wav: audio not readable"):
+    with pytest.raises(InputError) as error:
         embed_wav_scp(deployment, wav_scp, out, chunk_size=4, progress=False)
+    utt = entries[5].split()[0]
+    assert str(error.value).startswith(f"{wav_scp}:6: utterance {utt!r}: {corrupt}: audio not "
+                                       "readable")
     assert (out / "xvector.1.scp").is_file() and not (out / "xvector.2.scp").exists()
     assert not (out / "xvector.scp").exists()
     first_chunk = (out / "xvector.1.ark").stat().st_mtime_ns

@@ -45,7 +45,7 @@ def test_read_audio_names_bad_files(tmp_path):
 def test_read_wav_scp_keeps_commands_and_rejects_bad_lines(tmp_path):
     path = tmp_path / "wav.scp"
     path.write_text("a-1 /x/a.wav\na-2 sox b.wav -t wav - |\n")
-    assert read_wav_scp(path) == {"a-1": "/x/a.wav", "a-2": "sox b.wav -t wav - |"}
+    assert read_wav_scp(path) == {"a-1": ("/x/a.wav", 1), "a-2": ("sox b.wav -t wav - |", 2)}
     path.write_text("a-1 /x/a.wav\na-1 /x/b.wav\n")
     with pytest.raises(InputError, match=r"wav.scp:2: duplicate utterance 'a-1'"):
         read_wav_scp(path)
