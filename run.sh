@@ -19,7 +19,7 @@ set -euo pipefail
 #   3   | OS-KDFT training  | train windows, cache, conf/<sys>.yaml | exp/<sys>/{config.yaml,checkpoints,final} | exp/<sys>/.stage3.done
 #       |                   |   (+ base:), the teacher's stage 3    |                                           |
 #   4   | embeddings        | exp/<sys>/final, data/<set>           | exp/<sys>/embeddings/<set>/xvector*.{ark,scp} | exp/<sys>/.stage4.done
-#   5   | scoring, results  | embeddings, trials                    | exp/<sys>/scores/, exp/results.{md,json}  | exp/.stage5.done
+#   5   | scoring, results  | embeddings, trials                    | exp/<sys>/scores/, exp/results.{md,json}  | exp/<sys>/.stage5.done, exp/.results.done
 #   6   | export            | exp/<sys>/{final,scores}              | exp/<sys>/export/model.onnx               | exp/<sys>/.stage6.done
 
 cmdline="$0 $*"
@@ -56,6 +56,7 @@ recipe=$root/egs/$egs
 cli_systems=$systems
 # shellcheck disable=SC1090,SC1091
 . "$recipe/run.conf"  # corpus paths, set names and the system list
+recipe_systems=$systems  # the results table's order
 [ -n "$cli_systems" ] && systems=$cli_systems
 
 if [ -n "$train_config" ]; then
@@ -217,20 +218,43 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
 fi
 
 # Stage 5: score every trial list with every back end, calibrate on the validation trials,
-#   compute EER / minDCF / Cllr, then the results table over all systems.
+#   compute EER / minDCF / Cllr; then the results table over every system under exp/ whose
+#   scores are current (run.conf's order first), so a rerun naming fewer systems keeps the others.
 #   in:  exp/<sys>/embeddings, data/<set>/trials_*
 #   out: exp/<sys>/scores/, exp/results.md, exp/results.json
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  log "Stage 5: scoring"
-  markers=(); for sys in $systems; do markers+=("exp/$sys/.stage4.done"); done
-  h=$(stage_hash "${markers[@]}" -- "$eval_sets $systems")
-  if ! is_done exp stage5 "$h"; then
-    clear_done exp stage5
-    for sys in $systems; do
-      python "$root/local/score_trials.py" --eval-sets "$eval_sets" data "exp/$sys"
-    done
-    python "$root/local/make_results.py" --systems "$systems" --eval-sets "$eval_sets" exp
-    mark_done exp stage5 "$h"
+  for sys in $systems; do
+    log "Stage 5: scoring $sys"
+    h=$(stage_hash "exp/$sys/.stage4.done" -- "$eval_sets")
+    is_done "exp/$sys" stage5 "$h" && continue
+    clear_done "exp/$sys" stage5
+    python "$root/local/score_trials.py" --eval-sets "$eval_sets" data "exp/$sys"
+    mark_done "exp/$sys" stage5 "$h"
+  done
+  scored=()
+  for marker in exp/*/.stage5.done; do
+    if [ -f "$marker" ]; then sys=${marker#exp/}; scored+=("${sys%/.stage5.done}"); fi
+  done
+  table=(); stale=()
+  for sys in $recipe_systems $systems "${scored[@]}"; do
+    [[ " ${table[*]} ${stale[*]} " == *" $sys "* ]] && continue
+    [ -f "exp/$sys/.stage5.done" ] || continue  # never scored
+    if [ -f "exp/$sys/.stage4.done" ] &&
+      has_done "exp/$sys" stage5 "$(stage_hash "exp/$sys/.stage4.done" -- "$eval_sets")"; then
+      table+=("$sys")
+    else
+      stale+=("$sys")
+    fi
+  done
+  if [ ${#stale[@]} -gt 0 ]; then
+    log "not in the results table (not scored since their last embeddings): ${stale[*]}"
+  fi
+  markers=(); for sys in "${table[@]}"; do markers+=("exp/$sys/.stage5.done"); done
+  h=$(stage_hash "${markers[@]}" -- "$eval_sets" "${table[*]}")
+  if ! is_done exp results "$h"; then
+    clear_done exp results
+    python "$root/local/make_results.py" --systems "${table[*]}" --eval-sets "$eval_sets" exp
+    mark_done exp results "$h"
   fi
   cat exp/results.md
 fi
@@ -243,7 +267,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   for sys in $systems; do
     log "Stage 6: export $sys"
     # The export carries stage 5's calibration and back end, so a rescoring re-exports.
-    h=$(stage_hash "exp/$sys/.stage3.done" exp/.stage5.done)
+    h=$(stage_hash "exp/$sys/.stage3.done" "exp/$sys/.stage5.done")
     is_done "exp/$sys" stage6 "$h" && continue
     clear_done "exp/$sys" stage6
     python "$root/local/export_model.py" --parity-set "data/${eval_sets%% *}" \

@@ -5,6 +5,7 @@
 #                                      STRINGs; a missing FILE is an error that names it
 #   is_done DIR NAME HASH              true when DIR/.NAME.done exists, records HASH and $force is
 #                                      not true; logs why it skips or reruns
+#   has_done DIR NAME HASH             true when DIR/.NAME.done exists and records HASH; quiet
 #   clear_done DIR NAME                removes DIR/.NAME.done
 #   mark_done DIR NAME HASH            writes DIR/.NAME.done (atomically) recording HASH,
 #                                      $cmdline, the date and the git revision of this checkout
@@ -68,12 +69,16 @@ is_done() {
     return 1
   fi
   [ -f "$marker" ] || return 1
-  if grep -Fqx "hash: $hash" "$marker"; then
+  if has_done "$dir" "$name" "$hash"; then
     log_caller "$name of $dir done with the same config and inputs: skipping (--force true reruns)"
     return 0
   fi
   log_caller "$name of $dir: inputs changed since $(sed -n 's/^date: //p' "$marker"): rerunning"
   return 1
+}
+
+has_done() {
+  [ -f "$1/.$2.done" ] && grep -Fqx "hash: $3" "$1/.$2.done"
 }
 
 clear_done() {
@@ -93,5 +98,7 @@ mark_done() {
     if rev=$(git -C "$_done_utils_dir" describe --always --dirty 2>/dev/null); then
       echo "git: $rev"
     fi
-  } >"$tmp" && chmod 644 "$tmp" && mv -f "$tmp" "$marker" || { rm -f "$tmp"; return 1; }
+  } >"$tmp" && chmod 644 "$tmp" && mv -f "$tmp" "$marker" && return 0
+  rm -f "$tmp"
+  return 1
 }

@@ -3,7 +3,8 @@
 One run (about 7 minutes on 2 cores) is shared by the tests of this module; they check what the
 recipe promises: every system trained, embedded, scored, exported; the OS-KDFT student clearly
 better than the trivial baseline; a second run changing nothing, nor one naming fewer systems;
-stage 2 caching a teacher; the exported model serving `oskdft verify`.
+stage 2 caching a teacher; the exported model serving `oskdft verify`; a rescoring of fewer
+systems keeping the others' rows in the results table.
 """
 import json
 import os
@@ -69,8 +70,8 @@ def test_second_run_changes_nothing(mini):
     before = {p: p.stat().st_mtime_ns for p in outputs}
     run = run_sh(work)
     assert run.returncode == 0, run.stderr[-2000:]
-    # One skip each for stages 0, 1, 2 and 5; one per system for stages 3, 4 and 6.
-    assert run.stderr.count(SKIPPING) == 4 + 3 * len(SYSTEMS), run.stderr[-4000:]
+    # One skip each for stages 0, 1, 2 and the results table; one per system for stages 3-6.
+    assert run.stderr.count(SKIPPING) == 4 + 4 * len(SYSTEMS), run.stderr[-4000:]
     # Naming fewer systems: theirs are done too.
     run = run_sh(work, "--stage", "3", "--stop-stage", "4", "--systems", "oskdft")
     assert run.returncode == 0, run.stderr[-2000:]
@@ -100,3 +101,39 @@ def test_exported_model_verifies_a_pair(mini):
     assert run.returncode == 0, run.stderr
     assert "llr" in run.stdout.lower() and ("same" in run.stdout.lower()
                                             or "different" in run.stdout.lower())
+
+
+def table_systems(work: Path):
+    rows = json.loads((work / "exp" / "results.json").read_text())["rows"]
+    return list(dict.fromkeys(r["system"] for r in rows))
+
+
+def test_scoring_fewer_systems_keeps_the_others_in_the_table(mini):
+    work, _ = mini
+    config = REPO / "tests" / "recipe" / "oskdft_cached.yaml"
+    # Trained and embedded by test_stage_2_caches_the_teacher_for_a_cached_system.
+    run = run_sh(work, "--train-config", str(config), "--stage", "5", "--stop-stage", "5")
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert table_systems(work) == SYSTEMS + ["oskdft_cached"]
+
+    teacher_scores = work / "exp" / "teacher_ft" / "scores" / "metrics.json"
+    before = teacher_scores.stat().st_mtime_ns
+    run = run_sh(work, "--stage", "5", "--stop-stage", "5", "--systems", "oskdft", "--force", "true")
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "Stage 5: scoring oskdft" in run.stderr and "scoring teacher_ft" not in run.stderr
+    assert table_systems(work) == SYSTEMS + ["oskdft_cached"]
+    assert teacher_scores.stat().st_mtime_ns == before
+
+    # New embeddings of ft_only, not yet scored: its old scores leave the table.
+    marker = work / "exp" / "ft_only" / ".stage4.done"
+    original = marker.read_text()
+    marker.write_text(original + "re-embedded\n")
+    try:
+        run = run_sh(work, "--stage", "5", "--stop-stage", "5", "--systems", "oskdft")
+        assert run.returncode == 0, run.stderr[-4000:]
+        assert "not in the results table (not scored since their last embeddings): ft_only" \
+            in run.stderr
+        assert "ft_only" not in table_systems(work)
+        assert "| ft_only |" not in (work / "exp" / "results.md").read_text()
+    finally:
+        marker.write_text(original)
