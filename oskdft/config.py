@@ -9,7 +9,8 @@ that file.
 Rules:
 
 - an unknown key, in a file or an override, is an error naming the file, the line and the
-  known keys; a value of the wrong type, or outside its fixed :data:`CHOICES`, is an error too;
+  known keys; a value of the wrong type, outside its fixed :data:`CHOICES` or out of its range
+  (:data:`LIMITS`) is an error too;
 - ``base: other.yaml`` (relative to the file) inherits another config, merged key by key;
 - overrides are dotted keys, ``optim.backend_lr=5e-5 kd.loss=none``, values parsed as YAML.
 
@@ -287,6 +288,80 @@ class SystemConfig:
 CHOICES = {"teacher.mode": (TEACHER_CACHED, TEACHER_ONLINE)}
 
 
+def _at_least(low):
+    return lambda value: None if value >= low else f"must be at least {low}"
+
+
+def _positive(value):
+    return None if value > 0 else "must be positive"
+
+
+def _probability(value):
+    return None if 0.0 <= value <= 1.0 else "must be a probability in [0, 1]"
+
+
+def _interval(low=None, high=None):
+    """A ``[low, high]`` pair within the given bounds."""
+
+    def check(pair):
+        if len(pair) != 2 or pair[0] > pair[1]:
+            return "must be [low, high]"
+        if (low is not None and pair[0] < low) or (high is not None and pair[1] > high):
+            return f"must lie within [{low}, {high}]"
+        return None
+
+    return check
+
+
+def _weights(choices):
+    bad = [w for w in choices.values()
+           if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0]
+    return "weights must be numbers >= 0" if bad else None
+
+
+# Each dataclass's fields with a valid range, checked at load (file and line named), so a bad
+# value stops the run before any stage works on it. None (where allowed) is never checked.
+LIMITS = {
+    DataConfig: {
+        "sample_rate": lambda v: None if v == 16000 else
+        "must be 16000: stage 0 converts all audio to it",
+        "window_seconds": _positive, "window_hop_seconds": _positive,
+        "valid_speakers": _at_least(0), "valid_utts_per_speaker": _at_least(1),
+        "valid_trials": _at_least(0), "backend_utts_per_speaker": _at_least(1),
+    },
+    SSLConfig: {
+        "num_layers": _at_least(1), "thin_cnn_dim": _at_least(1), "adapter_dim": _at_least(1),
+        "init_layers": lambda layers: None if all(i >= 0 for i in layers) else
+        "must be 0-based layer indices",
+    },
+    BackendConfig: {name: _at_least(1) for name in
+                    ("channels", "embed_dim", "pooled_channels", "attention_channels")},
+    KDConfig: {"scale": _at_least(0), "decay_epochs": _at_least(1), "until_epoch": _at_least(0)},
+    SVConfig: {"margin": _at_least(0), "scale": _positive, "from_epoch": _at_least(0)},
+    AugmentConfig: {
+        "prob": _probability, "clip_prob": _probability, "gain_prob": _probability,
+        "choices": _weights, "babble_speakers": _interval(low=1), "babble_snr": _interval(),
+        "music_snr": _interval(), "noise_snr": _interval(),
+        "clip_level": _interval(low=0, high=1), "gain_floor": _interval(low=0, high=1),
+    },
+    OptimConfig: {
+        "epochs": _at_least(1), "batch_size": _at_least(1), "backend_lr": _at_least(0),
+        "backend_lr_min": _at_least(0), "adapter_lr_mult": _at_least(0), "ssl_lr": _at_least(0),
+        "ssl_warmup_epochs": _at_least(0), "ssl_decay": _positive, "weight_decay": _at_least(0),
+        "grad_clip": _positive,
+    },
+    TrainConfig: {
+        "num_workers": _at_least(0), "log_every": _at_least(1), "keep_last": _at_least(0),
+        "average_last": _at_least(0), "max_steps_per_epoch": _at_least(1),
+        "checkpoint_every": _at_least(0), "num_threads": _at_least(1),
+    },
+    EvalConfig: {
+        "crop_seconds": _positive, "num_crops": _at_least(1), "lda_dim": _at_least(1),
+        "plda_iters": _at_least(1), "asnorm_top_n": _at_least(1), "batch_seconds": _positive,
+    },
+}
+
+
 def load_config(path: Pathlike, overrides: Sequence[str] = (), cls: type = SystemConfig):
     """Load ``path`` (following ``base:``), apply dotted ``overrides``, validate into ``cls``."""
     raw, lines = _load_with_bases(Path(path))
@@ -403,6 +478,10 @@ def _build(cls, raw: Dict[str, Any], path: Path, lines: Dict, prefix: str):
             if dotted in CHOICES and values[key] not in CHOICES[dotted]:
                 raise InputError(where, f"{dotted} must be one of {', '.join(CHOICES[dotted])}, "
                                  f"got {value!r}", line=line)
+            limit = LIMITS.get(cls, {}).get(key)
+            problem = limit(values[key]) if limit and values[key] is not None else None
+            if problem:
+                raise InputError(where, f"{dotted} {problem}, got {value!r}", line=line)
     return cls(**values)
 
 

@@ -46,6 +46,35 @@ def test_unknown_teacher_mode_is_an_error_at_load(tmp_path):
         apply_overrides(SystemConfig(), ["teacher.mode=onlin"])
 
 
+@pytest.mark.parametrize("section, key, value, problem", [
+    ("augment", "prob", "1.5", "must be a probability in [0, 1]"),
+    ("augment", "noise_snr", "[15, 0]", "must be [low, high]"),
+    ("augment", "clip_level", "[0.5, 1.2]", "must lie within [0, 1]"),
+    ("augment", "babble_speakers", "[0, 3]", "must lie within [1, None]"),
+    ("augment", "choices", "{rir: -1}", "weights must be numbers >= 0"),
+    ("optim", "epochs", "0", "must be at least 1"),
+    ("optim", "grad_clip", "0", "must be positive"),
+    ("eval", "num_crops", "0", "must be at least 1"),
+    ("sv", "scale", "-30", "must be positive"),
+])
+def test_a_value_out_of_range_is_an_error_at_load(tmp_path, section, key, value, problem):
+    conf = write(tmp_path / "sys.yaml", f"description: x\n{section}:\n  {key}: {value}\n")
+    with pytest.raises(InputError) as err:
+        load_config(conf)
+    assert str(err.value).startswith(f"{conf}:3: {section}.{key} {problem}, got ")
+    with pytest.raises(InputError, match=rf"--override: {section}.{key} "):
+        apply_overrides(SystemConfig(), [f"{section}.{key}={value}"])
+
+
+def test_optional_values_may_be_null_and_data_limits_apply_to_data_yaml(tmp_path):
+    conf = write(tmp_path / "sys.yaml", "optim:\n  grad_clip: null\neval:\n  lda_dim: null\n")
+    assert load_config(conf).optim.grad_clip is None
+    data = write(tmp_path / "data.yaml", "window_seconds: 2.0\nsample_rate: 8000\n")
+    with pytest.raises(InputError, match=r"data.yaml:2: sample_rate must be 16000: stage 0 "
+                       r"converts all audio to it, got 8000"):
+        load_data_config(data)
+
+
 def test_base_inheritance_merges_key_by_key(tmp_path):
     write(tmp_path / "base.yaml", "optim:\n  epochs: 7\n  batch_size: 16\nkd:\n  loss: mse_last\n")
     conf = write(tmp_path / "child.yaml", "base: base.yaml\noptim:\n  epochs: 3\n")

@@ -523,8 +523,6 @@ class Trainer:
 
 def _check_loss_schedule(cfg: SystemConfig) -> set:
     """The distinct (KD on, SV on) phases over the epochs; every epoch needs a loss."""
-    if cfg.optim.epochs < 1:
-        raise InputError("optim.epochs", f"must be at least 1, got {cfg.optim.epochs}")
     phases = set()
     for epoch in range(cfg.optim.epochs):
         weights = loss_weights(cfg, epoch)
