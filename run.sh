@@ -73,25 +73,29 @@ work=$(realpath "$work")
 cd "$work"
 log "recipe egs/$egs, working in $work, stages $stage..$stop_stage, systems: $systems"
 
-# Sets the array named $1 to the files local/config_inputs.py prints for the other arguments:
-# the YAML files a config is built from (it and its base: chain), or with --teacher-marker the
-# stage-3 marker of the system whose model is its teacher (none, or one).
-config_inputs() {
-  local -n files_=$1
-  local lines
-  lines=$(python "$root/local/config_inputs.py" "${@:2}")
-  # shellcheck disable=SC2034  # files_ names the caller's array
-  mapfile -t files_ < <(printf '%s' "$lines")
-}
-
-data_config=$recipe/conf/data.yaml
-config_inputs data_yamls "$data_config"
-# The job runner skips jobs that already succeeded with the same key: the stage's input hash, or a
-# fresh key under --force so that every job reruns.
-job_key() { if [ "$force" = true ]; then echo "$1-$(date +%s%N)"; else echo "$1"; fi; }
 read -r -a overrides <<<"$override"  # split on blanks, never globbed
 override_args=()
 [ ${#overrides[@]} -gt 0 ] && override_args=(--override "${overrides[@]}")
+
+# What the done markers hash of the configs, from local/config_inputs.py: the digest of the
+# data config and of each system's config as loaded (a comment edit changes neither), how each
+# system's teacher runs (cached|online|none), and the stage-3 marker of the system whose model is
+# its teacher ("-": none). Stage 0 needs none of it.
+data_config=$recipe/conf/data.yaml
+declare -A digest teacher_mode teacher_marker
+if [ "$stop_stage" -ge 1 ] && [ "$stage" -le 3 ]; then
+  specs=(); for sys in $systems; do specs+=("$sys=$(system_config "$sys")"); done
+  lines=$(python "$root/local/config_inputs.py" --data-config "$data_config" "${specs[@]}" \
+    "${override_args[@]}")
+  while read -r kind name fields; do
+    if [ "$kind" = data ]; then data_digest=$name; continue; fi
+    read -r "digest[$name]" "teacher_mode[$name]" "teacher_marker[$name]" <<<"$fields"
+  done <<<"$lines"
+fi
+
+# The job runner skips jobs that already succeeded with the same key: the stage's input hash, or a
+# fresh key under --force so that every job reruns.
+job_key() { if [ "$force" = true ]; then echo "$1-$(date +%s%N)"; else echo "$1"; fi; }
 
 # Stage 0: corpus -> Kaldi data dirs -> validated lhotse manifests.
 #   in:  the corpus (prepare_opts in run.conf)  out: data/<set>/, data/manifests/<set>_*.jsonl.gz
@@ -114,7 +118,7 @@ fi
 #   out: data/manifests/{train_windows,valid_cuts,backend_cuts,aug_*_cuts}.jsonl.gz, data/{valid,backend}/
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "Stage 1: training windows and validation split"
-  h=$(stage_hash "${data_yamls[@]}" data/.stage0.done)
+  h=$(stage_hash data/.stage0.done -- "$data_digest")
   if ! is_done data stage1 "$h"; then
     clear_done data stage1
     python "$root/local/make_windows.py" --data-config "$data_config" --train-set "$train_set" \
@@ -125,22 +129,24 @@ fi
 
 # Stage 2: run each system's frozen teacher over the clean windows, once per distinct teacher.
 #   in:  data/manifests/train_windows.jsonl.gz  out: exp/teacher_cache/<teacher>_L<layers>_.../
-#   Systems in online-teacher mode need no cache and are skipped.
+#   Systems in online-teacher mode need no cache and are skipped. Inputs: the windows, the configs
+#   of the systems that cache, and their teachers' stage-3 markers where a teacher is a system.
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "Stage 2: teacher feature cache"
-  specs=(); inputs=()
+  # Only the systems whose teacher is cached, and their teachers' training, are its inputs.
+  cached=(); inputs=(); teachers=()
   for sys in $systems; do
-    conf=$(system_config "$sys")
-    specs+=("$sys=$conf")
-    config_inputs yamls "$conf"
-    inputs+=("${yamls[@]}")
+    [ "${teacher_mode[$sys]}" = cached ] || continue
+    cached+=("$sys"); inputs+=("${digest[$sys]}")
+    [ "${teacher_marker[$sys]}" = - ] || teachers+=("${teacher_marker[$sys]}")
   done
-  h=$(stage_hash "${data_yamls[@]}" "${inputs[@]}" data/.stage1.done -- "$override")
+  h=$(stage_hash data/.stage1.done "${teachers[@]}" -- "$data_digest" "${cached[@]}" "${inputs[@]}")
   if ! is_done exp stage2 "$h"; then
     clear_done exp stage2
-    cached=$(python "$root/local/cached_systems.py" "${specs[@]}" "${override_args[@]}")
-    [ -z "$cached" ] && log "no system caches its teacher (online teachers, or no KD)"
-    for sys in $cached; do
+    if [ ${#cached[@]} -eq 0 ]; then
+      log "no system caches its teacher (online teachers, or no KD)"
+    fi
+    for sys in "${cached[@]}"; do
       conf=$(system_config "$sys")
       args=(--config "$conf" --data-config "$data_config" "${override_args[@]}")
       $cmd --job-key "$(job_key "$h")" JOB=1:"$nj" "exp/teacher_cache/log/$sys/cache.JOB.log" \
@@ -161,9 +167,10 @@ fi
 #   each with its --node-rank); with --cmd "utils/run_slurm.sh ..." the run is one Slurm job on
 #   $num_nodes nodes, logged to exp/log/<sys>/train.slurm.log (outside exp/<sys>, which
 #   --force moves aside). The stage's marker alone says a run is done (no --job-key); an
-#   interrupted run resumes from its newest checkpoint. A system's inputs: its YAML files (with
-#   their base: chain), the windows and, when its teacher is another system's model (teacher.path
-#   under exp/<teacher>/), that system's marker. train.py refuses to resume a run of another
+#   interrupted run resumes from its newest checkpoint. A system's inputs: its config as loaded
+#   (its YAML, the base: chain, the overrides and the data config: comments do not count), the
+#   windows and, when its teacher is another system's model (teacher.path under
+#   exp/<teacher>/), that system's marker. train.py refuses to resume a run of another
 #   config or other inputs (--force true starts over), so a finished run is never marked current
 #   for inputs it was not trained on. The old marker stays during a retrain: train.py never
 #   overwrites a run in place.
@@ -173,12 +180,10 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   for sys in $systems; do
     log "Stage 3: training $sys"
     conf=$(system_config "$sys")
-    config_inputs yamls "$conf"
-    config_inputs teacher --teacher-marker "$conf" "${override_args[@]}"
-    h=$(stage_hash "${yamls[@]}" "${data_yamls[@]}" data/.stage1.done "${teacher[@]}" \
-      -- "$override")
+    teacher=(); [ "${teacher_marker[$sys]}" = - ] || teacher=("${teacher_marker[$sys]}")
+    h=$(stage_hash data/.stage1.done "${teacher[@]}" -- "${digest[$sys]}" "$data_digest")
     is_done "exp/$sys" stage3 "$h" && continue
-    # Not the YAML files: a comment edit must not refuse the run (train.py compares configs).
+    # Not the configs: train.py compares them itself, and names what changed.
     input_hashes=()
     for f in data/.stage1.done "${teacher[@]}"; do input_hashes+=("$f=$(stage_hash "$f")"); done
     train=("$root/utils/torchrun.sh" --gpus "$gpus" --num-nodes "$num_nodes"

@@ -1,41 +1,48 @@
 #!/usr/bin/env python3
-"""The files a config depends on, for run.sh's done markers: the YAML files it is built from
-(CONFIG, then its `base:` chain), or with --teacher-marker the stage-3 marker of the system whose
-trained model is its teacher (exp/<sys>/.stage3.done when teacher.path lies under exp/<sys>/).
+"""What run.sh's done markers and stage 2's plan need of the configs, in one pass (no torch).
 
-Reads only the configs (no torch). Paths are printed one a line; teacher.path and the marker are
-relative to the working directory, as in run.sh.
+Prints one line for the data config, then one per system:
 
-Inputs:  CONFIG, a system or data YAML
-Outputs: stdout, the files
+    data <digest>
+    system <name> <digest> <cached|online|none> <teacher marker or ->
 
-Usage: local/config_inputs.py conf/oskdft.yaml              # conf/oskdft.yaml, its bases
-       local/config_inputs.py --teacher-marker conf/oskdft.yaml [--override teacher.path=...]
+The digest is of the config as loaded (its YAML, its `base:` chain, the overrides): a comment,
+key order, or a key restated at its value does not change it, so such an edit reruns nothing.
+The third field says whether stage 2 caches the system's teacher (cached), the teacher runs in
+each training step (online), or there is no KD (none). The marker is the stage-3 marker of the
+system whose trained model is the teacher (exp/<sys>/.stage3.done when teacher.path lies under
+exp/<sys>/), relative to the working directory as in run.sh.
+
+Inputs:  the data YAML, NAME=CONFIG pairs (the system YAMLs)
+Outputs: stdout, the lines above
+
+Usage: local/config_inputs.py --data-config conf/data.yaml oskdft=conf/oskdft.yaml \\
+           ft_only=conf/ft_only.yaml [--override teacher.mode=cached]
 """
 import argparse
 
 from oskdft.cli.common import make_parser
-from oskdft.config import config_files, load_config
+from oskdft.config import NO_KD, config_digest, load_config, load_data_config
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
-    parser.add_argument("config", help="the YAML")
-    parser.add_argument("--teacher-marker", action="store_true",
-                        help="print the teacher's stage-3 marker (or nothing) instead")
+    parser.add_argument("--data-config", required=True, help="the recipe's data YAML")
+    parser.add_argument("systems", nargs="*", metavar="NAME=CONFIG", help="system name and YAML")
     parser.add_argument("--override", nargs="*", default=[], help="dotted config overrides")
     return parser
 
 
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
-    if args.teacher_marker:
-        system = load_config(args.config, args.override).teacher_system()
-        files = [] if system is None else [f"exp/{system}/.stage3.done"]
-    else:
-        files = config_files(args.config)
-    for path in files:
-        print(path)
+    print("data", config_digest(load_data_config(args.data_config)))
+    for pair in args.systems:
+        name, _, path = pair.partition("=")
+        cfg = load_config(path, args.override)
+        teacher = "none" if cfg.kd.loss == NO_KD else cfg.teacher.mode
+        system = cfg.teacher_system()
+        marker = "-" if system is None else f"exp/{system}/.stage3.done"
+        print("system", name, config_digest(cfg), teacher, marker)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -514,9 +515,15 @@ def _check_type(value, hint, where, line, dotted):
     return value
 
 
-def config_files(path: Pathlike) -> List[Path]:
-    """The YAML files a config is built from: ``path``, then its ``base:`` chain, in that order
-    (what run.sh hashes to see whether a config changed)."""
-    files: Dict[Path, Path] = {}
-    _load_with_bases(Path(path), files)
-    return list(files.values())
+def config_digest(cfg) -> str:
+    """sha256 of ``cfg`` as loaded: equal for configs that define the same system, whatever
+    their comments, key order or ``base:`` layout (run.sh's done markers hash it).
+
+    >>> default = config_digest(SystemConfig())
+    >>> default == config_digest(apply_overrides(SystemConfig(), ["sv.margin=0.2"]))
+    True
+    >>> default == config_digest(apply_overrides(SystemConfig(), ["sv.margin=0.3"]))
+    False
+    """
+    text = yaml.safe_dump(to_dict(cfg), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -4,7 +4,7 @@ from oskdft.config import (
     DataConfig,
     SystemConfig,
     apply_overrides,
-    config_files,
+    config_digest,
     load_config,
     load_data_config,
     save_config,
@@ -82,15 +82,19 @@ def test_base_inheritance_merges_key_by_key(tmp_path):
     assert (cfg.optim.epochs, cfg.optim.batch_size, cfg.kd.loss) == (3, 16, "mse_last")
 
 
-def test_config_files_are_the_file_then_its_base_chain(tmp_path):
+def test_digest_follows_the_base_chain_and_ignores_comments_and_layout(tmp_path):
     (tmp_path / "common").mkdir()
     root = write(tmp_path / "common" / "root.yaml", "optim:\n  epochs: 7\n")
-    middle = write(tmp_path / "middle.yaml", "base: common/root.yaml\n")
-    top = write(tmp_path / "top.yaml", "base: middle.yaml\n")
-    assert [p.resolve() for p in config_files(top)] == [top, middle, root]
+    write(tmp_path / "middle.yaml", "base: common/root.yaml\n")
+    top = write(tmp_path / "top.yaml", "base: middle.yaml\nsv:\n  margin: 0.3\n")
+    digest = config_digest(load_config(top))
+    flat = write(tmp_path / "flat.yaml", "# one file\nsv: {margin: 0.3}\noptim: {epochs: 7}\n")
+    assert config_digest(load_config(flat)) == digest
+    write(root, "optim:\n  epochs: 8\n")
+    assert config_digest(load_config(top)) != digest
     write(root, "base: ../top.yaml\n")
     with pytest.raises(InputError, match="loops back"):
-        config_files(top)
+        load_config(top)
 
 
 def test_teacher_system_is_the_exp_dir_holding_the_teacher(tmp_path):

@@ -90,6 +90,17 @@ def test_stage_2_caches_the_teacher_for_a_cached_system(mini):
     assert str(caches[0].name) in log
     assert (work / "exp" / "oskdft_cached" / "embeddings" / "test" / "xvector.scp").is_file()
 
+    # The teacher's training is an input of its cache.
+    marker = work / "exp" / "teacher_ft" / ".stage3.done"
+    original = marker.read_text()
+    marker.write_text(original + "retrained\n")
+    try:
+        run = run_sh(work, "--train-config", str(config), "--stage", "2", "--stop-stage", "2")
+        assert run.returncode == 0, run.stderr[-4000:]
+        assert "stage2 of exp: inputs changed" in run.stderr
+    finally:
+        marker.write_text(original)
+
 
 def test_exported_model_verifies_a_pair(mini):
     work, _ = mini

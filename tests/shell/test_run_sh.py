@@ -1,7 +1,8 @@
 """run.sh's stage 3 decisions, without training: a job runner that trains nothing (it records
-the system) stands in for utils/run_local.sh, over egs/mini's systems. What reruns: a changed
-YAML file of a system, its `base:` chain included, or a retrained teacher; what does not: a
-rerun naming fewer systems. Options' paths are relative to where run.sh is started."""
+the system) stands in for utils/run_local.sh, over egs/mini's systems. What reruns: a change of
+a system's config as loaded (its YAML or its `base:` chain), or a retrained teacher; what does
+not: a comment edit, a rerun naming fewer systems. Options' paths are relative to where run.sh
+is started."""
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +80,11 @@ def test_an_edit_of_a_base_file_retrains(work):
     stage3(work, "--train-config", "conf/mine.yaml")
     assert not (work / "runs.txt").exists()
     with open(conf / "base.yaml", "a") as f:
-        f.write("# edited\n")
+        f.write("# a comment, and a key restated at its value\nsv:\n  margin: 0.2\n")
+    stage3(work, "--train-config", "conf/mine.yaml")
+    assert not (work / "runs.txt").exists(), "the config as loaded is unchanged"
+    with open(conf / "base.yaml", "a") as f:
+        f.write("optim:\n  epochs: 3\n")
     stage3(work, "--train-config", "conf/mine.yaml")
     assert trained(work) == ["mine"]
 
@@ -92,10 +97,19 @@ def test_a_student_before_its_teacher_names_the_missing_stage(work):
     assert "missing exp/teacher_ft/.stage3.done: stage 3 writes it" in result.stderr
 
 
-def test_config_inputs_lists_the_base_chain():
-    result = subprocess.run([sys.executable, str(REPO / "local" / "config_inputs.py"),
-                             str(REPO / "egs" / "TEMPLATE" / "conf" / "data.yaml")],
-                            capture_output=True, text=True, check=True)
-    assert [Path(p).resolve() for p in result.stdout.splitlines()] == [
-        REPO / "egs" / "TEMPLATE" / "conf" / "data.yaml",
-        REPO / "egs" / "voxceleb" / "conf" / "data.yaml"]
+def test_config_inputs_prints_digests_teacher_modes_and_teacher_markers():
+    conf = REPO / "egs" / "mini" / "conf"
+    command = [sys.executable, str(REPO / "local" / "config_inputs.py"), "--data-config",
+               str(conf / "data.yaml"), *[f"{s}={conf / s}.yaml" for s in SYSTEMS]]
+    lines = [line.split() for line in subprocess.run(
+        command, capture_output=True, text=True, check=True).stdout.splitlines()]
+    assert lines[0][0] == "data" and len(lines[0][1]) == 64
+    systems = {fields[1]: fields[2:] for fields in lines[1:]}
+    assert list(systems) == SYSTEMS
+    assert systems["teacher_ft"][1:] == ["none", "-"]
+    assert systems["oskdft"][2] == "exp/teacher_ft/.stage3.done"
+    assert len({fields[0] for fields in systems.values()}) == len(SYSTEMS)
+    overridden = subprocess.run([*command, "--override", "teacher.mode=cached"],
+                                capture_output=True, text=True, check=True).stdout.splitlines()
+    assert overridden[0] == " ".join(lines[0])
+    assert overridden[2].split()[3] == "cached" and overridden[2] != " ".join(lines[2])
