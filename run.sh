@@ -256,12 +256,13 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   fi
   markers=(); for sys in "${table[@]}"; do markers+=("exp/$sys/.stage5.done"); done
   h=$(stage_hash "${markers[@]}" -- "$eval_sets" "${table[*]}")
-  if ! is_done exp results "$h"; then
+  if is_done exp results "$h"; then
+    cat exp/results.md
+  else
     clear_done exp results
     python "$root/local/make_results.py" --systems "${table[*]}" --eval-sets "$eval_sets" exp
     mark_done exp results "$h"
   fi
-  cat exp/results.md
 fi
 
 # Stage 6: export each system's student + ECAPA to ONNX (waveform -> embedding) with a parity
