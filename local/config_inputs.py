@@ -13,6 +13,9 @@ each training step (online), or there is no KD (none). The marker is the stage-3
 system whose trained model is the teacher (exp/<sys>/.stage3.done when teacher.path lies under
 exp/<sys>/), relative to the working directory as in run.sh.
 
+A system that needs a teacher (its student copies it, it fine-tunes it or distils it) and names
+none is an error naming its YAML, so run.sh stops before its first stage.
+
 Inputs:  the data YAML, NAME=CONFIG pairs (the system YAMLs)
 Outputs: stdout, the lines above
 
@@ -39,6 +42,7 @@ def main(argv=None) -> None:
     for pair in args.systems:
         name, _, path = pair.partition("=")
         cfg = load_config(path, args.override)
+        cfg.check_teacher(path)  # before any stage runs, not hours later in stage 3
         teacher = "none" if cfg.kd.loss == NO_KD else cfg.teacher.mode
         system = cfg.teacher_system()
         marker = "-" if system is None else f"exp/{system}/.stage3.done"

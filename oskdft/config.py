@@ -262,6 +262,21 @@ class SystemConfig:
     # Folded in from the recipe's conf/data.yaml when stage 3 saves exp/<system>/config.yaml.
     data: DataConfig = field(default_factory=DataConfig)
 
+    def needs_teacher(self) -> bool:
+        """Whether ``teacher.path`` must be set: the student is a copy of the teacher, the
+        teacher itself is fine-tuned, or the system distils it."""
+        return self.ssl.source in ("student", "teacher") or self.kd.loss != NO_KD
+
+    def check_teacher(self, where: Pathlike) -> None:
+        """:raises InputError: naming ``where`` (the config file) when the system needs a
+        teacher and names none."""
+        if self.needs_teacher() and not self.teacher.path:
+            raise InputError(
+                where, f"ssl.source={self.ssl.source} and kd.loss={self.kd.loss} need a "
+                "teacher, and teacher.path is not set",
+                hint="set teacher.path (a Hugging Face directory or hub name), or ssl.source: "
+                "scratch and kd.loss: none")
+
     def caches_teacher(self) -> bool:
         """Whether stage 2 caches this system's teacher: KD on, teacher in cached mode."""
         return self.kd.loss != NO_KD and self.teacher.mode == TEACHER_CACHED

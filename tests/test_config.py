@@ -137,3 +137,13 @@ def test_data_config_alone(tmp_path):
     conf = write(tmp_path / "data.yaml", "window_seconds: 3\nvalid_speakers: 4\n")
     cfg = load_data_config(conf)
     assert cfg == DataConfig(window_seconds=3.0, valid_speakers=4)
+
+
+def test_a_system_needs_a_teacher_when_it_copies_fine_tunes_or_distils_one(tmp_path):
+    scratch = apply_overrides(SystemConfig(), ["ssl.source=scratch", "kd.loss=none"])
+    scratch.check_teacher("sys.yaml")
+    for overrides in (["ssl.source=student", "kd.loss=none"], ["ssl.source=teacher",
+                      "kd.loss=none"], ["ssl.source=scratch", "kd.loss=mse_last"]):
+        with pytest.raises(InputError, match=r"^sys.yaml: .*teacher.path is not set"):
+            apply_overrides(SystemConfig(), overrides).check_teacher("sys.yaml")
+    apply_overrides(SystemConfig(), ["teacher.path=t"]).check_teacher("sys.yaml")

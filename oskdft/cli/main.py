@@ -95,8 +95,7 @@ def _config_info(args: argparse.Namespace) -> str:
     cfg = load_config(args.config, args.override)
     teacher_config = None
     if cfg.ssl.source in _NEEDS_TEACHER:
-        if cfg.teacher.path is None:
-            raise InputError(args.config, f"ssl.source={cfg.ssl.source} needs teacher.path")
+        cfg.check_teacher(args.config)
         teacher_config = load_teacher_config(_resolve(cfg.teacher.path, args.dir))
     aam_head = None
     if args.num_speakers is not None:

@@ -124,6 +124,7 @@ def train_system(
     try:
         cfg = dataclasses.replace(load_config(config, overrides),
                                   data=load_data_config(data_config))
+        cfg.check_teacher(config)
         exp_dir = Path(exp_dir)
         resume_from = prepare_exp_dir(exp_dir, cfg, force, ctx, input_hashes)
         setup_logging(exp_dir / LOG_NAME if ctx.is_main else None, rank=ctx.rank)
@@ -240,18 +241,11 @@ class Trainer:
                          or self.cfg.runs_teacher_online())
         if not needs_weights:
             return None
-        if not self.cfg.teacher.path:
-            raise InputError("teacher.path", f"ssl.source={self.cfg.ssl.source} and "
-                             f"kd.loss={self.cfg.kd.loss} need a teacher",
-                             hint="set teacher.path (a Hugging Face directory or hub name)")
         return load_teacher(self.cfg.teacher.path)
 
     def _kd_loss(self, model: SpeakerModel) -> Optional[nn.Module]:
         if self.cfg.kd.loss == NO_KD:
             return None
-        if self.teacher_config is None:
-            raise InputError("teacher.path", f"kd.loss={self.cfg.kd.loss} needs a teacher",
-                             hint="set teacher.path, or kd.loss: none")
         return build_kd_loss(self.cfg, model.ssl.hidden_size, self.teacher_config.hidden_size,
                              self.teacher_config.num_hidden_layers)
 

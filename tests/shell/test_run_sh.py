@@ -97,6 +97,16 @@ def test_a_student_before_its_teacher_names_the_missing_stage(work):
     assert "missing exp/teacher_ft/.stage3.done: stage 3 writes it" in result.stderr
 
 
+def test_a_system_that_needs_a_teacher_and_names_none_stops_before_stage_0(work):
+    (work.parent / "bad.yaml").write_text("ssl:\n  source: student\n")
+    command = ["bash", str(REPO / "run.sh"), "--dir", "work", "--train-config", "bad.yaml"]
+    result = subprocess.run(command, cwd=work.parent, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert ("bad.yaml: ssl.source=student and kd.loss=mse_last need a teacher, and teacher.path "
+            "is not set") in result.stderr
+    assert "Stage 0" not in result.stderr
+
+
 def test_config_inputs_prints_digests_teacher_modes_and_teacher_markers():
     conf = REPO / "egs" / "mini" / "conf"
     command = [sys.executable, str(REPO / "local" / "config_inputs.py"), "--data-config",
