@@ -241,7 +241,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     if [ -f "$marker" ]; then sys=${marker#exp/}; scored+=("${sys%/.stage5.done}"); fi
   done
   table=(); stale=()
-  for sys in $recipe_systems $systems "${scored[@]}"; do
+  for sys in $recipe_systems "${scored[@]}"; do  # run.conf's order, then the others
     [[ " ${table[*]} ${stale[*]} " == *" $sys "* ]] && continue
     [ -f "exp/$sys/.stage5.done" ] || continue  # never scored
     if [ -f "exp/$sys/.stage4.done" ] &&

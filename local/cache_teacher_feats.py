@@ -17,7 +17,7 @@ import argparse
 import logging
 
 from oskdft.cache import cache_teacher_job
-from oskdft.cli.common import add_job_args, add_system_args, make_parser
+from oskdft.cli.common import add_job_args, add_system_args, make_parser, run_script
 from oskdft.utils.logging import setup_logging
 
 
@@ -50,4 +50,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

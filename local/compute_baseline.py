@@ -10,7 +10,7 @@ Usage: local/compute_baseline.py [--features "mfcc logmel"] data/test
 import argparse
 import logging
 
-from oskdft.cli.common import make_parser
+from oskdft.cli.common import make_parser, run_script
 from oskdft.embedding.baseline import FEATURES, baseline_eers
 from oskdft.utils.logging import setup_logging
 
@@ -34,4 +34,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

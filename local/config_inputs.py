@@ -24,7 +24,7 @@ Usage: local/config_inputs.py --data-config conf/data.yaml oskdft=conf/oskdft.ya
 """
 import argparse
 
-from oskdft.cli.common import make_parser
+from oskdft.cli.common import make_parser, run_script
 from oskdft.config import NO_KD, config_digest, load_config, load_data_config
 
 
@@ -50,4 +50,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -19,7 +19,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from oskdft.cli.common import make_parser, str2bool
+from oskdft.cli.common import make_parser, run_script, str2bool
 from oskdft.embedding.export import export_system
 from oskdft.utils.logging import setup_logging
 
@@ -58,4 +58,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -16,7 +16,7 @@ Usage: local/extract_embeddings.py --sets "test valid backend" --job 1 --num-job
 import argparse
 import logging
 
-from oskdft.cli.common import add_job_args, make_parser
+from oskdft.cli.common import add_job_args, make_parser, run_script
 from oskdft.embedding.extract import extract_embeddings_job
 from oskdft.utils.logging import setup_logging
 
@@ -51,4 +51,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

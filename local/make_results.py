@@ -13,7 +13,7 @@ Usage: local/make_results.py --systems "teacher_ft oskdft" --eval-sets "test" ex
 import argparse
 import logging
 
-from oskdft.cli.common import make_parser
+from oskdft.cli.common import make_parser, run_script
 from oskdft.scoring.report import make_results
 from oskdft.utils.logging import setup_logging
 
@@ -36,4 +36,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

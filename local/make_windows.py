@@ -18,7 +18,7 @@ Usage: local/make_windows.py --data-config conf/data.yaml --train-set train \\
 import argparse
 import logging
 
-from oskdft.cli.common import make_parser
+from oskdft.cli.common import make_parser, run_script
 from oskdft.data.windows import make_windows
 from oskdft.utils.logging import setup_logging
 
@@ -47,4 +47,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

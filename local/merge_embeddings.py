@@ -14,7 +14,7 @@ Usage: local/merge_embeddings.py --sets "test valid backend" --num-jobs 4 \\
 import argparse
 import logging
 
-from oskdft.cli.common import make_parser
+from oskdft.cli.common import make_parser, run_script
 from oskdft.embedding.merge import merge_embeddings
 from oskdft.utils.logging import setup_logging
 
@@ -42,4 +42,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

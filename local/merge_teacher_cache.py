@@ -18,7 +18,7 @@ import argparse
 import logging
 
 from oskdft.cache import merge_teacher_cache
-from oskdft.cli.common import add_system_args, make_parser
+from oskdft.cli.common import add_system_args, make_parser, run_script
 from oskdft.utils.logging import setup_logging
 
 
@@ -47,4 +47,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

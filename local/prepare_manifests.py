@@ -15,7 +15,7 @@ Usage: local/prepare_manifests.py --train-set train --eval-sets "test" \\
 import argparse
 import logging
 
-from oskdft.cli.common import make_parser
+from oskdft.cli.common import make_parser, run_script
 from oskdft.data.manifests import prepare_manifests
 from oskdft.utils.logging import setup_logging
 
@@ -48,4 +48,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -17,7 +17,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from oskdft.cli.common import make_parser
+from oskdft.cli.common import make_parser, run_script
 from oskdft.scoring.pipeline import score_system
 from oskdft.utils.logging import setup_logging
 
@@ -49,4 +49,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -22,7 +22,7 @@ Usage: local/train.py --device cpu --config conf/oskdft.yaml --data-config conf/
 import argparse
 import logging
 
-from oskdft.cli.common import add_system_args, make_parser, str2bool
+from oskdft.cli.common import add_system_args, make_parser, run_script, str2bool
 from oskdft.training.trainer import train_system
 from oskdft.utils.logging import setup_logging
 
@@ -65,4 +65,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

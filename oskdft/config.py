@@ -322,8 +322,10 @@ def _interval(low=None, high=None):
     def check(pair):
         if len(pair) != 2 or pair[0] > pair[1]:
             return "must be [low, high]"
-        if (low is not None and pair[0] < low) or (high is not None and pair[1] > high):
-            return f"must lie within [{low}, {high}]"
+        if low is not None and pair[0] < low:
+            return f"must start at {low} or above"
+        if high is not None and pair[1] > high:
+            return f"must end at {high} or below"
         return None
 
     return check

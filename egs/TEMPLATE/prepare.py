@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Tuple
 
-from oskdft.cli.common import make_parser
+from oskdft.cli.common import make_parser, run_script
 from oskdft.data.kaldi_dir import import_data_dir
 from oskdft.data.musan import prepare_musan, prepare_rirs
 from oskdft.utils.logging import setup_logging
@@ -56,4 +56,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -15,7 +15,7 @@ Usage: egs/mini/prepare.py [--seed 0] [--corpus-dir DIR] data
 import argparse
 import logging
 
-from oskdft.cli.common import make_parser
+from oskdft.cli.common import make_parser, run_script
 from oskdft.data.synthetic import prepare_mini_corpus
 from oskdft.utils.logging import setup_logging
 
@@ -37,4 +37,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

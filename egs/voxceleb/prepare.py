@@ -17,7 +17,7 @@ Usage: egs/voxceleb/prepare.py --voxceleb1 /data/VoxCeleb1 --voxceleb2 /data/Vox
 import argparse
 import logging
 
-from oskdft.cli.common import make_parser
+from oskdft.cli.common import make_parser, run_script
 from oskdft.data.voxceleb import prepare_voxceleb
 from oskdft.utils.logging import setup_logging
 
@@ -54,4 +54,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -150,6 +150,7 @@ def open_teacher_cache(
 
 def _needs_cache(cfg: SystemConfig, config: Pathlike) -> bool:
     if cfg.caches_teacher():
+        cfg.check_teacher(config)
         return True
     reason = "kd.loss is none" if cfg.kd.loss == NO_KD else "the teacher runs online"
     logging.info("%s: no teacher cache needed (%s); nothing to do", config, reason)

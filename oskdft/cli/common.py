@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Callable
+
+from oskdft.utils.errors import InputError
 
 
 def make_parser(doc: str) -> argparse.ArgumentParser:
@@ -35,3 +39,13 @@ def add_job_args(parser: argparse.ArgumentParser) -> None:
     """This job's number and the job count, as the job runner's JOB=1:N gives them."""
     parser.add_argument("--job", type=int, required=True, help="this job's number, 1..N")
     parser.add_argument("--num-jobs", type=int, required=True, help="N, the number of jobs")
+
+
+def run_script(main: Callable[[], None]) -> None:
+    """Run a stage script's ``main``. Bad input ends it with the error's one line (file, line,
+    what to do) and exit status 1 instead of a traceback; any other exception is a bug and
+    keeps its traceback."""
+    try:
+        main()
+    except InputError as e:
+        sys.exit(f"ERROR: {e}")

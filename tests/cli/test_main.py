@@ -2,8 +2,10 @@ import pytest
 import torch
 import yaml
 
+from oskdft.cli.common import run_script
 from oskdft.cli.main import get_parser, main
 from oskdft.models.teacher import build_ssl_from_arch
+from oskdft.utils.errors import InputError
 from tests.models.tiny import tiny_arch
 
 SMALL_BACKEND = {"channels": 16, "embed_dim": 8}
@@ -50,3 +52,18 @@ def test_subcommands_are_required():
     with pytest.raises(SystemExit):
         get_parser().parse_args([])
     assert get_parser().parse_args(["info", "x.yaml"]).func.__name__ == "run_info"
+
+
+def test_a_stage_script_ends_bad_input_with_one_line_and_keeps_tracebacks_of_bugs():
+    def bad_input():
+        raise InputError("conf/x.yaml", "unknown config key 'a'", line=3)
+
+    with pytest.raises(SystemExit) as exit_:
+        run_script(bad_input)
+    assert exit_.value.code == "ERROR: conf/x.yaml:3: unknown config key 'a'"
+
+    def bug():
+        raise KeyError("a")
+
+    with pytest.raises(KeyError):
+        run_script(bug)

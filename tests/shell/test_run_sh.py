@@ -102,8 +102,9 @@ def test_a_system_that_needs_a_teacher_and_names_none_stops_before_stage_0(work)
     command = ["bash", str(REPO / "run.sh"), "--dir", "work", "--train-config", "bad.yaml"]
     result = subprocess.run(command, cwd=work.parent, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
-    assert ("bad.yaml: ssl.source=student and kd.loss=mse_last need a teacher, and teacher.path "
-            "is not set") in result.stderr
+    assert (f"ERROR: {(work.parent / 'bad.yaml').resolve()}: ssl.source=student and "
+            "kd.loss=mse_last need a teacher, and teacher.path is not set") in result.stderr
+    assert "Traceback" not in result.stderr, "bad input is one line, not a traceback"
     assert "Stage 0" not in result.stderr
 
 
