@@ -300,8 +300,25 @@ class SystemConfig:
 # ---------------------------------------------------------------------------------------------
 # Loading, merging, validation
 
-# Keys whose value must be one of a fixed set (names that registries check are left to them).
-CHOICES = {"teacher.mode": (TEACHER_CACHED, TEACHER_ONLINE)}
+# Each dataclass's fields whose value is one of a fixed set of names, refused otherwise at load
+# (file and line named, the names listed). A list is checked item by item (eval.backends), a
+# mapping key by key (augment.choices); ``field.key`` names one key inside a mapping field
+# (ssl.arch.model_type). The consumers' registries are built from these tuples
+# (``Registry(kind, names=...)`` refuses to register any other name), so each name is written
+# here once; a new option with fixed values gets its tuple here.
+SCORING_BACKENDS = ("cosine", "cosine_mean", "plda", "asnorm", "fused")
+CHOICES: Dict[type, Dict[str, tuple]] = {
+    TeacherConfig: {"mode": (TEACHER_CACHED, TEACHER_ONLINE), "cache_storage": ("fp16", "lilcom")},
+    SSLConfig: {"source": ("student", "teacher", "scratch"),
+                "arch.model_type": ("wav2vec2", "hubert", "wavlm")},
+    BackendConfig: {"input": ("last", "weighted_sum")},
+    KDConfig: {"loss": (NO_KD, "mse_last", "distilhubert"),
+               "schedule": ("linear_decay", "constant")},
+    SVConfig: {"class_weights": ("inverse_frequency", "none")},
+    AugmentConfig: {"choices": ("none", "rir", "babble", "music", "noise", "speech_music")},
+    OptimConfig: {"amp": ("none", "bf16", "fp16")},
+    EvalConfig: {"backends": SCORING_BACKENDS, "deploy_backend": SCORING_BACKENDS},
+}
 
 
 def _at_least(low):
@@ -493,14 +510,32 @@ def _build(cls, raw: Dict[str, Any], path: Path, lines: Dict, prefix: str):
             values[key] = _build(hint, value or {}, path, lines, prefix=dotted + ".")
         else:
             values[key] = _check_type(value, hint, where, line, dotted)
-            if dotted in CHOICES and values[key] not in CHOICES[dotted]:
-                raise InputError(where, f"{dotted} must be one of {', '.join(CHOICES[dotted])}, "
-                                 f"got {value!r}", line=line)
+            _check_choices(cls, key, values[key], path, lines, dotted)
             limit = LIMITS.get(cls, {}).get(key)
             problem = limit(values[key]) if limit and values[key] is not None else None
             if problem:
                 raise InputError(where, f"{dotted} {problem}, got {value!r}", line=line)
     return cls(**values)
+
+
+def _check_choices(cls, key: str, value, path: Path, lines: Dict, dotted: str) -> None:
+    """Refuse a value of field ``key`` of ``cls`` outside its :data:`CHOICES`."""
+    for name, allowed in CHOICES.get(cls, {}).items():
+        field_name, _, inner = name.partition(".")
+        if field_name != key or value is None:
+            continue
+        if inner:  # one key of a mapping field
+            what, names = f"{dotted}.{inner}", [value[inner]] if inner in value else []
+        elif isinstance(value, dict):
+            what, names = f"{dotted} keys", list(value)
+        else:
+            what, names = dotted, value if isinstance(value, list) else [value]
+        for item in names:
+            if item not in allowed:
+                # The line of the mapping key or inner key, else the field's.
+                where, line = lines.get(f"{dotted}.{inner or item}", lines.get(dotted, (path, None)))
+                raise InputError(where, f"{what} must be one of {', '.join(allowed)}, "
+                                 f"got {item!r}", line=line)
 
 
 def _check_type(value, hint, where, line, dotted):

@@ -1,7 +1,16 @@
+import dataclasses
+import importlib
+import pkgutil
+import typing
+
 import pytest
 
+import oskdft
 from oskdft.config import (
+    CHOICES,
+    NO_KD,
     DataConfig,
+    OptimConfig,
     SystemConfig,
     apply_overrides,
     config_digest,
@@ -10,6 +19,7 @@ from oskdft.config import (
     save_config,
 )
 from oskdft.utils.errors import InputError
+from oskdft.utils.registry import Registry
 
 
 def write(path, text):
@@ -147,3 +157,93 @@ def test_a_system_needs_a_teacher_when_it_copies_fine_tunes_or_distils_one(tmp_p
         with pytest.raises(InputError, match=r"^sys.yaml: .*teacher.path is not set"):
             apply_overrides(SystemConfig(), overrides).check_teacher("sys.yaml")
     apply_overrides(SystemConfig(), ["teacher.path=t"]).check_teacher("sys.yaml")
+
+
+def _choice_keys():
+    """(section, dotted key inside it, allowed names) of every CHOICES entry of SystemConfig."""
+    default = SystemConfig()
+    sections = {type(getattr(default, f.name)): f.name for f in dataclasses.fields(default)
+                if dataclasses.is_dataclass(getattr(default, f.name))}
+    return [(sections[cls], key, allowed) for cls, keys in CHOICES.items()
+            for key, allowed in keys.items()]
+
+
+# The keys the issue names: each must stay checked.
+ENUMERATED = {"kd.loss", "kd.schedule", "optim.amp", "sv.class_weights", "backend.input",
+              "ssl.source", "ssl.arch.model_type", "teacher.mode", "teacher.cache_storage",
+              "augment.choices", "eval.backends", "eval.deploy_backend"}
+# String fields whose value is free (a path, a sentence): every other one has CHOICES.
+FREE_TEXT = {"description", "teacher.path"}
+
+
+def test_every_enumerated_key_has_choices():
+    assert ENUMERATED <= {f"{section}.{key}" for section, key, _ in _choice_keys()}
+
+
+def test_every_string_field_is_free_text_or_has_choices():
+    """A new option with fixed names must get a CHOICES entry (or be declared free text)."""
+    checked = {f"{section}.{key.partition('.')[0]}" for section, key, _ in _choice_keys()}
+
+    def string_fields(cls, prefix):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            hint = hints[f.name]
+            if dataclasses.is_dataclass(hint):
+                yield from string_fields(hint, f"{prefix}{f.name}.")
+            elif str in (hint, *typing.get_args(hint)) or hint == typing.List[str]:
+                yield f"{prefix}{f.name}"
+
+    unchecked = set(string_fields(SystemConfig, "")) - checked - FREE_TEXT
+    assert not unchecked, f"add these to oskdft.config.CHOICES (or FREE_TEXT here): {unchecked}"
+
+
+def _typo_yaml(section, key, allowed):
+    """A YAML whose line 4 holds a typo of one of ``allowed`` for ``section.key``, the typo,
+    and the override that sets the same typo."""
+    typo = allowed[-1] + "x"
+    field_name, _, inner = key.partition(".")
+    if inner:  # a key of a mapping field
+        text = f"{section}:\n  {field_name}:\n    {inner}: {typo}\n"
+        return text, typo, f"{section}.{field_name}={{{inner}: {typo}}}", 4
+    default = getattr(getattr(SystemConfig(), section), field_name)
+    if isinstance(default, dict):
+        text = f"{section}:\n  {field_name}:\n    {allowed[0]}: 1.0\n    {typo}: 1.0\n"
+        return text, typo, f"{section}.{field_name}={{{typo}: 1.0}}", 5
+    if isinstance(default, list):
+        text = f"{section}:\n  {field_name}:\n  - {allowed[0]}\n  - {typo}\n"
+        return text, typo, f"{section}.{field_name}=[{allowed[0]}, {typo}]", 3
+    return f"{section}:\n  {field_name}: {typo}\n", typo, f"{section}.{field_name}={typo}", 3
+
+
+@pytest.mark.parametrize("section, key, allowed", _choice_keys(),
+                         ids=[f"{s}.{k}" for s, k, _ in _choice_keys()])
+def test_a_typo_in_an_enumerated_key_is_refused_at_load(tmp_path, section, key, allowed):
+    text, typo, override, line = _typo_yaml(section, key, allowed)
+    conf = write(tmp_path / "sys.yaml", "description: x\n" + text)
+    with pytest.raises(InputError) as err:
+        load_config(conf)
+    message = str(err.value)
+    assert message.startswith(f"{conf}:{line}: {section}.") and f"got {typo!r}" in message
+    assert f"must be one of {', '.join(allowed)}" in message
+    with pytest.raises(InputError) as err:
+        apply_overrides(SystemConfig(), [override])
+    assert str(err.value).startswith("--override: ") and f"got {typo!r}" in str(err.value)
+    for name in allowed:  # and every allowed name loads
+        good = text.replace(typo, name)
+        assert load_config(write(tmp_path / "good.yaml", "description: x\n" + good))
+
+
+def test_every_name_the_config_allows_is_implemented():
+    """Registries built from CHOICES take no other name; here, none lacks one either (kd.loss
+    none is the absence of a KD loss, not a registered one)."""
+    registries = []
+    for module in pkgutil.walk_packages(oskdft.__path__, "oskdft."):
+        for value in vars(importlib.import_module(module.name)).values():
+            if isinstance(value, Registry) and value.allowed is not None:
+                registries.append(value)
+    assert {r.kind for r in registries} >= {"kd.loss", "kd.schedule", "ssl.source",
+                                           "backend.input", "sv.class_weights"}
+    for registry in registries:
+        assert set(registry.allowed) - set(registry.names()) <= {NO_KD}, registry.kind
+    from oskdft.training.trainer import AMP_DTYPES
+    assert sorted(AMP_DTYPES) == sorted(CHOICES[OptimConfig]["amp"])

@@ -31,6 +31,7 @@ from lhotse.features.io import (
     register_writer,
 )
 
+from oskdft.config import CHOICES, TeacherConfig
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike
 from oskdft.utils.registry import Registry
@@ -110,7 +111,8 @@ class Storage:
     requires: Optional[str] = None
 
 
-STORAGES: Registry = Registry("cache storage")
+STORAGES: Registry = Registry("teacher.cache_storage",
+                              names=CHOICES[TeacherConfig]["cache_storage"])
 STORAGES.register("fp16")(Storage(Float16ChunkyWriter, ".f16", 2.0))
 # lilcom's size depends on the values; 1 byte per value is a typical figure (an estimate).
 # The suffix is the one lhotse's writer insists on.

@@ -36,7 +36,7 @@ from lhotse import CutSet
 from lhotse.cut import Cut, MixedCut, MixTrack
 from lhotse.utils import compute_num_samples
 
-from oskdft.config import AugmentConfig
+from oskdft.config import CHOICES, AugmentConfig
 from oskdft.data.audio import load_audio
 from oskdft.data.windows import AUG_KINDS, aug_cuts_path
 from oskdft.utils.errors import InputError
@@ -72,7 +72,7 @@ class Recipe:
     make: Callable[[Cut, AugmentSources, AugmentConfig, np.random.Generator], Cut]
 
 
-AUGMENTATIONS: Registry = Registry("augmentation")
+AUGMENTATIONS: Registry = Registry("augmentation", names=CHOICES[AugmentConfig]["choices"])
 
 
 def _recipe(name: str, *needs: str):

@@ -27,12 +27,12 @@ from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from oskdft.config import NO_KD, KDConfig, SystemConfig
+from oskdft.config import CHOICES, NO_KD, KDConfig, SystemConfig
 from oskdft.utils.registry import Registry
 
 TeacherStates = Union[Tuple[Tensor, ...], Mapping[int, Tensor]]
 
-KD_LOSSES: Registry = Registry("KD loss")
+KD_LOSSES: Registry = Registry("kd.loss", names=CHOICES[KDConfig]["loss"])
 
 
 @KD_LOSSES.register("mse_last")
@@ -116,7 +116,8 @@ def kd_layers(cfg: SystemConfig, teacher_num_layers: int) -> List[int]:
 # ---------------------------------------------------------------------------------------------
 # The weight of the KD loss per epoch (epochs counted from 0)
 
-KD_SCHEDULES: Registry[Callable[[KDConfig, int], float]] = Registry("kd.schedule")
+KD_SCHEDULES: Registry[Callable[[KDConfig, int], float]] = Registry(
+    "kd.schedule", names=CHOICES[KDConfig]["schedule"])
 
 
 @KD_SCHEDULES.register("linear_decay")

@@ -33,7 +33,8 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 from transformers.masking_utils import create_bidirectional_mask
 
-from oskdft.models.teacher import build_ssl_from_arch, frame_mask, sample_mask, uses_attention_mask
+from oskdft.models.teacher import (
+    SUPPORTED_MODEL_TYPES, build_ssl_from_arch, frame_mask, sample_mask, uses_attention_mask)
 from oskdft.utils.registry import Registry
 
 
@@ -59,7 +60,7 @@ class Adapter(nn.Module):
 # ``model_type``): the feature projection's return value, the attention-mask format and the
 # attention call (WavLM threads a relative position bias from layer 0 through all layers).
 
-SSL_FAMILIES: Registry = Registry("SSL model family")
+SSL_FAMILIES: Registry = Registry("SSL model family", names=SUPPORTED_MODEL_TYPES)
 
 
 @SSL_FAMILIES.register("wav2vec2")

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-from oskdft.config import SSLConfig, SystemConfig
+from oskdft.config import CHOICES, BackendConfig, SSLConfig, SystemConfig
 from oskdft.models.ecapa import EcapaTdnn, masked_instance_norm
 from oskdft.models.student import BranchedSSL, make_student
 from oskdft.models.teacher import build_ssl_from_arch
@@ -29,7 +29,7 @@ from oskdft.utils.registry import Registry
 # ---------------------------------------------------------------------------------------------
 # What the back end reads from the SSL hidden states (``backend.input``)
 
-BACKEND_INPUTS: Registry = Registry("backend input")
+BACKEND_INPUTS: Registry = Registry("backend.input", names=CHOICES[BackendConfig]["input"])
 
 
 def _channels_first(hidden: Tensor, mask: Optional[Tensor], instance_norm: bool) -> Tensor:
@@ -132,7 +132,7 @@ class SpeakerModel(nn.Module):
 # Building
 
 SSL_SOURCES: Registry[Callable[[SSLConfig, Optional[PreTrainedModel]], PreTrainedModel]] = (
-    Registry("ssl.source")
+    Registry("ssl.source", names=CHOICES[SSLConfig]["source"])
 )
 
 

@@ -23,9 +23,10 @@ from torch import Tensor, nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
+from oskdft.config import CHOICES, SSLConfig
 from oskdft.utils.errors import InputError
 
-SUPPORTED_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
+SUPPORTED_MODEL_TYPES = CHOICES[SSLConfig]["arch.model_type"]
 
 # The paper's teacher, wav2vec2-large-xlsr-53, as architecture fields (random weights): 24 pre-LN
 # layers, 1024 wide, and a CNN with LayerNorm after every convolution.

@@ -21,7 +21,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from oskdft.config import EvalConfig
+from oskdft.config import SCORING_BACKENDS, EvalConfig
 from oskdft.scoring.embeddings import Embeddings, length_normalize
 from oskdft.scoring.lda import LDA
 from oskdft.scoring.ops import class_sums, rowwise_dot
@@ -29,7 +29,7 @@ from oskdft.scoring.plda import PLDA
 from oskdft.utils.io import Pathlike, atomic_path
 from oskdft.utils.registry import Registry
 
-BACKENDS: Registry = Registry("scoring back end")
+BACKENDS: Registry = Registry("scoring back end", names=SCORING_BACKENDS)
 
 
 class Backend(ABC):

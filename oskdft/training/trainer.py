@@ -40,7 +40,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from oskdft.cache import open_teacher_cache
-from oskdft.config import NO_KD, SystemConfig, load_config, load_data_config, to_dict
+from oskdft.config import (
+    CHOICES, NO_KD, SVConfig, SystemConfig, load_config, load_data_config, to_dict)
 from oskdft.data.dataset import OneWindowPerUtteranceSampler, TrainingWindows, collate_windows
 from oskdft.data.windows import read_train_speakers, speaker_counts
 from oskdft.embedding.final import save_final
@@ -88,11 +89,11 @@ from oskdft.utils.registry import Registry
 FINAL_DIR = "final"
 LOG_NAME = "log/train.log"
 CHECKPOINT_FORMAT = 1
-# Mixed precision on GPU (optim.amp); the CPU always trains in fp32.
+# Mixed precision on GPU (optim.amp, one key per CHOICES name); the CPU always trains in fp32.
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # sv.class_weights: the per-speaker counts that AAM-softmax weighs its cross-entropy by.
-CLASS_COUNTS: Registry = Registry("sv.class_weights")
+CLASS_COUNTS: Registry = Registry("sv.class_weights", names=CHOICES[SVConfig]["class_weights"])
 CLASS_COUNTS.register("inverse_frequency")(lambda data_dir: speaker_counts(data_dir))
 CLASS_COUNTS.register("none")(lambda data_dir: None)
 
@@ -164,7 +165,7 @@ class Trainer:
             torch.set_num_threads(cfg.train.num_threads)
         self.phases = _check_loss_schedule(cfg)
         self.batch_size = _per_rank_batch(cfg.optim.batch_size, ctx.world_size)
-        self.amp_dtype = _amp_dtype(cfg.optim.amp) if self.device.type == "cuda" else None
+        self.amp_dtype = AMP_DTYPES[cfg.optim.amp] if self.device.type == "cuda" else None
         self.teacher_config = load_teacher_config(cfg.teacher.path) if cfg.teacher.path else None
         self._build_model()
         self.optimizer = self._make_optimizer()
@@ -535,12 +536,6 @@ def _per_rank_batch(batch_size: int, world_size: int) -> int:
                          f"{world_size} training processes",
                          hint="the batch is global: choose a multiple of the process count")
     return batch_size // world_size
-
-
-def _amp_dtype(name: str) -> Optional[torch.dtype]:
-    if name not in AMP_DTYPES:
-        raise InputError("optim.amp", f"unknown {name!r}", hint="none, bf16 or fp16")
-    return AMP_DTYPES[name]
 
 
 def _percent(value: Optional[float]) -> str:
