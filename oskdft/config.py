@@ -165,6 +165,12 @@ class AugmentConfig:
     babble_snr: List[float] = field(default_factory=lambda: [13.0, 20.0])
     music_snr: List[float] = field(default_factory=lambda: [5.0, 25.0])
     noise_snr: List[float] = field(default_factory=lambda: [0.0, 15.0])
+    # Added to both mean powers inside the SNR's logarithms; the original's 1e-4 lowers the
+    # level of a noise whose power is near it (0: the SNR as drawn).
+    snr_epsilon: float = 0.0
+    # Reverberation: lhotse (Kaldi's, delay-compensated, output at the input's power) or
+    # original (full convolution with the unit-energy RIR, truncated to the window).
+    rir_mode: str = "lhotse"
     clip_prob: float = 0.3
     # Hard clipping at this fraction (drawn from the range) of the window's minimum and
     # maximum sample, the original's rule.
@@ -173,6 +179,10 @@ class AugmentConfig:
     # Gain envelope (the original's "easing"): the gain glides along a random easing curve
     # between 1 and a floor drawn from this range, rising or falling over the window.
     gain_floor: List[float] = field(default_factory=lambda: [0.1, 0.3])
+    # The easing curves drawn from, uniformly; the original also has "bounce", whose formula
+    # jumps and ends at about 2 (a gain of up to 1.8).
+    gain_curves: List[str] = field(
+        default_factory=lambda: ["sine", "quad", "cubic", "circ", "expo"])
 
 
 @dataclass
@@ -315,7 +325,9 @@ CHOICES: Dict[type, Dict[str, tuple]] = {
     KDConfig: {"loss": (NO_KD, "mse_last", "distilhubert"),
                "schedule": ("linear_decay", "constant")},
     SVConfig: {"class_weights": ("inverse_frequency", "none")},
-    AugmentConfig: {"choices": ("none", "rir", "babble", "music", "noise", "speech_music")},
+    AugmentConfig: {"choices": ("none", "rir", "babble", "music", "noise", "speech_music"),
+                    "rir_mode": ("lhotse", "original"),
+                    "gain_curves": ("sine", "quad", "cubic", "circ", "expo", "bounce")},
     OptimConfig: {"amp": ("none", "bf16", "fp16")},
     EvalConfig: {"backends": SCORING_BACKENDS, "deploy_backend": SCORING_BACKENDS},
 }
@@ -378,6 +390,8 @@ LIMITS = {
         "choices": _weights, "babble_speakers": _interval(low=1), "babble_snr": _interval(),
         "music_snr": _interval(), "noise_snr": _interval(),
         "clip_level": _interval(low=0, high=1), "gain_floor": _interval(low=0, high=1),
+        "snr_epsilon": _at_least(0),
+        "gain_curves": lambda curves: None if curves else "must name at least one curve",
     },
     OptimConfig: {
         "epochs": _at_least(1), "batch_size": _at_least(1), "backend_lr": _at_least(0),

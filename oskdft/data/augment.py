@@ -6,21 +6,28 @@ stays clean. An augmented window gets one of ``choices`` (relative weights; the 
 the six uniformly):
 
 - ``none``: unchanged (clipping and the gain envelope below may still follow);
-- ``rir``: reverberation with a random room impulse response (lhotse's ``reverb_rir``, Kaldi's
-  wav-reverberate: output delay-compensated and at the input's power);
-- ``babble``: 3-8 different speech files summed, the sum mixed in at 13-20 dB SNR;
+- ``rir``: reverberation with a random room impulse response, by ``rir_mode``: ``lhotse``
+  (``reverb_rir``, Kaldi's wav-reverberate: output delay-compensated and at the input's power)
+  or ``original`` (:class:`UnitEnergyReverb`: the original code's full convolution with the RIR
+  scaled to unit energy, cut to the window: delayed by the RIR's onset, power not restored);
+- ``babble``: 3-8 different speech files averaged, the average mixed in at 13-20 dB SNR;
 - ``music``: one music file at 5-25 dB; ``noise``: one noise file at 0-15 dB;
 - ``speech_music``: babble, then music at its SNR relative to the babbled window.
 
 Then, still only for augmented windows, hard clipping (p ``clip_prob``) at a random fraction of
-the window's extremes, and a gain envelope (p ``gain_prob``, the reference's "easing").
+the window's extremes, and a gain envelope (p ``gain_prob``, the reference's "easing") along
+one of ``gain_curves``, drawn uniformly.
 
 SNR is ``10 log10(mean(window^2) / mean(noise^2))`` over the window, the noise scaled to meet it
-(lhotse's mixer; the reference adds 1e-4 inside its logarithms, which only matters for silence).
-A noise shorter than the window is repeated, as the reference does. Mixing and reverberation are
-lhotse manifests (``MixedCut``, ``reverb_rir``), so a recipe returns a cut whose audio is the
-student's input. Clipping and the envelope work on the samples: lhotse has no envelope, and its
-``Clipping`` oversamples and clips symmetrically, unlike the reference.
+(lhotse's mixer). The reference adds 1e-4 to both mean powers inside its logarithms
+(``snr_epsilon``), which is not negligible at speech levels: a noise at -40 dBFS (power 1e-4)
+mixed into speech at -20 dBFS ends about 3 dB above the drawn SNR. A noise longer than the
+window is cropped at a random sample, a shorter one repeated from its start, as the reference
+does. Mixing and reverberation are lhotse manifests (``MixedCut``, ``reverb_rir``,
+:class:`UnitEnergyReverb`), so a recipe returns a cut whose audio is the student's input.
+Clipping and the envelope work on the samples: lhotse has no envelope, and its ``Clipping``
+oversamples and clips symmetrically, unlike the reference. Each window is augmented on its own,
+in the loader, as in the reference.
 
 Every random choice comes from the generator the caller passes, so the dataset can make the
 result a function of (seed, epoch, window) only.
@@ -29,12 +36,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, Union
 
 import numpy as np
+import torch
 from lhotse import CutSet
+from lhotse.augmentation import AudioTransform
+from lhotse.augmentation.utils import convolve1d
 from lhotse.cut import Cut, MixedCut, MixTrack
-from lhotse.utils import compute_num_samples
+from lhotse.serialization import deserialize_item
+from lhotse.utils import compute_num_samples, fastcopy
 
 from oskdft.config import CHOICES, AugmentConfig
 from oskdft.data.audio import load_audio
@@ -83,16 +94,27 @@ def _recipe(name: str, *needs: str):
     return add
 
 
-def overlay(reference: Cut, noise: Cut, snr: float) -> MixedCut:
+def overlay(reference: Cut, noise: Cut, snr: float, epsilon: float = 0.0) -> MixedCut:
     """``noise`` mixed into ``reference`` at ``snr`` dB relative to all of the reference's audio.
 
     Unlike ``Cut.mix``, a mixed ``noise`` (babble) is scaled as one signal, and a mixed
     ``reference`` (an already noisy window) counts whole, as in the reference code.
+
+    :param epsilon: added to both mean powers, as the reference code does (1e-4): the noise is
+        scaled by ``sqrt((P_reference + epsilon) / (P_noise + epsilon) / 10^(snr / 10))``.
+        lhotse's mixer has no such term, so both cuts are decoded here to set the gain.
     """
-    return MixedCut(
-        id=reference.id,
-        tracks=[MixTrack(cut=reference, is_snr_reference=True), MixTrack(cut=noise, snr=snr)],
-    )
+    if epsilon > 0:
+        ratio = (_power(reference) + epsilon) / (_power(noise) + epsilon)
+        gain = float(np.sqrt(ratio / 10 ** (snr / 10)))
+        track = MixTrack(cut=noise.perturb_volume(gain, affix_id=False))
+    else:
+        track = MixTrack(cut=noise, snr=snr)
+    return MixedCut(id=reference.id, tracks=[MixTrack(cut=reference, is_snr_reference=True), track])
+
+
+def _power(cut: Cut) -> float:
+    return float(np.mean(np.square(load_audio(cut), dtype=np.float64)))
 
 
 def crop(source: Cut, duration: float, rng: np.random.Generator) -> Cut:
@@ -110,14 +132,15 @@ def crop(source: Cut, duration: float, rng: np.random.Generator) -> Cut:
 
 def babble(sources: AugmentSources, cfg: AugmentConfig, duration: float,
            rng: np.random.Generator) -> Cut:
-    """``cfg.babble_speakers`` (inclusive range) speech crops summed at their own levels."""
+    """The average of ``cfg.babble_speakers`` (inclusive range) speech crops at their own levels
+    (the reference's average; it matters only with ``snr_epsilon``, the mixer rescales the sum)."""
     low, high = cfg.babble_speakers
     count = int(rng.integers(low, high + 1))
     picks = rng.choice(len(sources.speech), count, replace=count > len(sources.speech))
     mixed = crop(sources.speech[picks[0]], duration, rng)
     for pick in picks[1:]:
         mixed = mixed.mix(crop(sources.speech[pick], duration, rng), preserve_id="left")
-    return mixed
+    return mixed.perturb_volume(1.0 / count, affix_id=False)
 
 
 def _uniform(bounds: List[float], rng: np.random.Generator) -> float:
@@ -128,6 +151,49 @@ def _pick(cuts: List[Cut], rng: np.random.Generator) -> Cut:
     return cuts[int(rng.integers(len(cuts)))]
 
 
+@dataclass
+class UnitEnergyReverb(AudioTransform):
+    """The reference code's reverberation, as a lhotse transform: the samples convolved with
+    the RIR (its first channel) scaled to unit energy, the full convolution cut to the input's
+    length. Unlike lhotse's ``ReverbWithImpulseResponse``, the output is not advanced by the
+    RIR's peak (it lags by the RIR's onset) and not rescaled to the input's power.
+
+    :param rir: the impulse response's cut (its dict form when read back from a manifest).
+    """
+
+    rir: Union[Cut, dict]
+
+    def __post_init__(self):
+        if isinstance(self.rir, dict):
+            self.rir = deserialize_item(dict(self.rir))  # it pops keys: a copy
+
+    def to_dict(self) -> dict:
+        return {"name": type(self).__name__, "kwargs": {"rir": self.rir.to_dict()}}
+
+    def __call__(self, samples: np.ndarray, sampling_rate: int) -> np.ndarray:
+        rir = torch.from_numpy(load_audio(self.rir).astype(np.float64))
+        rir = rir / rir.square().sum().sqrt()
+        out = [convolve1d(torch.from_numpy(channel.astype(np.float64)), rir)[: samples.shape[-1]]
+               for channel in samples]
+        return torch.stack(out).numpy().astype(samples.dtype)
+
+    def reverse_timestamps(self, offset, duration, sampling_rate):
+        return offset, duration  # the output keeps the input's samples and length
+
+
+# augment.rir_mode: window, RIR cut -> the reverberated window.
+REVERBERATIONS: Registry = Registry("reverberation", names=CHOICES[AugmentConfig]["rir_mode"])
+REVERBERATIONS.register("lhotse")(lambda window, rir: window.reverb_rir(rir, affix_id=False))
+
+
+@REVERBERATIONS.register("original")
+def reverb_unit_energy(window: Cut, rir: Cut) -> Cut:
+    """``window`` reverberated by :class:`UnitEnergyReverb` with ``rir``."""
+    recording = window.recording
+    transforms = [*(recording.transforms or []), UnitEnergyReverb(rir=rir)]
+    return fastcopy(window, recording=fastcopy(recording, transforms=transforms))
+
+
 @_recipe("none")
 def _unchanged(window, sources, cfg, rng):
     return window
@@ -135,25 +201,25 @@ def _unchanged(window, sources, cfg, rng):
 
 @_recipe("rir", "rir")
 def _reverberate(window, sources, cfg, rng):
-    return window.reverb_rir(_pick(sources.rir, rng), affix_id=False)
+    return REVERBERATIONS.get(cfg.rir_mode)(window, _pick(sources.rir, rng))
 
 
 @_recipe("babble", "speech")
 def _babble(window, sources, cfg, rng):
     noise = babble(sources, cfg, window.duration, rng)
-    return overlay(window, noise, _uniform(cfg.babble_snr, rng))
+    return overlay(window, noise, _uniform(cfg.babble_snr, rng), cfg.snr_epsilon)
 
 
 @_recipe("music", "music")
 def _music(window, sources, cfg, rng):
     noise = crop(_pick(sources.music, rng), window.duration, rng)
-    return overlay(window, noise, _uniform(cfg.music_snr, rng))
+    return overlay(window, noise, _uniform(cfg.music_snr, rng), cfg.snr_epsilon)
 
 
 @_recipe("noise", "noise")
 def _noise(window, sources, cfg, rng):
     noise = crop(_pick(sources.noise, rng), window.duration, rng)
-    return overlay(window, noise, _uniform(cfg.noise_snr, rng))
+    return overlay(window, noise, _uniform(cfg.noise_snr, rng), cfg.snr_epsilon)
 
 
 @_recipe("speech_music", "speech", "music")
@@ -170,15 +236,25 @@ def clip(audio: np.ndarray, ratio: float) -> np.ndarray:
     return np.clip(audio, audio.min() * ratio, audio.max() * ratio)
 
 
-# The reference's easing curves on t in [0, 1], rising from 0 to 1 (its "bounce" is left out:
-# its formula is broken and jumps above 1).
-EASING_CURVES: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "sine": lambda t: 1.0 - np.cos(t * np.pi / 2),
-    "quad": lambda t: t**2,
-    "cubic": lambda t: t**3,
-    "circ": lambda t: 1.0 - np.sqrt(1.0 - t**2),
-    "expo": lambda t: np.where(t == 0, 0.0, 2.0 ** (10.0 * t - 10.0)),
-}
+# augment.gain_curves: the reference's easing curves on t in [0, 1], each rising from 0 to 1
+# except "bounce".
+EASING_CURVES: Registry = Registry("easing curve", names=CHOICES[AugmentConfig]["gain_curves"])
+EASING_CURVES.register("sine")(lambda t: 1.0 - np.cos(t * np.pi / 2))
+EASING_CURVES.register("quad")(lambda t: t**2)
+EASING_CURVES.register("cubic")(lambda t: t**3)
+EASING_CURVES.register("circ")(lambda t: 1.0 - np.sqrt(1.0 - t**2))
+EASING_CURVES.register("expo")(lambda t: np.where(t == 0, 0.0, 2.0 ** (10.0 * t - 10.0)))
+
+
+@EASING_CURVES.register("bounce")
+def _bounce(t: np.ndarray) -> np.ndarray:
+    """The reference's "bounce": easeOutBounce's four pieces ``7.5625 (t - c)^2 + lift`` but
+    with ``(t - c) t`` for the square, so it drops back at each piece's start and ends at
+    2.016 (a gain of up to 1.8 at the envelope's high end)."""
+    piece = np.searchsorted(np.array([1.0, 2.0, 2.5]) / 2.75, t, side="right")
+    centre = np.array([0.0, 1.5, 2.25, 2.625])[piece] / 2.75
+    lift = np.array([0.0, 0.75, 0.9375, 0.984375])[piece]
+    return 7.5625 * (t - centre) * t + lift
 
 
 def gain_envelope(audio: np.ndarray, floor: float, curve: str, falling: bool) -> np.ndarray:
@@ -188,7 +264,7 @@ def gain_envelope(audio: np.ndarray, floor: float, curve: str, falling: bool) ->
     >>> gain_envelope(np.ones(3), 0.2, "quad", falling=False).round(3).tolist()
     [0.2, 0.4, 1.0]
     """
-    ramp = EASING_CURVES[curve](np.linspace(0.0, 1.0, len(audio)))
+    ramp = EASING_CURVES.get(curve)(np.linspace(0.0, 1.0, len(audio)))
     if falling:
         ramp = ramp[::-1]
     return (audio * (floor + (1.0 - floor) * ramp)).astype(audio.dtype)
@@ -221,7 +297,8 @@ class StudentAugmenter:
             if rng.random() < self.cfg.clip_prob:
                 audio = clip(audio, _uniform(self.cfg.clip_level, rng))
             if rng.random() < self.cfg.gain_prob:
-                curve = list(EASING_CURVES)[int(rng.integers(len(EASING_CURVES)))]
+                curves = self.cfg.gain_curves
+                curve = curves[int(rng.integers(len(curves)))]
                 floor = _uniform(self.cfg.gain_floor, rng)
                 audio = gain_envelope(audio, floor, curve, falling=bool(rng.random() < 0.5))
         return audio
