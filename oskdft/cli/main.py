@@ -4,6 +4,7 @@
     oskdft info MODEL
     oskdft verify MODEL a.wav b.wav [--operating-point eer|p_target=0.01] [--backend NAME]
     oskdft embed MODEL --wav-scp wav.scp --out DIR [--batch-seconds S] [--device cuda]
+                 [--skip-bad]
 
 ``info CONFIG`` prints the parameter count of each component of the system a YAML config
 defines (SSL encoder, adapters, ECAPA back end, AAM head) next to the teacher with the same back
@@ -132,6 +133,8 @@ def run_verify(args: argparse.Namespace) -> None:
     print(f"llr        {verdict.llr:.4f}")
     print(f"threshold  {verdict.threshold:.4f} ({verdict.operating_point})")
     print(f"decision   {'same speaker' if verdict.same_speaker else 'different speakers'}")
+    for entry in verdict.silent:
+        logging.warning("%s has no signal energy: the score and decision mean nothing", entry)
 
 
 def add_embed(subparsers) -> None:
@@ -153,12 +156,16 @@ def add_embed(subparsers) -> None:
                         help="utterances per output table: the unit of resuming")
     parser.add_argument("--device", default="cpu",
                         help="cpu, or cuda[:i] for a final/ directory's model")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="embed the other utterances when some entries are missing, "
+                        "unreadable or too short, and list those in OUT/skipped.txt (default: "
+                        "name every bad entry and stop)")
 
 
 def run_embed(args: argparse.Namespace) -> None:
     deployment = load_deployment(args.model, args.device)
     index = embed_wav_scp(deployment, args.wav_scp, args.out, batch_seconds=args.batch_seconds,
-                          chunk_size=args.chunk_size)
+                          chunk_size=args.chunk_size, skip_bad=args.skip_bad)
     logging.info("embeddings indexed in %s", index)
 
 

@@ -13,7 +13,11 @@ below and reports the first broken one with the file, the line and what to do:
   present, agrees with utt2spk;
 - every audio file exists, is readable and has samples (header reads only, in parallel);
 - every trial names known utterances and says ``target`` or ``nontarget``;
-- in a training set, every speaker has at least 2 utterances.
+- in a training set, every speaker has at least 2 utterances;
+- in an evaluation set, every utterance lasts at least ``min_seconds`` (stage 0's
+  ``--min-eval-seconds``, default :data:`MIN_EVAL_SECONDS`): a shorter one has no embedding, or
+  one that means nothing, and would otherwise fail in stage 4. Training utterances are not
+  refused: stage 1 skips those shorter than a window (:mod:`oskdft.data.windows`).
 
 :func:`import_data_dir` copies an existing Kaldi data dir (and trial lists, Kaldi- or
 VoxCeleb-style) into a recipe, which is all a port to a new corpus needs.
@@ -43,6 +47,9 @@ TRIAL_LABELS = {"target": True, "nontarget": False}
 VOXCELEB_LABELS = {"1": True, "0": False}
 # Kaldi's extract-segments accepts segments ending this far past their recording (--max-overshoot).
 MAX_SEGMENT_OVERSHOOT = 0.5
+# Stage 0 refuses evaluation utterances shorter than this: four times the 25 ms that the SSL
+# models' CNN (and a 25 ms fbank frame) needs for one frame, so truncated files are caught.
+MIN_EVAL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -424,12 +431,14 @@ def validate_data_dir(
     require_trials: bool = False,
     min_utts_per_speaker: int = 0,
     num_threads: int = 8,
+    min_seconds: float = 0.0,
 ) -> Tuple[DataDir, Dict[str, Recording]]:
     """Check every rule of a data dir (see the module docstring) and probe its audio.
 
     :param require_speakers: utt2spk must exist (training and evaluation sets).
     :param require_trials: at least one ``trials_*`` file must exist (evaluation sets).
     :param min_utts_per_speaker: the training set's minimum (2: a speaker needs a pair).
+    :param min_seconds: the shortest utterance allowed (evaluation sets).
     :return: the data dir and its recordings (id -> lhotse Recording, at the file's own rate).
     """
     data = read_data_dir(path, require_speakers=require_speakers)
@@ -448,7 +457,41 @@ def validate_data_dir(
                             data.path / "utt2spk", strays)
     recordings = probe_recordings(data, num_threads=num_threads)
     check_segments(data, recordings)
+    check_durations(data, recordings, min_seconds)
     return data, recordings
+
+
+def utterance_seconds(data: DataDir, recordings: Mapping[str, Recording]) -> Dict[str, float]:
+    """The duration of every utterance: its recording's, or its segment's (clipped to the
+    recording, as stage 0's cuts are)."""
+    if data.segments is None:
+        return {utt: recordings[utt].duration for utt in data.wav_scp}
+    durations = {}
+    for utt, segment in data.segments.items():
+        end = recordings[segment.recording_id].duration
+        durations[utt] = (end if segment.end is None else min(segment.end, end)) - segment.start
+    return durations
+
+
+def check_durations(data: DataDir, recordings: Mapping[str, Recording],
+                    min_seconds: float) -> None:
+    """Every utterance must last ``min_seconds`` or more.
+
+    :raises InputError: naming the line (of segments, else wav.scp) of the first shorter
+        utterance, its duration, and how many more there are.
+    """
+    short = [(utt, seconds) for utt, seconds in utterance_seconds(data, recordings).items()
+             if seconds < min_seconds]
+    if not short:
+        return
+    utt, seconds = short[0]
+    table = data.path / ("segments" if data.segments is not None else "wav.scp")
+    more = f"; {len(short) - 1} more utterances are too" if len(short) > 1 else ""
+    raise InputError(table, f"utterance {utt!r} lasts {seconds:.3f} s, shorter than the "
+                     f"{min_seconds:g} s an evaluation utterance needs{more}",
+                     line=find_line(table, utt),
+                     hint="drop such utterances (and their trials) in prepare.py, or lower "
+                     "--min-eval-seconds of local/prepare_manifests.py")
 
 
 # ---------------------------------------------------------------------------------------------

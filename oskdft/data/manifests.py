@@ -27,7 +27,7 @@ from typing import List, Mapping, Optional, Sequence
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
 from oskdft.data.audio import CHANNEL, SAMPLE_RATE, mono_cut
-from oskdft.data.kaldi_dir import DataDir, validate_data_dir
+from oskdft.data.kaldi_dir import MIN_EVAL_SECONDS, DataDir, validate_data_dir
 from oskdft.utils.io import Pathlike, atomic_path
 
 MANIFEST_KINDS = ("recordings", "supervisions", "cuts")
@@ -143,18 +143,20 @@ def prepare_manifests(
     aug_sets: Sequence[str] = (),
     min_utts_per_speaker: int = 2,
     num_threads: int = 8,
+    min_eval_seconds: float = MIN_EVAL_SECONDS,
 ) -> List[SetStats]:
     """Stage 0: validate ``<data_dir>/<set>/`` for every set and write its manifests.
 
     The training set needs speakers with ``min_utts_per_speaker`` utterances or more;
-    evaluation sets need speakers and at least one ``trials_*`` file; augmentation sets need
-    only wav.scp. Sets are done one after the other; a failure leaves the manifests of earlier
+    evaluation sets need speakers, at least one ``trials_*`` file and utterances of
+    ``min_eval_seconds`` or more; augmentation sets need only wav.scp. Sets are done one after the other; a failure leaves the manifests of earlier
     sets written and complete, and no done marker.
 
     :return: speakers, utterances and hours per set (also logged as a table).
     """
     rules = [(train_set, dict(require_speakers=True, min_utts_per_speaker=min_utts_per_speaker))]
-    rules += [(name, dict(require_speakers=True, require_trials=True)) for name in eval_sets]
+    rules += [(name, dict(require_speakers=True, require_trials=True,
+                          min_seconds=min_eval_seconds)) for name in eval_sets]
     rules += [(name, dict(require_speakers=False)) for name in aug_sets]
     stats = []
     for name, set_rules in rules:

@@ -14,6 +14,10 @@ Audio goes through stage 0's rule (first channel, resampled to 16 kHz): with a f
 :func:`oskdft.data.audio.load_audio`, exactly as stages 0-4 read it; with an ONNX model through
 its numpy port, :func:`oskdft.embedding.onnx_runtime.read_audio`.
 
+Audio shorter than the model's first frame (its receptive field: 25 ms for the SSL models) has
+no embedding: it is refused with its duration and the minimum. Audio without signal energy
+(RMS below :data:`SILENCE_DBFS`) embeds, but means nothing: verify warns, and embed logs it.
+
 **verify** embeds each utterance alone (and, for a back end that uses them, its crops, as stage 4
 does), scores the pair with stage 5's fitted back end, and calibrates the score with stage 5's
 calibration: the decision is "same speaker" when the LLR reaches the threshold of the chosen
@@ -24,13 +28,19 @@ threshold for that target prior).
 chunks of wav.scp order, each chunk batched by length and written as ``xvector.<k>.{ark,scp}``,
 then ``xvector.scp`` indexes them all (sorted by utterance id). A rerun keeps every chunk whose
 table already holds exactly its utterances, so an interrupted run resumes where it stopped.
+Every entry is read even after a bad one (missing, unreadable, too short), so one run names
+them all (wav.scp line, utterance, reason); by default nothing more is embedded once one is
+found, and the run fails. With ``skip_bad`` the others are embedded, and the bad ones are
+listed in ``skipped.txt`` (``<utt> <wav.scp>:<line>: <reason>``; per chunk in
+``skipped.<k>.txt``, which a resumed run reads to know the chunk is done).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -59,6 +69,10 @@ FINAL_MODEL_NAME = "model.pt"
 
 FINAL, ONNX = "final", "onnx"
 EMBED_META_NAME = "embed.json"
+SKIPPED_NAME = "skipped.txt"
+# An input quieter than this (RMS, dB below full scale) holds no signal: digital silence or a
+# dead channel. Recordings' noise floors lie far above it (16-bit quantisation: -101 dBFS).
+SILENCE_DBFS = -80.0
 # Dotted config keys that `oskdft info` shows as the training summary.
 TRAINING_SUMMARY = ("ssl.source", "ssl.num_layers", "ssl.adapters", "ssl.thin_cnn_dim",
                     "kd.loss", "kd.scale", "sv.margin", "optim.epochs", "optim.batch_size",
@@ -120,10 +134,39 @@ class Deployment:
     embedder: Embedder
     read_audio: Callable[[str], np.ndarray]
     fingerprint: str
+    # The shortest input with an embedding; None: not known (an export older than the check).
+    min_samples: Optional[int] = None
 
     def embed(self, audio: Sequence[np.ndarray]) -> np.ndarray:
         """``[N, D]`` embeddings of ``N`` utterances, run as one zero-padded batch."""
         return self.embedder(*pad_batch(audio))
+
+    def load(self, entry: str) -> np.ndarray:
+        """The audio of a file or piped command (the audio rule), long enough to embed.
+
+        :raises InputError: naming the file when it is unreadable, or shorter than
+            :attr:`min_samples` (its duration and the minimum).
+        """
+        samples = self.read_audio(entry)
+        if self.min_samples is not None and len(samples) < self.min_samples:
+            raise InputError(entry, f"audio is {_ms(len(samples))} long; the model needs at "
+                             f"least {_ms(self.min_samples)} ({self.min_samples} samples at "
+                             f"{SAMPLE_RATE} Hz)", hint="give a longer utterance")
+        return samples
+
+
+def is_silent(samples: np.ndarray) -> bool:
+    """Whether ``samples`` has no signal energy (RMS below :data:`SILENCE_DBFS`).
+
+    >>> is_silent(np.zeros(48000)), is_silent(np.full(48000, 1e-5)), is_silent(np.full(10, 0.01))
+    (True, True, False)
+    """
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return rms < 10 ** (SILENCE_DBFS / 20)
+
+
+def _ms(num_samples: int) -> str:
+    return f"{1000 * num_samples / SAMPLE_RATE:g} ms"
 
 
 def load_deployment(model: Pathlike, device: str = "cpu") -> Deployment:
@@ -137,15 +180,16 @@ def load_deployment(model: Pathlike, device: str = "cpu") -> Deployment:
         if device != "cpu":
             raise InputError(files.model, f"an ONNX model runs on the CPU, not {device}",
                              hint="give the final/ directory to use a GPU")
+        meta = _read_json(files.meta) or {}
         return Deployment(files, load_config(files.config), OnnxEmbedder(files.model),
-                          read_audio, _file_fingerprint(files.model))
+                          read_audio, _file_fingerprint(files.model), meta.get("min_samples"))
     # Imported here, not at the top: an ONNX model must run without torch installed.
     from oskdft.data.audio import load_audio
     from oskdft.embedding.final import TorchEmbedder, final_fingerprint, load_final
 
     speaker_model, config, _ = load_final(files.model, device)
     return Deployment(files, config, TorchEmbedder(speaker_model, device), load_audio,
-                      final_fingerprint(files.model))
+                      final_fingerprint(files.model), speaker_model.min_samples)
 
 
 def _file_fingerprint(path: Path) -> str:
@@ -207,13 +251,15 @@ class Verdict:
     operating_point: str
     threshold: float
     same_speaker: bool
+    # The inputs without signal energy (:func:`is_silent`): the decision means nothing.
+    silent: List[str] = field(default_factory=list)
 
 
 def verify_pair(deployment: Deployment, scorer: Scorer, enrol: str, test: str,
                 operating_point: str = "eer") -> Verdict:
     """Whether audio files (or piped commands) ``enrol`` and ``test`` share a speaker."""
     threshold = scorer.threshold(operating_point)
-    audio = [deployment.read_audio(enrol), deployment.read_audio(test)]
+    audio = [deployment.load(enrol), deployment.load(test)]
     vectors = np.concatenate([deployment.embed([samples]) for samples in audio])
     crop_means = None
     if scorer.backend.uses_crops:
@@ -229,7 +275,8 @@ def verify_pair(deployment: Deployment, scorer: Scorer, enrol: str, test: str,
     score = float(scorer.backend.score(embeddings, np.array([0]), np.array([1]))[0])
     seconds = np.array([len(samples) / SAMPLE_RATE for samples in audio])
     llr = float(scorer.calibration(np.array([score]), seconds[:1], seconds[1:])[0])
-    return Verdict(scorer.name, score, llr, operating_point, threshold, llr >= threshold)
+    silent = [entry for entry, samples in zip((enrol, test), audio) if is_silent(samples)]
+    return Verdict(scorer.name, score, llr, operating_point, threshold, llr >= threshold, silent)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,15 +290,19 @@ def embed_wav_scp(
     batch_seconds: Optional[float] = None,
     chunk_size: int = 200,
     progress: bool = True,
+    skip_bad: bool = False,
 ) -> Path:
     """Embed every utterance of ``wav_scp`` into ``out_dir`` (see the module docstring).
 
     :param batch_seconds: the most padded audio per model call (default: the model's
         ``eval.batch_seconds``, stage 4's setting).
     :param chunk_size: utterances per table; the unit of resuming, and of audio held in memory.
+    :param skip_bad: embed the good entries and list the bad ones in ``skipped.txt``, instead
+        of failing.
     :return: the index, ``out_dir/xvector.scp``.
-    :raises InputError: for unreadable audio (finished chunks are kept), or an ``out_dir``
-        that holds another model's embeddings.
+    :raises InputError: naming the first bad entry and how many more there are, each of them
+        logged (finished chunks are kept); or an ``out_dir`` that holds another model's
+        embeddings.
     """
     entries = read_wav_scp(wav_scp)
     # Absolute paths in the scp files: the tables read the same from any working directory.
@@ -260,29 +311,95 @@ def embed_wav_scp(
     keys = list(entries)
     max_samples = round((batch_seconds or deployment.config.eval.batch_seconds) * SAMPLE_RATE)
     lines: List[str] = []
+    bad: List[InputError] = []
+    chunks = list(enumerate(range(0, len(keys), chunk_size), 1))
     with tqdm(total=len(keys), unit="utt", desc="embed", disable=not progress) as bar:
-        for index, start in enumerate(range(0, len(keys), chunk_size), 1):
+        for index, start in chunks:
             chunk = keys[start:start + chunk_size]
             ark, scp = out_dir / f"xvector.{index}.ark", out_dir / f"xvector.{index}.scp"
-            if not (scp.is_file() and read_scp_keys(scp) == chunk):
-                audio = [_read_entry(deployment, wav_scp, key, *entries[key]) for key in chunk]
-                vectors = embed_by_length(deployment.embedder, audio, max_samples, bar)
-                write_ark_scp(ark, scp, zip(chunk, vectors))
-            else:
+            skipped = _skipped_path(out_dir, index)
+            if scp.is_file() and _chunk_done(scp, skipped, chunk, skip_bad):
                 bar.update(len(chunk))
+                lines.extend(scp.read_text().splitlines(keepends=True))
+                continue
+            audio, chunk_bad = {}, {}
+            for key in chunk:
+                try:
+                    audio[key] = _read_entry(deployment, wav_scp, key, *entries[key])
+                except InputError as e:
+                    logging.error("%s", e)
+                    chunk_bad[key] = e
+            bad.extend(chunk_bad.values())
+            if bad and not skip_bad:  # fail-fast: only read on, to name every bad entry
+                bar.update(len(chunk))
+                continue
+            bar.update(len(chunk_bad))
+            good = [key for key in chunk if key in audio]
+            vectors = embed_by_length(deployment.embedder, [audio[key] for key in good],
+                                      max_samples, bar) if good else []
+            _write_skipped(skipped, chunk_bad)
+            write_ark_scp(ark, scp, zip(good, vectors))
             lines.extend(scp.read_text().splitlines(keepends=True))
-    index = out_dir / "xvector.scp"
-    write_scp_index(index, lines)
-    return index
+    if bad and not skip_bad:
+        more = f"; {len(bad) - 1} more bad entries, logged above" if len(bad) > 1 else ""
+        raise InputError(bad[0].path, bad[0].problem + more, line=bad[0].line,
+                         hint="fix or remove them, or pass --skip-bad to embed the others")
+    _merge_skipped(out_dir, len(chunks))
+    index_path = out_dir / "xvector.scp"
+    write_scp_index(index_path, lines)
+    return index_path
 
 
 def _read_entry(deployment: Deployment, wav_scp: Pathlike, key: str, source: str,
                 line: int) -> np.ndarray:
-    """The audio of one wav.scp entry; a bad one is named by its wav.scp line and utterance."""
+    """The audio of one wav.scp entry; a bad one is named by its wav.scp line and utterance,
+    one without signal energy is logged."""
     try:
-        return deployment.read_audio(source)
+        samples = deployment.load(source)
     except InputError as e:
         raise InputError(wav_scp, f"utterance {key!r}: {e}", line=line) from e
+    if is_silent(samples):
+        logging.warning("%s:%d: utterance %r: %s has no signal energy (RMS below %g dBFS): "
+                        "its embedding means nothing", wav_scp, line, key, source, SILENCE_DBFS)
+    return samples
+
+
+def _skipped_path(out_dir: Path, chunk: int) -> Path:
+    return out_dir / SKIPPED_NAME.replace(".txt", f".{chunk}.txt")
+
+
+def _chunk_done(scp: Path, skipped: Path, chunk: List[str], skip_bad: bool) -> bool:
+    """Whether the table ``scp`` holds the chunk's utterances: all of them, or with
+    ``skip_bad`` all but those its ``skipped`` list names."""
+    if not skipped.is_file():
+        return read_scp_keys(scp) == chunk
+    if not skip_bad:  # the skipped entries are wanted now
+        return False
+    dropped = {line.split(maxsplit=1)[0] for line in skipped.read_text().splitlines()}
+    return read_scp_keys(scp) == [key for key in chunk if key not in dropped]
+
+
+def _write_skipped(path: Path, bad: Dict[str, InputError]) -> None:
+    """A chunk's ``<utt> <reason>`` lines; no file when none was skipped."""
+    if not bad:
+        path.unlink(missing_ok=True)
+        return
+    with atomic_write(path) as f:
+        f.writelines(f"{key} {error}\n" for key, error in bad.items())
+
+
+def _merge_skipped(out_dir: Path, num_chunks: int) -> None:
+    """``skipped.txt``: every chunk's skipped entries, in wav.scp order; none when there are
+    none (a stale list of an earlier run is removed)."""
+    parts = [_skipped_path(out_dir, index) for index in range(1, num_chunks + 1)]
+    text = "".join(path.read_text() for path in parts if path.is_file())
+    if not text:
+        (out_dir / SKIPPED_NAME).unlink(missing_ok=True)
+        return
+    with atomic_write(out_dir / SKIPPED_NAME) as f:
+        f.write(text)
+    logging.warning("%d utterances skipped, listed in %s", text.count("\n"),
+                    out_dir / SKIPPED_NAME)
 
 
 def embed_by_length(embedder: Embedder, audio: Sequence[np.ndarray], max_samples: int,

@@ -251,6 +251,8 @@ def export_system(
             "sample_rate": SAMPLE_RATE,
             "audio_rule": AUDIO_RULE,
             "opset": OPSET,
+            # The shortest input with an embedding; oskdft verify and embed refuse shorter.
+            "min_samples": reference.min_samples,
             "exporter": f"torch.onnx.export, TorchScript-based (torch {torch.__version__})",
             "parity": {"set": str(parity_set), "utterances": list(utterances),
                        "min_cosine_required": PARITY_MIN_COSINE, **figures},

@@ -34,7 +34,8 @@ from transformers import PreTrainedModel
 from transformers.masking_utils import create_bidirectional_mask
 
 from oskdft.models.teacher import (
-    SUPPORTED_MODEL_TYPES, build_ssl_from_arch, frame_mask, sample_mask, uses_attention_mask)
+    SUPPORTED_MODEL_TYPES, build_ssl_from_arch, frame_mask, min_samples, sample_mask,
+    uses_attention_mask)
 from oskdft.utils.registry import Registry
 
 
@@ -155,6 +156,11 @@ class BranchedSSL(nn.Module):
     @property
     def hidden_size(self) -> int:
         return self.model.config.hidden_size
+
+    @property
+    def min_samples(self) -> int:
+        """The shortest input with a frame (the CNN's receptive field)."""
+        return min_samples(self.model.config)
 
     def forward(
         self, wav: Tensor, lengths: Optional[Tensor] = None, kd_branch: bool = False

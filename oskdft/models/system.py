@@ -96,6 +96,12 @@ class SpeakerModel(nn.Module):
         return self.ecapa.embed_dim
 
     @property
+    def min_samples(self) -> int:
+        """The shortest input with an embedding: the front end's first frame (in a padded
+        batch, a shorter row would come out as NaN)."""
+        return self.ssl.min_samples
+
+    @property
     def ssl_encoder(self) -> PreTrainedModel:
         """The Hugging Face encoder, adapters excluded (``save_pretrained`` it as it is)."""
         return self.ssl.model

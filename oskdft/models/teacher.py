@@ -164,6 +164,20 @@ def num_frames(config: PretrainedConfig, num_samples: Union[int, Tensor]) -> Uni
     return num_samples
 
 
+def min_samples(config: PretrainedConfig) -> int:
+    """The fewest samples from which the CNN makes one frame: its receptive field (400, 25 ms
+    at 16 kHz, for every wav2vec2, HuBERT and WavLM model); shorter input has no frame.
+
+    >>> from transformers import Wav2Vec2Config
+    >>> min_samples(Wav2Vec2Config())
+    400
+    """
+    samples = 1
+    for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride))):
+        samples = (samples - 1) * stride + kernel
+    return samples
+
+
 def sample_mask(lengths: Tensor, max_len: int) -> Tensor:
     """``[B, max_len]`` boolean mask, True on the first ``lengths[b]`` positions of row b.
 

@@ -165,3 +165,40 @@ def test_verify_calibrates_with_the_durations_when_stage_5_did(deployed, capsys,
     score = float(out["score"].split()[0])
     expected = entry["scale"] * score + entry["offset"] + 0.5 * np.log(1.0) - 0.25 * np.log(7.3)
     assert float(out["llr"]) == pytest.approx(expected, abs=1e-3)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("samples", [800, 8])  # 50 ms, and a truncated file
+def test_audio_shorter_than_the_model_needs_is_one_line(deployed, capsys, tmp_path, model,
+                                                        samples):
+    short = tmp_path / "short.wav"
+    sf.write(short, np.full(samples, 0.1, np.float32), 16000)
+    good = list(wav_scp(deployed).values())[0]
+    # The tiny model's CNN: kernels 10,3,3,3,3,2,2 and strides 5,2,2,2,2,2,2 make one frame
+    # from 400 samples; computed here from the definition, not the code.
+    receptive_field = 1
+    for kernel, stride in reversed(list(zip((10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)))):
+        receptive_field = (receptive_field - 1) * stride + kernel
+    sf.write(tmp_path / "just.wav", np.full(receptive_field, 0.1, np.float32), 16000)
+    if samples > receptive_field:
+        sf.write(short, np.full(receptive_field - 1, 0.1, np.float32), 16000)
+        samples = receptive_field - 1
+    assert main(["verify", str(deployed / model), good, str(short)]) == 1
+    err = capsys.readouterr().err
+    assert (f"{short}: audio is {1000 * samples / 16000:g} ms long; the model needs at least "
+            f"25 ms ({receptive_field} samples at 16000 Hz) (give a longer utterance)") in err
+    assert len(err.strip().splitlines()) == 1  # one line, no traceback
+    verify(capsys, deployed / model, good, tmp_path / "just.wav")  # the minimum embeds
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_silence_is_scored_with_a_warning(deployed, capsys, tmp_path, model):
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(3 * 16000, np.float32), 16000)
+    wavs = list(wav_scp(deployed).values())
+    for pair, warned in (((wavs[0], silence), True), ((wavs[0], wavs[1]), False)):
+        assert main(["verify", str(deployed / model), *map(str, pair)]) == 0
+        out, err = capsys.readouterr()
+        assert out.splitlines()[-1].split()[0] == "decision"  # still scored
+        assert (f"{silence} has no signal energy: the score and decision mean nothing"
+                in err) == warned

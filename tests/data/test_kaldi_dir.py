@@ -18,6 +18,7 @@ from oskdft.data.kaldi_dir import (
 from oskdft.utils.errors import InputError
 
 TEMPLATE_PREPARE = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "prepare.py"
+PREPARE_MANIFESTS = Path(__file__).resolve().parents[2] / "local" / "prepare_manifests.py"
 
 
 def write_wav(path, seconds=0.2, rate=16000):
@@ -274,3 +275,45 @@ def test_template_recipe_imports_kaldi_dirs(tmp_path):
     assert (data / "test" / "trials_test").read_text() == "spkA-u0 spkB-u1 nontarget\n"
     assert read_table(data / "rirs" / "wav.scp").keys() == {"smallroom-Room001-Room001-1"}
     validate_data_dir(data / "train", min_utts_per_speaker=2)
+
+
+def test_evaluation_utterances_shorter_than_the_minimum_are_named(tmp_path):
+    d = make_dir(tmp_path)  # 0.2 s utterances
+    wav_scp = read_data_dir(d).wav_scp
+    write_wav(Path(wav_scp["spkA-u1"]), seconds=0.05)
+    write_wav(Path(wav_scp["spkB-u1"]), seconds=8 / 16000)  # a truncated file: 8 samples
+    validate_data_dir(d)  # no minimum: fine
+    with pytest.raises(InputError) as e:
+        validate_data_dir(d, min_seconds=0.1)
+    assert_error(e.value, d / "wav.scp", 2, ["'spkA-u1' lasts 0.050 s", "shorter than the 0.1 s",
+                                             "1 more utterances are too", "--min-eval-seconds"])
+    with pytest.raises(InputError) as e:  # 0.05 s is at the minimum; the 8 samples are not
+        validate_data_dir(d, min_seconds=0.05)
+    assert_error(e.value, d / "wav.scp", 4, ["'spkB-u1' lasts 0.001 s"])
+    assert "more" not in str(e.value)
+
+
+def test_a_segment_shorter_than_the_minimum_is_named_by_its_segments_line(tmp_path):
+    d = tmp_path / "set"
+    write_data_dir(d, {"rec1": write_wav(tmp_path / "rec1.wav", seconds=2.0)},
+                   {"spkA-1": "spkA", "spkA-2": "spkA"})
+    (d / "segments").write_text("spkA-1 rec1 0.0 1.0\nspkA-2 rec1 1.96 2.3\n")  # 0.04 s of audio
+    with pytest.raises(InputError) as e:
+        validate_data_dir(d, min_seconds=0.1)
+    assert_error(e.value, d / "segments", 2, ["'spkA-2' lasts 0.040 s"])
+
+
+def test_stage_0_refuses_short_evaluation_utterances_not_training_ones(tmp_path):
+    data = tmp_path / "data"
+    for name, seconds in (("train", 0.05), ("test", 0.2)):
+        wav_scp = {f"spk{s}-u{i}": write_wav(tmp_path / name / f"spk{s}-u{i}.wav", seconds)
+                   for s in "AB" for i in range(2)}
+        write_data_dir(data / name, wav_scp, {utt: utt[:4] for utt in wav_scp},
+                       {"x": [("spkA-u0", "spkB-u0", False)]} if name == "test" else None)
+    main = runpy.run_path(str(PREPARE_MANIFESTS))["main"]
+    main(["--train-set", "train", "--eval-sets", "test", "--num-threads", "1", str(data)])
+    with pytest.raises(InputError) as e:
+        main(["--train-set", "train", "--eval-sets", "test", "--min-eval-seconds", "0.5",
+              "--num-threads", "1", str(data)])
+    assert str(e.value).startswith(f"{data / 'test' / 'wav.scp'}:1: utterance 'spkA-u0' lasts "
+                                   "0.200 s, shorter than the 0.5 s")
