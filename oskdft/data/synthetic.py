@@ -520,7 +520,11 @@ class MiniCorpusSpec:
     """Sizes of the synthetic corpus (the defaults are egs/mini's)."""
 
     train_speakers: int = 64
-    test_speakers: int = 20
+    test_speakers: int = 40
+    # Index of the first training speaker (test speakers follow). Speaker k's voice and sessions
+    # draw from streams keyed by k, so a corpus starting at another index (egs/mini_pretrain's
+    # pool) has speakers disjoint from egs/mini's, by construction, with ids of their own.
+    first_speaker: int = 0
     sessions: int = 3  # per speaker, each with its own channel
     utts_per_session: Tuple[int, int] = (3, 5)  # inclusive range
     utt_seconds: Tuple[float, float] = (2.0, 5.0)
@@ -534,6 +538,9 @@ class MiniCorpusSpec:
     stereo_files: int = 2
     resampled_files: int = 2
     other_sample_rate: int = 22050
+    # Different-speaker trials drawn per target trial: the targets (every cross-session pair)
+    # are few, and the list grows by non-targets without synthesising more audio.
+    nontargets_per_target: int = 10
 
 
 # Stream keys for numpy's SeedSequence: every object draws from its own generator.
@@ -645,10 +652,10 @@ def _source_makers(spec: MiniCorpusSpec) -> Dict[str, Tuple[str, str, int, Synth
 
 
 def make_trials(utt2spk: Mapping[str, str], utt2session: Mapping[str, str],
-                rng: np.random.Generator) -> List[Trial]:
-    """Every same-speaker pair from different sessions, and as many different-speaker pairs
-    drawn without replacement, sorted. Same-session pairs are left out: a target trial must
-    bridge a change of channel.
+                rng: np.random.Generator, nontargets_per_target: int = 1) -> List[Trial]:
+    """Every same-speaker pair from different sessions, and ``nontargets_per_target`` times as
+    many different-speaker pairs drawn without replacement, sorted. Same-session pairs are left
+    out: a target trial must bridge a change of channel.
 
     >>> u2s = {"a-x-1": "a", "a-x-2": "a", "a-y-1": "a", "b-z-1": "b", "b-w-1": "b"}
     >>> trials = make_trials(u2s, {u: u.split("-")[1] for u in u2s}, np.random.default_rng(0))
@@ -663,10 +670,11 @@ def make_trials(utt2spk: Mapping[str, str], utt2session: Mapping[str, str],
             nontargets.append((a, b, False))
         elif utt2session[a] != utt2session[b]:
             targets.append((a, b, True))
-    if len(nontargets) < len(targets):
-        raise ValueError(f"{len(targets)} target trials but only {len(nontargets)} "
+    wanted = len(targets) * nontargets_per_target
+    if len(nontargets) < wanted:
+        raise ValueError(f"{wanted} non-target trials wanted but only {len(nontargets)} "
                          "different-speaker pairs: use more speakers")
-    chosen = rng.choice(len(nontargets), len(targets), replace=False)
+    chosen = rng.choice(len(nontargets), wanted, replace=False)
     return sorted(targets + [nontargets[i] for i in chosen])
 
 
@@ -686,8 +694,8 @@ def prepare_mini_corpus(data_dir: Pathlike, corpus_dir: Optional[Pathlike] = Non
         raise ValueError("target trials pair different sessions: need sessions >= 2")
     data_dir = Path(data_dir).absolute()
     corpus_dir = Path(corpus_dir).absolute() if corpus_dir else data_dir / "mini_corpus"
-    train = _plan_speakers(0, spec.train_speakers, spec, seed)
-    test = _plan_speakers(spec.train_speakers, spec.test_speakers, spec, seed)
+    train = _plan_speakers(spec.first_speaker, spec.train_speakers, spec, seed)
+    test = _plan_speakers(spec.first_speaker + spec.train_speakers, spec.test_speakers, spec, seed)
     layout_rng = _rng(seed, _LAYOUT)
     sources = {}
     with atomic_dir(corpus_dir) as tmp:
@@ -704,7 +712,8 @@ def prepare_mini_corpus(data_dir: Pathlike, corpus_dir: Optional[Pathlike] = Non
                 sources[name][path.stem] = str(corpus_dir / path)
 
     trials = make_trials({u.utt_id: u.speaker for u in test},
-                         {u.utt_id: u.session for u in test}, layout_rng)
+                         {u.utt_id: u.session for u in test}, layout_rng,
+                         spec.nontargets_per_target)
     for name, plan in (("train", train), ("test", test)):
         replace_data_dir(data_dir / name,
                          wav_scp={u.utt_id: str(corpus_dir / u.path) for u in plan},

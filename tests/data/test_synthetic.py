@@ -22,7 +22,7 @@ from oskdft.scoring.metrics import compute_eer
 SMALL = MiniCorpusSpec(
     train_speakers=4, test_speakers=8, sessions=3, utts_per_session=(2, 3),
     utt_seconds=(1.0, 2.0), babble_files=2, noise_files=2, music_files=2, rir_files=2,
-    aug_seconds=(1.0, 1.5), stereo_files=1, resampled_files=1,
+    aug_seconds=(1.0, 1.5), stereo_files=1, resampled_files=1, nontargets_per_target=3,
 )
 AUG_SETS = ("musan_noise", "musan_music", "musan_speech", "rirs")
 UTT_ID = re.compile(r"^(id1\d{4})-([A-Za-z0-9]{11})-(\d{5})$")
@@ -90,11 +90,22 @@ def test_test_speakers_are_disjoint_from_training_speakers(corpus):
     assert train and test and not train & test
 
 
-def test_trials_are_balanced_cross_session_and_name_test_utterances(corpus):
+def test_a_pool_from_another_first_speaker_has_other_voices_and_ids(corpus, tmp_path):
+    spec = dataclasses.replace(SMALL, first_speaker=1000, train_speakers=2, test_speakers=2,
+                               nontargets_per_target=1)
+    prepare_mini_corpus(tmp_path / "pool", seed=0, spec=spec)
+    pool = read_data_dir(tmp_path / "pool" / "train").utt2spk
+    assert sorted(set(pool.values())) == ["id11001", "id11002"]
+    mini = {*read_data_dir(corpus / "train").utt2spk.values(),
+            *read_data_dir(corpus / "test").utt2spk.values()}
+    assert not mini & set(pool.values())
+
+
+def test_trials_are_cross_session_with_the_spec_s_non_targets_per_target(corpus):
     data = read_data_dir(corpus / "test")
     trials = data.trials["mini"]
     targets = [t for t in trials if t[2]]
-    assert len(targets) == len(trials) - len(targets) > 0
+    assert len(trials) - len(targets) == SMALL.nontargets_per_target * len(targets) > 0
     assert len(set(trials)) == len(trials)
     session = {utt: utt.split("-")[1] for utt in data.wav_scp}
     for enrol, test, is_target in trials:
@@ -134,6 +145,7 @@ def test_audio_formats_exercise_the_conversion_rule(corpus):
 
 def test_interrupted_rerun_keeps_the_previous_corpus(tmp_path, monkeypatch):
     spec = MiniCorpusSpec(train_speakers=2, test_speakers=2, sessions=2, utts_per_session=(1, 1),
+                          nontargets_per_target=1,
                           utt_seconds=(0.5, 0.5), babble_files=1, noise_files=1, music_files=1,
                           rir_files=1, aug_seconds=(0.5, 0.5), stereo_files=0, resampled_files=0)
     data = tmp_path / "data"
