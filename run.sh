@@ -39,6 +39,8 @@ systems=                      # systems to train and score (default: run.conf's 
 train_config=                 # train one system from this YAML instead (its stem names exp/<stem>)
 override=                     # dotted config overrides for every system, e.g. "optim.epochs=2"
 force=false                   # rerun stages even when their done marker matches
+seeds=                        # train.seed values ("1 2 3"): stages 2-5 per seed, in exp/seed<k>/
+bootstrap=1000                # speaker-bootstrap resamples behind the results table's 95% intervals
 # End configuration section.
 
 help_message="Runs the OS-KDFT recipe of egs/<egs>/ from raw corpus to scored trials."
@@ -72,6 +74,47 @@ mkdir -p "$work"
 work=$(realpath "$work")
 cd "$work"
 log "recipe egs/$egs, working in $work, stages $stage..$stop_stage, systems: $systems"
+
+# Multi-seed mode: stages 0-1 run once here; stages 2-5 run once per seed, with train.seed=<k>,
+#   in exp/seed<k>/, a working directory of its own (its exp/ holds that seed's systems and
+#   results table) whose other entries link to this one's: data/, and whatever a config names
+#   by a relative path. Then the table over seeds, exp/results_seeds.{md,json}. No export.
+if [ -n "$seeds" ]; then
+  again=(bash "$root/run.sh" --egs "$egs" --nj "$nj" --gpus "$gpus" --num-nodes "$num_nodes"
+    --node-rank "$node_rank" --rdzv-endpoint "$rdzv_endpoint" --cmd "$cmd"
+    --systems "$cli_systems" --train-config "$train_config" --force "$force"
+    --bootstrap "$bootstrap" --seeds "")
+  if [ "$stage" -le 1 ]; then
+    "${again[@]}" --dir "$work" --override "$override" --stage "$stage" \
+      --stop-stage $((stop_stage < 1 ? stop_stage : 1))
+  fi
+  if [ "$stop_stage" -ge 2 ] && [ "$stage" -le 5 ]; then
+    for k in $seeds; do
+      mkdir -p "exp/seed$k"
+      for entry in *; do
+        if [ -e "$entry" ] && [ "$entry" != exp ]; then
+          ln -sfn "../../$entry" "exp/seed$k/$entry"
+        fi
+      done
+      log "seed $k: stages 2-5 in $work/exp/seed$k"
+      "${again[@]}" --dir "$work/exp/seed$k" --override "$override train.seed=$k" \
+        --stage $((stage > 2 ? stage : 2)) --stop-stage $((stop_stage < 5 ? stop_stage : 5))
+    done
+  fi
+  if [ "$stop_stage" -ge 5 ]; then
+    markers=(); for k in $seeds; do markers+=("exp/seed$k/exp/.results.done"); done
+    h=$(stage_hash "${markers[@]}" -- "$seeds")
+    if is_done exp results_seeds "$h"; then
+      cat exp/results_seeds.md
+    else
+      clear_done exp results_seeds
+      python "$root/local/make_seed_results.py" --seeds "$seeds" exp
+      mark_done exp results_seeds "$h"
+    fi
+  fi
+  log "Done: stages $stage..$stop_stage of egs/$egs, seeds $seeds"
+  exit 0
+fi
 
 read -r -a overrides <<<"$override"  # split on blanks, never globbed
 override_args=()
@@ -224,8 +267,9 @@ fi
 
 # Stage 5: score every trial list with every back end, calibrate on the validation trials,
 #   compute EER / minDCF / Cllr; then the results table over every system under exp/ whose
-#   scores are current (run.conf's order first), so a rerun naming fewer systems keeps the others.
-#   in:  exp/<sys>/embeddings, data/<set>/trials_*
+#   scores are current (run.conf's order first), so a rerun naming fewer systems keeps the others,
+#   with $bootstrap resamples of a bootstrap over speakers behind its intervals.
+#   in:  exp/<sys>/embeddings, data/<set>/trials_*, data/<set>/utt2spk
 #   out: exp/<sys>/scores/, exp/results.md, exp/results.json
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   for sys in $systems; do
@@ -255,12 +299,13 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     log "not in the results table (not scored since their last embeddings): ${stale[*]}"
   fi
   markers=(); for sys in "${table[@]}"; do markers+=("exp/$sys/.stage5.done"); done
-  h=$(stage_hash "${markers[@]}" -- "$eval_sets" "${table[*]}")
+  h=$(stage_hash "${markers[@]}" -- "$eval_sets" "${table[*]}" "$bootstrap")
   if is_done exp results "$h"; then
     cat exp/results.md
   else
     clear_done exp results
-    python "$root/local/make_results.py" --systems "${table[*]}" --eval-sets "$eval_sets" exp
+    python "$root/local/make_results.py" --systems "${table[*]}" --eval-sets "$eval_sets" \
+      --data-dir data --resamples "$bootstrap" exp
     mark_done exp results "$h"
   fi
 fi

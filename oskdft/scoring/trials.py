@@ -91,6 +91,43 @@ def write_scores(path: Pathlike, trials: Trials, scores: np.ndarray) -> None:
         f.writelines(lines)
 
 
+def read_scores(path: Pathlike) -> Tuple[Trials, np.ndarray]:
+    """Read a score file written by :func:`write_scores`: its trials and their scores.
+
+    Parsed as one block (VoxCeleb1-E's 580,000 lines in under a second); only a malformed file
+    is read line by line, to name its first bad line.
+    """
+    if not Path(path).is_file():
+        raise InputError(path, "score file not found", hint="run stage 5 for this system")
+    with open(path) as f:
+        text = f.read()
+    lines = text.splitlines()
+    if not lines:
+        raise InputError(path, "no scores", hint="run stage 5 for this system")
+    fields = np.array(text.split(), dtype=object)
+    try:
+        if len(fields) != 4 * len(lines):
+            raise ValueError("not 4 fields a line")
+        labels = np.array([LABELS[label] for label in fields[3::4]], dtype=bool)
+        scores = fields[2::4].astype(np.float64)
+    except (ValueError, KeyError):
+        for line_no, line in enumerate(lines, 1):
+            parts = line.split()
+            if len(parts) != 4 or parts[3] not in LABELS or not _is_number(parts[2]):
+                raise InputError(path, f"bad score line {line.strip()!r}", line=line_no,
+                                 hint="expected `<utt1> <utt2> <score> target|nontarget`")
+        raise
+    return Trials(fields[0::4].tolist(), fields[1::4].tolist(), labels), scores
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def read_table(path: Pathlike, what: str = "value") -> Dict[str, str]:
     """Read a Kaldi table of ``<key> <value>`` lines (utt2spk, utt2dur); keys must be unique."""
     table: Dict[str, str] = {}

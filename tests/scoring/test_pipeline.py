@@ -158,20 +158,31 @@ def test_results_table(tmp_path, capsys):
     (exp / "oskdft" / "final").mkdir()
     (exp / "oskdft" / "final" / "meta.json").write_text(json.dumps(
         {"params": {"ssl": 63_500_000, "adapters": 1, "backend": 2, "total": 70_100_000},
-         "ssl_time_ratio": 0.35}))
+         "macs_per_second": {"ssl": 21_500_000_000, "total": 23_040_000_000}}))
     script = runpy.run_path(str(ROOT / "local" / "make_results.py"))
-    script["main"](["--systems", "teacher_ft oskdft", "--eval-sets", "test", str(exp)])
+    script["main"](["--systems", "teacher_ft oskdft", "--eval-sets", "test", "--data-dir",
+                    str(tmp_path / "data"), "--resamples", "50", str(exp)])
     markdown = capsys.readouterr().out
     assert markdown == (exp / "results.md").read_text()
-    rows = json.loads((exp / "results.json").read_text())["rows"]
+    results = json.loads((exp / "results.json").read_text())
+    assert results["bootstrap"]["resamples"] == 50 and results["bootstrap"]["reference"] == "oskdft"
+    rows = results["rows"]
     assert [(r["trial_list"], r["system"], r["backend"]) for r in rows] == [
         (t, s, b) for t in "ab" for s in ("teacher_ft", "oskdft") for b in ("cosine", "plda")]
+    for r in rows:
+        assert r["eer_ci"][0] <= r["eer"] <= r["eer_ci"][1], r
+        assert r["min_dcf_0.01_ci"][0] <= r["min_dcf_0.01_ci"][1]
+    assert "50 resamples of a bootstrap over speakers" in markdown
     table_a = markdown.split("## test: a")[1].split("## test: b")[0]
     lines = [line for line in table_a.splitlines() if line.startswith("| ")][1:]
-    assert lines[0].startswith("| teacher_ft | cosine |") and lines[0].endswith("| - | - | - |")
-    assert lines[2].startswith("| oskdft | cosine |")
-    assert lines[2].endswith("| 63.5M | 70.1M | 0.35 |")
+    assert lines[0].startswith("| teacher_ft | cosine |") and lines[0].endswith("| - | - | - | - |")
+    teacher = rows[0]
+    low, high = teacher["eer_diff_ci"]
+    assert lines[0].split(" | ")[3] == (f"{100 * teacher['eer_diff']:+.2f} [{100 * low:+.2f}, "
+                                        f"{100 * high:+.2f}]" + (" *" if low > 0 or high < 0 else ""))
+    assert lines[2].startswith("| oskdft | cosine |") and lines[2].split(" | ")[3] == "-"
+    assert lines[2].endswith("| 63.5M | 70.1M | 21.5 | 23 |")
     best = min(r["eer"] for r in rows if r["trial_list"] == "a")
     assert table_a.count(f"**{100 * best:.2f}**") >= 1
     with pytest.raises(InputError, match="metrics.json: not found"):
-        make_results(exp, ["teacher_ft", "ft_only"], ["test"])
+        make_results(exp, tmp_path / "data", ["teacher_ft", "ft_only"], ["test"])
