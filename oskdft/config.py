@@ -97,6 +97,23 @@ class SSLConfig:
     adapter_scale: float = 0.1
     # The original's adapter returns `up + h`, doubling the residual on the FT branch.
     doubled_residual: bool = False
+    # zero_up: the up-projection starts at zero, so the FT branch starts equal to the KD
+    # branch; normal: the original (its model init overwrote the adapter's): both projections
+    # N(0, initializer_range of the encoder config), zero bias.
+    adapter_init: str = "zero_up"
+    # The original also left the SpecAugment embedding random (HF's uniform init).
+    copy_mask_embedding: bool = True
+    # In training, Hugging Face's SpecAugment of the encoder config (mask_time_prob,
+    # mask_time_length, mask_time_min_masks; mask_feature_prob) on the projected features, drawn
+    # per row, and its LayerDrop (config.layerdrop), drawn once per layer for the whole batch,
+    # both branches together. The original kept both.
+    spec_augment: bool = False
+    layer_drop: bool = False
+    # Run the CNN, feature projection, SpecAugment and positional convolution on the doubled
+    # training batch (the original), so the KD and FT halves get their own dropout and
+    # SpecAugment masks; false runs them once and duplicates the output (half the front end's
+    # cost; both halves share its masks).
+    doubled_front_end: bool = False
 
 
 @dataclass
@@ -192,12 +209,19 @@ class OptimConfig:
     epochs: int = 100
     # Global batch (summed over ranks); the OS-KDFT student sees twice as many rows.
     batch_size: int = 128
-    # ECAPA + AAM head: cosine from backend_lr to backend_lr_min over `epochs`.
+    # ECAPA + AAM head: cosine from backend_lr down to backend_lr_min. backend_schedule:
+    # cosine reaches backend_lr_min in the last epoch (cos(pi (e - 1) / (E - 1))); restarts is
+    # the original's CosineAnnealingWarmRestarts with T_0 = epochs, stepped once per epoch
+    # (cos(pi (e - 1) / E): it never reaches the minimum).
     backend_lr: float = 1e-4
     backend_lr_min: float = 1e-6
+    backend_schedule: str = "cosine"
     # Adapters: this multiple of the back-end rate.
     adapter_lr_mult: float = 10.0
-    # Shared SSL weights: linear warm-up to ssl_lr over ssl_warmup_epochs, then x ssl_decay per epoch.
+    # Shared SSL weights: a linear warm-up over ssl_warmup_epochs, then x ssl_decay per epoch.
+    # ssl_schedule constant: the warm-up climbs to ssl_lr; backend: the original's, the back
+    # end's current rate x e / (ssl_warmup_epochs + 1), ssl_lr unused (oskdft.training.schedules).
+    ssl_schedule: str = "constant"
     ssl_lr: float = 5e-5
     ssl_warmup_epochs: int = 9
     ssl_decay: float = 0.93
@@ -240,6 +264,14 @@ class EvalConfig:
     # linspace(0, len - crop_seconds, num_crops).
     crop_seconds: float = 3.0
     num_crops: int = 5
+    # The original embedded an utterance's crops as one batch with its training flag on, so
+    # the first num_crops // 2 crops took the KD branch (no adapters) and the rest the FT
+    # branch; true reproduces that in stage 4 and in validation. False: every crop on the FT
+    # branch (the inference path).
+    original_crop_branches: bool = False
+    # Model selection score on the validation trials: cosine of full-utterance embeddings, or
+    # fused (the paper's score, the original's selection: full utterance and crops).
+    valid_score: str = "cosine"
     # cosine | cosine_mean (train mean removed) | plda | asnorm | fused (the paper's score)
     backends: List[str] = field(
         default_factory=lambda: ["cosine", "cosine_mean", "plda", "asnorm", "fused"]
@@ -320,7 +352,8 @@ SCORING_BACKENDS = ("cosine", "cosine_mean", "plda", "asnorm", "fused")
 CHOICES: Dict[type, Dict[str, tuple]] = {
     TeacherConfig: {"mode": (TEACHER_CACHED, TEACHER_ONLINE), "cache_storage": ("fp16", "lilcom")},
     SSLConfig: {"source": ("student", "teacher", "scratch"),
-                "arch.model_type": ("wav2vec2", "hubert", "wavlm")},
+                "arch.model_type": ("wav2vec2", "hubert", "wavlm"),
+                "adapter_init": ("zero_up", "normal")},
     BackendConfig: {"input": ("last", "weighted_sum")},
     KDConfig: {"loss": (NO_KD, "mse_last", "distilhubert"),
                "schedule": ("linear_decay", "constant")},
@@ -328,8 +361,10 @@ CHOICES: Dict[type, Dict[str, tuple]] = {
     AugmentConfig: {"choices": ("none", "rir", "babble", "music", "noise", "speech_music"),
                     "rir_mode": ("lhotse", "original"),
                     "gain_curves": ("sine", "quad", "cubic", "circ", "expo", "bounce")},
-    OptimConfig: {"amp": ("none", "bf16", "fp16")},
-    EvalConfig: {"backends": SCORING_BACKENDS, "deploy_backend": SCORING_BACKENDS},
+    OptimConfig: {"amp": ("none", "bf16", "fp16"), "backend_schedule": ("cosine", "restarts"),
+                  "ssl_schedule": ("constant", "backend")},
+    EvalConfig: {"backends": SCORING_BACKENDS, "deploy_backend": SCORING_BACKENDS,
+                 "valid_score": ("cosine", "fused")},
 }
 
 

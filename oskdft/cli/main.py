@@ -8,7 +8,8 @@
 
 ``info CONFIG`` prints the parameter count of each component of the system a YAML config
 defines (SSL encoder, adapters, ECAPA back end, AAM head) next to the teacher with the same back
-end, built on the meta device (no weights are loaded; only the teacher's config.json is read).
+end, built on the meta device (no weights are loaded; only the teacher's config.json is read),
+then the learning rate of each parameter group in epochs 1, 9, 10, 50 and the last.
 ``info MODEL`` describes a trained or exported model: parameters, teacher, training config,
 calibration and the results it scored.
 
@@ -63,9 +64,11 @@ def _add_subcommand(subparsers, name: str, func: Callable, help: str, descriptio
 def add_info(subparsers) -> None:
     parser = _add_subcommand(
         subparsers, "info", run_info,
-        help="parameter counts of a system config, or what a trained model is",
+        help="parameter counts and learning rates of a system config, or what a trained "
+        "model is",
         description="With a YAML config: parameter counts per component of the system it "
-        "defines, next to the teacher with the same back end. With a MODEL (a final/ directory "
+        "defines, next to the teacher with the same back end, and its learning-rate schedule. "
+        "With a MODEL (a final/ directory "
         "or an exported .onnx): its parameters, teacher, training config, calibration and "
         "results.",
     )
@@ -92,6 +95,7 @@ def _config_info(args: argparse.Namespace) -> str:
     from oskdft.losses.aam import AAMSoftmax
     from oskdft.models.describe import describe_system, format_description
     from oskdft.models.teacher import load_teacher_config
+    from oskdft.training.schedules import format_schedule
 
     cfg = load_config(args.config, args.override)
     teacher_config = None
@@ -102,7 +106,8 @@ def _config_info(args: argparse.Namespace) -> str:
     if args.num_speakers is not None:
         aam_head = AAMSoftmax(cfg.backend.embed_dim, args.num_speakers)
     description = describe_system(cfg, teacher_config, aam_head)
-    return format_description(Path(args.config).stem, description)
+    return (format_description(Path(args.config).stem, description) + "\n\n"
+            + format_schedule(cfg.optim))
 
 
 def add_verify(subparsers) -> None:

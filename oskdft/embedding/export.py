@@ -17,6 +17,12 @@ with a LayerNorm CNN come out as if alone). It is exported with the TorchScript-
 Weight norm (the positional convolution's) is folded into plain weights first: the graph
 computes less, and dynamic int8 quantisation needs constant convolution weights.
 
+Under ``eval.original_crop_branches`` (the original's evaluation quirk: stage 4 embeds each
+utterance's first ``num_crops // 2`` crops on the KD branch) the graph is still the inference
+path, so ``oskdft verify`` embeds every crop on the FT branch: its full-utterance back ends
+match stage 5, its ``fused`` score does not (nor does that score's calibration, fitted on stage
+5's). ``meta.json`` records it (``kd_crops_in_stage4``) and the export logs a warning.
+
 :func:`export_system` writes the export directory (replaced as a whole, only when complete)::
 
     export/
@@ -60,7 +66,7 @@ from oskdft.embedding.deploy import (
 from oskdft.embedding.final import CONFIG_NAME as FINAL_CONFIG_NAME
 from oskdft.embedding.final import TorchEmbedder, final_fingerprint, load_final
 from oskdft.embedding.onnx_runtime import OnnxEmbedder
-from oskdft.embedding.views import pad_batch
+from oskdft.embedding.views import kd_crops, pad_batch
 from oskdft.scoring import CALIBRATION_NAME, METRICS_NAME, SCORES_DIR
 from oskdft.scoring.calibration import load_calibration
 from oskdft.utils.io import Pathlike, atomic_dir
@@ -236,6 +242,12 @@ def export_system(
                          figures["int8"]["max_abs_diff"])
 
         shutil.copy(final_dir / FINAL_CONFIG_NAME, tmp / CONFIG_NAME)
+        stage4_kd_crops = kd_crops(cfg.eval.num_crops, cfg.eval.original_crop_branches)
+        if stage4_kd_crops:
+            logging.warning("eval.original_crop_branches: stage 4 embedded %d crop(s) per "
+                            "utterance on the KD branch, the export embeds every crop on the "
+                            "FT branch: its fused score differs from stage 5's",
+                            stage4_kd_crops)
         meta = {
             "system": final_dir.parent.name,
             "description": cfg.description,
@@ -253,6 +265,7 @@ def export_system(
             "opset": OPSET,
             # The shortest input with an embedding; oskdft verify and embed refuse shorter.
             "min_samples": reference.min_samples,
+            "kd_crops_in_stage4": stage4_kd_crops,
             "exporter": f"torch.onnx.export, TorchScript-based (torch {torch.__version__})",
             "parity": {"set": str(parity_set), "utterances": list(utterances),
                        "min_cosine_required": PARITY_MIN_COSINE, **figures},

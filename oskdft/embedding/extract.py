@@ -11,7 +11,9 @@
   ``linspace(0, len - crop, num_crops)`` (rounded down), as in the reference code. **An
   utterance shorter than one crop is first repeated (wrap-padded) to the crop length**, as the
   reference's reader does, so every crop is exactly ``crop_seconds`` long and all its crops
-  are that same repeated utterance.
+  are that same repeated utterance. Every crop takes the FT branch (the inference path),
+  unless ``eval.original_crop_branches``: then, as the original code did, the first
+  ``num_crops // 2`` crops of each utterance take the KD branch (:func:`~.views.kd_crops`).
 
 :func:`extract_embeddings_job` is one job of stage 4: its share of each set (a deterministic
 split balanced by duration, :mod:`oskdft.embedding.shards`), written as Kaldi ark/scp tables.
@@ -35,6 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from oskdft.config import EvalConfig
 from oskdft.data.audio import SAMPLE_RATE, load_audio
 from oskdft.embedding.final import final_fingerprint, load_final
 from oskdft.embedding.shards import (
@@ -46,7 +49,7 @@ from oskdft.embedding.shards import (
     read_cut_durations,
     split_by_duration,
 )
-from oskdft.embedding.views import crop_audio, length_batches, pad_batch
+from oskdft.embedding.views import crop_audio, kd_crops, length_batches, pad_batch
 from oskdft.models.device import resolve_device
 from oskdft.utils.io import Pathlike, atomic_write
 from oskdft.utils.kaldi_io import read_scp_keys, write_ark_scp
@@ -108,6 +111,7 @@ def embed_views(
     crop_batch_size: int = 64,
     progress: bool = False,
     num_workers: int = 0,
+    num_kd_crops: int = 0,
 ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
     """Both views of ``cuts`` (see the module docstring), each cut decoded once: full
     utterances batched by length, and ``num_crops`` crops of ``crop_seconds`` per cut.
@@ -119,6 +123,8 @@ def embed_views(
     :param crop_batch_size: crops per model call; a call holds whole utterances' crops,
         ``crop_batch_size // num_crops`` utterances (at least one).
     :param num_workers: processes loading audio ahead of the model (0: in this process).
+    :param num_kd_crops: each utterance's first crops that take the KD branch
+        (:func:`~oskdft.embedding.views.kd_crops`); the others take the FT branch.
     :return: ``(full, crops)``, cut id -> ``(D,)`` and cut id -> ``(num_crops, D)`` float32
         embeddings, in the order of ``cuts`` (``crops`` is empty without crops).
     """
@@ -140,7 +146,8 @@ def embed_views(
                 ids = batch["ids"]
                 full.update(zip(ids, _embed(model, batch["wav"], batch["lengths"], device)))
                 if num_crops:
-                    rows = np.concatenate([_embed(model, part, None, device)
+                    rows = np.concatenate([_embed_crops(model, part, num_crops, num_kd_crops,
+                                                        device)
                                            for part in batch["crops"].split(crop_rows)])
                     crops.update(zip(ids, rows.reshape(len(ids), num_crops, -1)))
                 bar.update(len(ids))
@@ -150,10 +157,48 @@ def embed_views(
             {cut.id: crops[cut.id] for cut in cuts} if num_crops else {})
 
 
+def embed_eval_views(
+    model: nn.Module,
+    cuts: Iterable[Cut],
+    device: Device,
+    cfg: EvalConfig,
+    crops: bool = True,
+    progress: bool = False,
+    num_workers: int = 0,
+) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+    """:func:`embed_views` as a system's ``eval`` section ``cfg`` asks (batch size, crops and
+    their branches), for stage 4 and validation; ``crops=False``: full utterances only."""
+    num_crops = cfg.num_crops if crops else 0
+    return embed_views(model, cuts, device, batch_seconds=cfg.batch_seconds,
+                       crop_seconds=cfg.crop_seconds, num_crops=num_crops,
+                       crop_batch_size=max(1, int(cfg.batch_seconds // cfg.crop_seconds)),
+                       progress=progress, num_workers=num_workers,
+                       num_kd_crops=kd_crops(num_crops, cfg.original_crop_branches))
+
+
 def _embed(model: nn.Module, wav: torch.Tensor, lengths: Optional[torch.Tensor],
-           device: Device) -> np.ndarray:
+           device: Device, num_kd_rows: int = 0) -> np.ndarray:
     lengths = None if lengths is None else lengths.to(device)
-    return model(wav.to(device), lengths).float().cpu().numpy()
+    if num_kd_rows:
+        out = model.embed_rows(wav.to(device), lengths, num_kd_rows=num_kd_rows)
+    else:
+        out = model(wav.to(device), lengths)
+    return out.float().cpu().numpy()
+
+
+def _embed_crops(model: nn.Module, crops: torch.Tensor, num_crops: int, num_kd_crops: int,
+                 device: Device) -> np.ndarray:
+    """Embeddings of whole utterances' crops, ``[U * num_crops, T]`` in utterance order; each
+    utterance's first ``num_kd_crops`` on the KD branch. In eval mode every row is embedded
+    on its own, so the KD crops of all utterances can share one call."""
+    if not num_kd_crops:
+        return _embed(model, crops, None, device)
+    grid = crops.reshape(-1, num_crops, crops.shape[1])
+    kd_rows = grid[:, :num_kd_crops].reshape(-1, crops.shape[1])
+    kd = _embed(model, kd_rows, None, device, num_kd_rows=len(kd_rows))
+    ft = _embed(model, grid[:, num_kd_crops:].reshape(-1, crops.shape[1]), None, device)
+    parts = [kd.reshape(len(grid), num_kd_crops, -1), ft.reshape(len(grid), -1, ft.shape[1])]
+    return np.concatenate(parts, axis=1).reshape(len(crops), -1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,7 +242,6 @@ def extract_embeddings_job(
         return []
     device = resolve_device(device)
     model, cfg, _ = load_final(final_dir, device)
-    crop_batch = max(1, int(cfg.eval.batch_seconds // cfg.eval.crop_seconds))
     for set_name, manifest, share in todo:
         set_dir = embeddings_dir / set_name
         marker = job_marker_path(set_dir, job)
@@ -206,10 +250,8 @@ def extract_embeddings_job(
         cuts = [cut for cut in CutSet.from_jsonl_lazy(manifest) if cut.id in wanted]
         logging.info("%s: job %d of %d embeds %d utterances (%.1f s of audio) on %s", set_name,
                      job, num_jobs, len(cuts), sum(c.duration for c in cuts), device)
-        vectors, crops = embed_views(model, cuts, device, batch_seconds=cfg.eval.batch_seconds,
-                                     crop_seconds=cfg.eval.crop_seconds,
-                                     num_crops=cfg.eval.num_crops, crop_batch_size=crop_batch,
-                                     progress=progress, num_workers=num_workers)
+        vectors, crops = embed_eval_views(model, cuts, device, cfg.eval, progress=progress,
+                                          num_workers=num_workers)
         _write_table(set_dir, "xvector", job, vectors)
         _write_table(set_dir, "xvector_crops", job, crops)
         with atomic_write(marker) as f:

@@ -54,6 +54,20 @@ def crop_starts(num_samples: int, crop_samples: int, num_crops: int) -> np.ndarr
     return np.floor(np.linspace(0, last, num_crops)).astype(np.int64)
 
 
+def kd_crops(num_crops: int, original_crop_branches: bool) -> int:
+    """How many of an utterance's first crops take the KD branch: ``num_crops // 2`` under
+    ``eval.original_crop_branches``, else none.
+
+    The original embedded the crops as one batch with its training flag on, and its layers
+    split every batch into a KD half and an FT half: the first ``batch // 2`` rows skipped
+    the adapters.
+
+    >>> kd_crops(5, True), kd_crops(4, True), kd_crops(1, True), kd_crops(5, False)
+    (2, 2, 0, 0)
+    """
+    return num_crops // 2 if original_crop_branches else 0
+
+
 def crop_audio(audio: np.ndarray, crop_samples: int, num_crops: int) -> np.ndarray:
     """``(num_crops, crop_samples)`` crops of ``audio`` at :func:`crop_starts`; audio shorter
     than a crop is repeated to the crop length first (as the reference code's reader does).

@@ -13,12 +13,18 @@ WavLM's relative position bias) and adds the adapter path:
 where ``h`` is the post-attention residual and ``h'`` the feed-forward input (``LN2(h)`` in
 pre-LN layers; in post-LN layers ``h`` is already normalised and the layer ends with its final
 LayerNorm of ``out``). Training runs both branches in one pass over a batch stacked twice (KD
-rows first); inference runs the FT branch alone.
+rows first); inference runs the FT branch alone, or (``num_kd_rows``) the KD branch on the
+first rows, as the original evaluated its crops.
 
-Differences from Hugging Face's own forward: no SpecAugment masking and no LayerDrop (both
-branches must see the same layers). The CNN, feature projection and positional convolution run
-once and their output is duplicated, because both halves of the stacked batch are the same
-audio; in training the two branches therefore share that front end's dropout mask.
+Training options (``ssl.*``), each off by default and on in the original code:
+
+- ``spec_augment``: Hugging Face's SpecAugment of the projected features, drawn per row;
+- ``layer_drop``: Hugging Face's LayerDrop, one draw per layer for the whole stacked batch, so
+  a dropped layer is skipped by both branches at once;
+- ``doubled_front_end``: the CNN, feature projection, SpecAugment and positional convolution run
+  on the stacked batch, so the two halves get their own dropout and SpecAugment masks. Off,
+  they run once and their output is duplicated (both halves are the same audio): half the
+  front end's cost, one mask for both halves.
 """
 from __future__ import annotations
 
@@ -40,17 +46,27 @@ from oskdft.utils.registry import Registry
 
 
 class Adapter(nn.Module):
-    """``scale * up(relu(down(LayerNorm(h))))``; ``up`` starts at zero, so a new adapter adds
-    nothing and the FT branch starts equal to the KD branch."""
+    """``scale * up(relu(down(LayerNorm(h))))``.
 
-    def __init__(self, dim: int, bottleneck: int = 64, scale: float = 0.1):
+    :param init: ``zero_up``: ``up`` starts at zero, so a new adapter adds nothing (the FT
+        branch then starts equal to the KD branch unless ``doubled_residual``); ``normal``: the
+        original's, both projections ``N(0, std)`` with zero bias.
+    """
+
+    def __init__(self, dim: int, bottleneck: int = 64, scale: float = 0.1,
+                 init: str = "zero_up", std: float = 0.02):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.down = nn.Linear(dim, bottleneck)
         self.up = nn.Linear(bottleneck, dim)
         self.scale = scale
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
+        if init == "normal":
+            for linear in (self.down, self.up):
+                nn.init.normal_(linear.weight, std=std)
+                nn.init.zeros_(linear.bias)
+        else:
+            nn.init.zeros_(self.up.weight)
+            nn.init.zeros_(self.up.bias)
 
     def forward(self, hidden: Tensor) -> Tensor:
         return self.scale * self.up(F.relu(self.down(self.norm(hidden))))
@@ -118,9 +134,11 @@ class SSLOutput:
 class BranchedSSL(nn.Module):
     """A Hugging Face SSL encoder with optional OS-KDFT adapters (see the module docstring).
 
-    ``model`` is owned, not copied: its SpecAugment embedding is removed (masking is not used,
-    and DDP wants every parameter to get a gradient). ``model`` holds no adapter weights, so it
-    can be saved with ``save_pretrained`` as it is.
+    ``model`` is owned, not copied. Without ``spec_augment`` its SpecAugment embedding is
+    removed (and the masking switched off in its config), since DDP wants every parameter to
+    get a gradient. ``model`` holds no adapter weights, so it can be saved with
+    ``save_pretrained`` as it is. The other options are ``ssl.*`` of the same name
+    (:class:`oskdft.config.SSLConfig`).
     """
 
     def __init__(
@@ -130,19 +148,27 @@ class BranchedSSL(nn.Module):
         adapter_dim: int = 64,
         adapter_scale: float = 0.1,
         doubled_residual: bool = False,
+        adapter_init: str = "zero_up",
+        spec_augment: bool = False,
+        layer_drop: bool = False,
+        doubled_front_end: bool = False,
     ):
         super().__init__()
         config = model.config
         self.family = SSL_FAMILIES.get(config.model_type)()
-        config.mask_time_prob = config.mask_feature_prob = 0.0
-        if hasattr(model, "masked_spec_embed"):
-            del model.masked_spec_embed
+        if not spec_augment:
+            config.mask_time_prob = config.mask_feature_prob = 0.0
+            if hasattr(model, "masked_spec_embed"):
+                del model.masked_spec_embed
         self.model = model
         self.pre_ln = config.do_stable_layer_norm
         self.doubled_residual = doubled_residual
+        self.spec_augment, self.layer_drop = spec_augment, layer_drop
+        self.doubled_front_end = doubled_front_end
         self.adapters = (
             nn.ModuleList(
-                Adapter(config.hidden_size, adapter_dim, adapter_scale)
+                Adapter(config.hidden_size, adapter_dim, adapter_scale, adapter_init,
+                        config.initializer_range)
                 for _ in range(config.num_hidden_layers)
             )
             if adapters
@@ -163,51 +189,73 @@ class BranchedSSL(nn.Module):
         return min_samples(self.model.config)
 
     def forward(
-        self, wav: Tensor, lengths: Optional[Tensor] = None, kd_branch: bool = False
+        self, wav: Tensor, lengths: Optional[Tensor] = None, kd_branch: bool = False,
+        num_kd_rows: int = 0,
     ) -> SSLOutput:
-        """Run ``[B, T]`` audio; with ``kd_branch`` also the KD branch (stacked batch).
+        """Run ``[B, T]`` audio on the FT branch; with ``kd_branch`` also the KD branch (stacked
+        batch).
 
         :param lengths: valid samples per row of a zero-padded batch (see
             :meth:`oskdft.models.teacher.SSLTeacher.forward` for the group-norm CNN exception).
+        :param num_kd_rows: without ``kd_branch``: rows ``[:num_kd_rows]`` take the KD branch
+            instead, and ``hidden_states`` holds each row's own branch.
         """
-        hidden, mask, attention_mask = self._front_end(wav, lengths)
-        batch = hidden.shape[0]
-        num_kd_rows = batch if kd_branch and self.adapters is not None else 0
-        if num_kd_rows:
-            hidden = torch.cat([hidden, hidden])
-            if attention_mask is not None:
-                attention_mask = self.family.attention_mask(
-                    self.model, hidden, torch.cat([mask, mask])
-                )
+        batch = wav.shape[0]
+        stacked = kd_branch and self.adapters is not None
+        copies = 2 if stacked else 1
+        hidden, mask = self._front_end(wav, lengths, copies)
+        attention_mask = None
+        if mask is not None and uses_attention_mask(self.model.config):
+            attention_mask = self.family.attention_mask(self.model, hidden, mask)
+        if stacked:
+            num_kd_rows = batch
+        elif self.adapters is None:
+            num_kd_rows = 0
         hidden_states = self._layers(hidden, attention_mask, num_kd_rows)
-        if num_kd_rows:
+        mask = None if mask is None else mask[:batch]
+        if stacked:
             kd = tuple(h[:batch] for h in hidden_states)
             ft = tuple(h[batch:] for h in hidden_states)
             return SSLOutput(ft, kd, mask)
         return SSLOutput(hidden_states, hidden_states if kd_branch else None, mask)
 
-    def _front_end(self, wav: Tensor, lengths: Optional[Tensor]):
-        """CNN, feature projection, positional convolution: the input of layer 0."""
+    def _front_end(self, wav: Tensor, lengths: Optional[Tensor], copies: int):
+        """CNN, feature projection, SpecAugment, positional convolution: the input of layer 0,
+        for the batch stacked ``copies`` times, and its frame mask."""
         model, encoder = self.model, self.model.encoder
+        if self.doubled_front_end and copies > 1:
+            wav = wav.repeat(copies, 1)
+            lengths = None if lengths is None else lengths.repeat(copies)
+            copies = 1
         if lengths is not None:
             wav = wav * sample_mask(lengths, wav.shape[1])
         features = model.feature_extractor(wav).transpose(1, 2)
         hidden = self.family.project(model, features)
-        mask = attention_mask = None
+        mask = None
         if lengths is not None:
             mask = frame_mask(model.config, lengths, hidden.shape[1])
             if uses_attention_mask(model.config):
                 hidden = hidden * mask[..., None]  # as HF does: padded frames enter as zeros
-                attention_mask = self.family.attention_mask(model, hidden, mask)
+        if self.spec_augment:  # HF's own masking; it acts in training mode only
+            hidden = model._mask_hidden_states(hidden, attention_mask=mask)
         hidden = hidden + encoder.pos_conv_embed(hidden)
         if not self.pre_ln:
             hidden = encoder.layer_norm(hidden)
-        return encoder.dropout(hidden), mask, attention_mask
+        hidden = encoder.dropout(hidden)
+        if copies > 1:
+            hidden = hidden.repeat(copies, 1, 1)
+            mask = None if mask is None else mask.repeat(copies, 1)
+        return hidden, mask
 
     def _layers(self, hidden: Tensor, attention_mask, num_kd_rows: int) -> Tuple[Tensor, ...]:
         hidden_states = [hidden]
         position_bias = None
         for index, layer in enumerate(self.model.encoder.layers):
+            # HF's LayerDrop: one draw for the whole batch, so both branches skip the layer.
+            if (self.layer_drop and self.training
+                    and torch.rand(()) < self.model.config.layerdrop):
+                hidden_states.append(hidden)
+                continue
             hidden, position_bias = self._layer(
                 index, layer, hidden, attention_mask, position_bias, num_kd_rows
             )
@@ -232,7 +280,7 @@ class BranchedSSL(nn.Module):
 
     def _add_adapter(self, index: int, hidden: Tensor, out: Tensor, num_kd_rows: int) -> Tensor:
         """Add adapter ``index`` (reading ``hidden``) to the FT rows of ``out``."""
-        if self.adapters is None:
+        if self.adapters is None or num_kd_rows >= out.shape[0]:
             return out
         ft_hidden = hidden[num_kd_rows:]
         ft_out = out[num_kd_rows:] + self.adapters[index](ft_hidden)
@@ -254,13 +302,15 @@ def make_student(
     copy_pos_conv: bool = True,
     copy_final_layer_norm: bool = True,
     thin_cnn_dim: Optional[int] = None,
+    copy_mask_embedding: bool = True,
 ) -> PreTrainedModel:
     """The teacher's architecture with ``num_layers`` layers, initialised from the teacher.
 
     Copied (deep copies; the teacher is not needed afterwards): the CNN feature extractor, the
     feature projection, layers ``init_layers`` (default: the first ``num_layers``), and unless
-    switched off the positional convolution and the encoder LayerNorm (the original code left
-    those two randomly initialised; in post-LN models that LayerNorm precedes the layers).
+    switched off the positional convolution, the encoder LayerNorm and the SpecAugment
+    embedding (the original code left those three randomly initialised; in post-LN models that
+    LayerNorm precedes the layers).
 
     :param thin_cnn_dim: give every CNN layer but the last this many channels, randomly
         initialised, for speed. The last keeps the teacher's width so the feature projection
@@ -287,6 +337,8 @@ def make_student(
         skipped.append("encoder.pos_conv_embed.")
     if not copy_final_layer_norm:
         skipped.append("encoder.layer_norm.")
+    if not copy_mask_embedding:
+        skipped.append("masked_spec_embed")
     teacher_state = teacher.state_dict()
     copied = {}
     for key in student.state_dict():

@@ -108,8 +108,16 @@ class SpeakerModel(nn.Module):
 
     def forward(self, wav: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """Inference: the FT branch alone. ``lengths``: valid samples per row of a padded batch."""
-        out = self.ssl(wav, lengths)
+        return self.embed_rows(wav, lengths)
+
+    def embed_rows(self, wav: Tensor, lengths: Optional[Tensor] = None,
+                   num_kd_rows: int = 0) -> Tensor:
+        """:meth:`forward` with rows ``[:num_kd_rows]`` on the KD branch instead (the original's
+        evaluation of crops, ``eval.original_crop_branches``); not part of the exported graph,
+        whose inputs are those of :meth:`forward`."""
+        out = self.ssl(wav, lengths, num_kd_rows=num_kd_rows)
         return self._embed(out.hidden_states, out.frame_mask)
+
 
     def forward_train(self, wav: Tensor, lengths: Optional[Tensor] = None, *,
                       kd: bool) -> TrainOutput:
@@ -151,6 +159,7 @@ def _student(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> PreTrainedMo
         copy_pos_conv=cfg.copy_pos_conv,
         copy_final_layer_norm=cfg.copy_final_layer_norm,
         thin_cnn_dim=cfg.thin_cnn_dim,
+        copy_mask_embedding=cfg.copy_mask_embedding,
     )
 
 
@@ -194,6 +203,10 @@ def build_speaker_model(cfg: SystemConfig, encoder: PreTrainedModel) -> SpeakerM
         adapter_dim=cfg.ssl.adapter_dim,
         adapter_scale=cfg.ssl.adapter_scale,
         doubled_residual=cfg.ssl.doubled_residual,
+        adapter_init=cfg.ssl.adapter_init,
+        spec_augment=cfg.ssl.spec_augment,
+        layer_drop=cfg.ssl.layer_drop,
+        doubled_front_end=cfg.ssl.doubled_front_end,
     )
     backend_input = BACKEND_INPUTS.get(cfg.backend.input)(
         ssl.num_layers + 1, instance_norm=cfg.backend.instance_norm)

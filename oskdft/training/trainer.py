@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -172,8 +173,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp_dtype == torch.float16)
         self._build_data(cache_root)
-        self.validator = (make_validator(self.data_dir, cfg.data.valid_speakers,
-                                         cfg.eval.batch_seconds) if ctx.is_main else None)
+        self.validator = (make_validator(self.data_dir, cfg.data.valid_speakers, cfg.eval)
+                          if ctx.is_main else None)
         self._log_model()
 
     # -----------------------------------------------------------------------------------------
@@ -198,8 +199,9 @@ class Trainer:
         if ctx.is_distributed:
             self.trained = DistributedDataParallel(
                 self.objective, device_ids=[self.device] if self.device.type == "cuda" else None,
-                # Epochs without KD or without SV leave some parameters out of the loss.
-                find_unused_parameters=len(self.phases) > 1,
+                # Epochs without KD or without SV, and layers LayerDrop skips, leave some
+                # parameters out of the loss.
+                find_unused_parameters=len(self.phases) > 1 or cfg.ssl.layer_drop,
             )
 
     def _build_data(self, cache_root: Pathlike) -> None:
@@ -385,7 +387,9 @@ class Trainer:
         self.train_seconds += time.monotonic() - started
 
     def _train_step(self, batch: Dict[str, Any], weights: LossWeights) -> Dict[str, torch.Tensor]:
-        torch.manual_seed(step_seed(self.cfg.train.seed, self.ctx.rank, self.step))
+        seed = step_seed(self.cfg.train.seed, self.ctx.rank, self.step)
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)  # Hugging Face draws its SpecAugment masks with numpy
         return optimizer_step(
             self.trained, self.optimizer, self.scaler,
             batch["student_wav"].to(self.device, non_blocking=True),

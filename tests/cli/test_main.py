@@ -1,12 +1,18 @@
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
 
 from oskdft.cli.common import run_script
 from oskdft.cli.main import get_parser, main
+from oskdft.config import load_config
 from oskdft.models.teacher import build_ssl_from_arch
+from oskdft.training.schedules import format_schedule
 from oskdft.utils.errors import InputError
 from tests.models.tiny import tiny_arch
+
+REPO = Path(__file__).resolve().parents[2]
 
 SMALL_BACKEND = {"channels": 16, "embed_dim": 8}
 
@@ -22,7 +28,7 @@ def test_info_counts_a_scratch_system(tmp_path, capsys):
                                                       "adapters": False},
                           backend=SMALL_BACKEND)
     assert main(["info", config, "--num-speakers", "5"]) == 0
-    out = capsys.readouterr().out
+    out = capsys.readouterr().out.split("\n\n")[0]  # the counts; the schedule follows
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
     ssl = sum(p.numel() for p in build_ssl_from_arch(arch).parameters())
     # The encoder minus its SpecAugment embedding, which the model drops.
@@ -37,9 +43,25 @@ def test_info_compares_a_student_with_its_teacher(tmp_path, capsys):
     config = write_config(tmp_path / "oskdft.yaml", teacher={"path": "exp/teacher"},
                           ssl={"num_layers": 1}, backend=SMALL_BACKEND)
     assert main(["info", config, "--dir", str(tmp_path), "--override", "ssl.num_layers=2"]) == 0
-    out = capsys.readouterr().out
+    out = capsys.readouterr().out.split("\n\n")[0]
     assert "teacher + same back end" in out.splitlines()[0]
     assert "smaller" in out.splitlines()[-1]
+
+
+def test_info_prints_the_paper_configs_learning_rate_schedule(tmp_path, capsys):
+    build_ssl_from_arch(tiny_arch()).save_pretrained(tmp_path / "teacher")
+    paper = REPO / "egs" / "voxceleb" / "conf" / "oskdft_paper.yaml"
+    assert main(["info", str(paper), "--override", f"teacher.path={tmp_path / 'teacher'}",
+                 "ssl.num_layers=2"]) == 0
+    schedule = capsys.readouterr().out.split("\n\n")[1].strip()
+    assert schedule.splitlines()[0].split()[2:] == \
+        "epoch 1 epoch 9 epoch 10 epoch 50 epoch 100".split()
+    assert [line.split()[0] for line in schedule.splitlines()[1:]] == \
+        ["backend", "adapters", "ssl"]
+    # The values are the schedule's (tests/training/test_schedules.py checks them against the
+    # original's formulas); here, that info prints the paper config's, not another's.
+    assert schedule == format_schedule(load_config(paper).optim)
+    assert "8.86e-05" in schedule.splitlines()[3]  # the shared encoder's peak, epoch 9
 
 
 def test_info_reports_a_missing_teacher(tmp_path, capsys):

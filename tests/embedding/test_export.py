@@ -1,5 +1,6 @@
 """Stage 6: ONNX (and TorchScript, int8) export of a tiny model, with its parity check."""
 import json
+import logging
 import runpy
 from pathlib import Path
 
@@ -128,3 +129,19 @@ def test_an_export_without_stage_5_cannot_decide(stage_6):
     deployment = load_deployment(stage_6)
     with pytest.raises(InputError, match="run stage 5, then stage 6 again"):
         load_scorer(deployment)
+
+
+def test_a_system_with_the_originals_options_exports_its_inference_path(recipe, tmp_path, caplog):
+    """SpecAugment, LayerDrop and the doubled front end act in training only: the graph is the
+    FT branch, and meta.json says that stage 4 put 5 // 2 crops on the KD branch."""
+    cfg = scratch_config(ssl={"spec_augment": True, "layer_drop": True, "doubled_front_end": True,
+                              "doubled_residual": True, "adapter_init": "normal"},
+                         eval={"original_crop_branches": True})
+    final = tmp_path / "exp" / "paper" / "final"
+    save_final(final, tiny_model(cfg), cfg, {})
+    with caplog.at_level(logging.WARNING):
+        meta = export_system(final, tmp_path / "exp" / "paper" / "export", recipe / "data" / "test",
+                             int8=False)
+    assert meta["parity"]["onnx"]["min_cosine"] > 0.9999
+    assert meta["kd_crops_in_stage4"] == 2
+    assert "fused score differs from stage 5's" in caplog.text

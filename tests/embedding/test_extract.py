@@ -3,12 +3,16 @@ import pytest
 import torch
 from lhotse import CutSet
 
+from oskdft.config import EvalConfig
 from oskdft.data.audio import SAMPLE_RATE, load_audio
 from oskdft.embedding import extract
 from oskdft.embedding.extract import embed_cuts, embed_views
-from oskdft.embedding.views import crop_audio, crop_starts, length_batches
+from oskdft.embedding.views import crop_audio, crop_starts, kd_crops, length_batches
+from oskdft.scoring.backends import build_backend
+from oskdft.scoring.embeddings import Embeddings, mean_unit_crops
 from oskdft.embedding.shards import cuts_manifest_path, split_by_duration
-from tests.embedding.tiny_system import scratch_config, tiny_model, write_set
+from tests.embedding.tiny_system import (
+    embed_alone, kd_branch_model, original_fused_score, scratch_config, tiny_model, write_set)
 
 # Lengths around the 1 s crop of these tests: shorter, equal, longer; and a spread for batching.
 SECONDS = [0.4, 1.0, 1.7, 2.35, 0.9, 3.1, 1.25, 0.6]
@@ -24,11 +28,6 @@ def cuts(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     write_set(root, "test", SECONDS)
     return list(CutSet.from_file(cuts_manifest_path(root / "data", "test")))
-
-
-def embed_alone(model, audio: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return model(torch.from_numpy(audio)[None])[0].numpy()
 
 
 def test_length_batches_cover_every_item_once_within_the_budget():
@@ -131,3 +130,30 @@ def test_audio_loading_workers_give_the_same_embeddings(model, cuts):
     assert list(with_workers) == list(alone)
     for key in alone:
         np.testing.assert_allclose(with_workers[key], alone[key], atol=1e-6)
+
+
+@pytest.mark.parametrize("original", [True, False])
+def test_original_crop_branches_send_crops_0_and_1_through_the_kd_branch(cuts, original):
+    model = tiny_model(scratch_config(ssl={"doubled_residual": True}))
+    plain = kd_branch_model(model)
+    long_cuts = [cut for cut in cuts if cut.duration > 1.5]
+    full, crops = embed_views(model, long_cuts, "cpu", crop_seconds=1.0, num_crops=5,
+                              crop_batch_size=10, num_kd_crops=kd_crops(5, original))
+    expected = {}
+    for cut in long_cuts:
+        rows = crop_audio(load_audio(cut), SAMPLE_RATE, 5)
+        # The original: the 5 crops as one batch, the first 5 // 2 rows on the KD branch.
+        expected[cut.id] = np.stack([embed_alone(plain if original and i < 5 // 2 else model, c)
+                                     for i, c in enumerate(rows)])
+        np.testing.assert_allclose(crops[cut.id], expected[cut.id], atol=1e-4)
+    # ... and the fused score of stage 5 is the original's score of those embeddings.
+    data = Embeddings(list(full), np.stack(list(full.values())),
+                      mean_unit_crops(np.stack(list(crops.values()))))
+    enrol, test = np.array([0, 0, 1]), np.array([1, 2, 2])
+    ours = build_backend("fused", EvalConfig()).score(data, enrol, test)
+    for score, i, j in zip(ours, enrol, test):
+        a, b = data.keys[i], data.keys[j]
+        assert score == pytest.approx(original_fused_score(
+            full[a], full[b], expected[a], expected[b]), abs=1e-5)
+    kd_crop = embed_alone(plain, crop_audio(load_audio(long_cuts[0]), SAMPLE_RATE, 5)[0])
+    assert np.allclose(crops[long_cuts[0].id][0], kd_crop, atol=1e-4) == original

@@ -1,5 +1,6 @@
 """A tiny random-weight speaker model and a generated corpus with cut manifests, for the
 stage 4 tests."""
+import copy
 from pathlib import Path
 from typing import Dict, Sequence
 
@@ -52,3 +53,26 @@ def write_set(root: Path, set_name: str, seconds: Sequence[float], seed: int = 0
     manifest.parent.mkdir(parents=True, exist_ok=True)
     cuts.to_file(manifest)
     return wavs
+
+
+def embed_alone(model, audio: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(audio)[None])[0].numpy()
+
+
+def kd_branch_model(model):
+    """The KD branch written out: the same weights without any adapter (nor the doubled
+    residual), which is what the original's layers computed for a row of the first half."""
+    plain = copy.deepcopy(model)
+    plain.ssl.adapters, plain.ssl.doubled_residual = None, False
+    return plain
+
+
+def original_fused_score(full_a, full_b, crops_a, crops_b):
+    """The original's trial score, term by term: 0.5 (cos of the full utterances + the mean of
+    the 25 crop-pair cosines)."""
+    def cos(x, y):
+        return float(np.dot(x, y) / np.linalg.norm(x) / np.linalg.norm(y))
+    pairs = [cos(a, b) for a in crops_a for b in crops_b]
+    return 0.5 * (cos(full_a, full_b) + sum(pairs) / len(pairs))
+

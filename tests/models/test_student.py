@@ -1,5 +1,6 @@
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -145,3 +146,156 @@ def test_without_adapters_the_kd_states_are_the_single_pass():
     assert ssl.adapters is None
     assert out.kd_hidden_states is out.hidden_states
     assert out.hidden_states[0].shape[0] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# The original code's training behaviours (ssl.spec_augment, layer_drop, doubled_front_end,
+# adapter_init), each checked against what the original does, written out here.
+
+# XLSR-53's config.json: mask_time_prob 0.075, mask_time_length 10 (mask_time_min_masks: Hugging
+# Face's default 2); the real CNN strides give 99 frames for a 2 s window. No dropout, so the
+# masks are the only randomness.
+XLSR_MASKING = dict(mask_time_prob=0.075, mask_time_length=10, mask_time_min_masks=2,
+                    feat_proj_dropout=0.0, hidden_dropout=0.0, attention_dropout=0.0,
+                    activation_dropout=0.0, layerdrop=0.0)
+
+
+def expected_masked_fraction(frames=99, span=10, prob=0.075, min_masks=2):
+    """Hugging Face's _compute_mask_indices as the original ran it: max(int(prob * frames / span
+    + u), min_masks) spans of ``span`` frames, u ~ U[0, 1), starts drawn without replacement
+    from 0..frames - span; the expected share of frames they cover, by enumeration."""
+    starts = range(frames - span + 1)
+    total, count = 0.0, 0
+    for u_spans in {max(int(prob * frames / span + u), min_masks) for u in (0.0, 0.999)}:
+        assert u_spans == 2  # 0.74 + u < 2: always the 2 minimum spans at these settings
+    for a in starts:
+        for b in starts:
+            if a != b:
+                total += len(set(range(a, a + span)) | set(range(b, b + span)))
+                count += 1
+    return total / count / frames
+
+
+def masked_frames(ssl, wav, kd_branch=True):
+    """Per row of the stacked batch, which frames SpecAugment replaced: where the positional
+    convolution's input differs from the feature projection's output."""
+    seen = {}
+    model = ssl.model
+    hooks = [
+        model.feature_projection.register_forward_hook(
+            lambda m, i, out: seen.update(projected=out[0].clone())),  # masked in place
+        model.encoder.pos_conv_embed.register_forward_hook(
+            lambda m, inputs, out: seen.update(pos_conv_input=inputs[0])),
+    ]
+    try:
+        ssl(wav, kd_branch=kd_branch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    projected, entering = seen["projected"], seen["pos_conv_input"]
+    if projected.shape[0] != entering.shape[0]:
+        projected = projected.repeat(entering.shape[0] // projected.shape[0], 1, 1)
+    return (projected != entering).any(dim=-1)
+
+
+def test_spec_augment_masks_19_percent_of_a_2s_window_independently_in_each_half():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    teacher = teacher_model(**XLSR_MASKING)
+    ssl = BranchedSSL(make_student(teacher, 1), spec_augment=True, doubled_front_end=True).train()
+    wav = 0.1 * torch.randn(64, 32000)
+    with torch.no_grad():
+        masked = masked_frames(ssl, wav)
+    assert masked.shape == (128, 99)
+    expected = expected_masked_fraction()
+    assert 0.185 < expected < 0.195
+    assert masked.float().mean().item() == pytest.approx(expected, abs=0.01)
+    kd, ft = masked[:64], masked[64:]
+    assert (kd != ft).any(dim=1).float().mean() > 0.9  # the two halves draw their own masks
+    # Eval mode never masks.
+    with torch.no_grad():
+        assert not masked_frames(ssl.eval(), wav).any()
+
+
+def test_without_spec_augment_nothing_is_masked_and_the_mask_embedding_is_gone():
+    teacher = teacher_model(**XLSR_MASKING)
+    ssl = BranchedSSL(make_student(teacher, 1)).train()
+    with torch.no_grad():
+        assert not masked_frames(ssl, 0.1 * torch.randn(8, 32000)).any()
+    assert not hasattr(ssl.model, "masked_spec_embed")
+
+
+def test_the_mask_embedding_is_copied_unless_asked_otherwise():
+    teacher = teacher_model(**XLSR_MASKING)
+    copied = make_student(teacher, 1)
+    left = make_student(teacher, 1, copy_mask_embedding=False)
+    assert torch.equal(copied.masked_spec_embed, teacher.masked_spec_embed)
+    assert not torch.equal(left.masked_spec_embed, teacher.masked_spec_embed)
+
+
+def test_layer_drop_skips_a_layer_for_both_halves_at_once():
+    # Post-LN layers: a skipped layer's output is its input, on either branch.
+    teacher = teacher_model(pre_ln=False, **{**XLSR_MASKING, "layerdrop": 0.5})
+    ssl = BranchedSSL(make_student(teacher, 3), layer_drop=True).train()
+    randomise_adapters(ssl)
+    wav = 0.1 * torch.randn(2, 8000)
+    skips = []
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for _ in range(30):
+            out = ssl(wav, kd_branch=True)
+            kd = [torch.equal(a, b) for a, b in zip(out.kd_hidden_states, out.kd_hidden_states[1:])]
+            ft = [torch.equal(a, b) for a, b in zip(out.hidden_states, out.hidden_states[1:])]
+            assert kd == ft
+            skips.append(kd)
+    per_layer = np.mean(skips, axis=0)
+    assert all(0.2 < share < 0.8 for share in per_layer), per_layer
+    # Off, or in eval mode, every layer runs.
+    for model in (BranchedSSL(make_student(teacher, 3)).train(), ssl.eval()):
+        with torch.no_grad():
+            out = model(wav, kd_branch=True)
+        assert not any(torch.equal(a, b) for a, b in zip(out.hidden_states, out.hidden_states[1:]))
+
+
+@pytest.mark.parametrize("doubled", [False, True])
+def test_doubled_front_end_gives_each_half_its_own_dropout(doubled):
+    teacher = teacher_model(**{**XLSR_MASKING, "feat_proj_dropout": 0.5})
+    ssl = BranchedSSL(make_student(teacher, 1), doubled_front_end=doubled).train()
+    with torch.no_grad():
+        out = ssl(0.1 * torch.randn(2, 8000), kd_branch=True)
+    same_input = torch.equal(out.kd_hidden_states[0], out.hidden_states[0])
+    assert same_input != doubled
+
+
+def test_original_adapter_init_is_normal_0_02_with_zero_bias():
+    teacher = teacher_model(hidden_size=256, intermediate_size=64, num_attention_heads=4,
+                            initializer_range=0.02)
+    torch.manual_seed(0)
+    ssl = BranchedSSL(make_student(teacher, 2), adapter_dim=64, adapter_init="normal")
+    for adapter in ssl.adapters:
+        for linear in (adapter.down, adapter.up):
+            weight = linear.weight.detach()
+            assert weight.numel() == 256 * 64
+            # 16384 draws: the mean within 5 standard errors, the std within 3%.
+            assert abs(weight.mean().item()) < 5 * 0.02 / 128
+            assert weight.std().item() == pytest.approx(0.02, rel=0.03)
+            assert torch.equal(linear.bias, torch.zeros_like(linear.bias))
+        assert torch.equal(adapter.norm.weight, torch.ones(256))
+        assert torch.equal(adapter.norm.bias, torch.zeros(256))
+    # So the FT branch does not start equal to the KD branch, unlike the default init.
+    out = ssl.eval()(torch.randn(1, 8000), kd_branch=True)
+    assert not torch.allclose(out.hidden_states[-1], out.kd_hidden_states[-1], atol=1e-4)
+
+
+def test_num_kd_rows_sends_the_first_rows_through_the_kd_branch():
+    ssl = BranchedSSL(make_student(teacher_model(), 2), doubled_residual=True).eval()
+    randomise_adapters(ssl)
+    plain = copy.deepcopy(ssl)
+    plain.adapters, plain.doubled_residual = None, False  # the KD branch: no adapter at all
+    wav = torch.randn(5, 8000)
+    with torch.no_grad():
+        mixed = ssl(wav, num_kd_rows=2).hidden_states[-1]
+        kd, ft = plain(wav).hidden_states[-1], ssl(wav).hidden_states[-1]
+    assert torch.allclose(mixed[:2], kd[:2], atol=1e-5)
+    assert torch.allclose(mixed[2:], ft[2:], atol=1e-5)
+    assert not torch.allclose(kd[2:], ft[2:], atol=1e-3)

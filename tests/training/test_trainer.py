@@ -160,3 +160,21 @@ def test_final_is_the_average_of_the_last_epochs(recipe, monkeypatch):
     meta = json.loads((final / "meta.json").read_text())
     assert meta["averaged_checkpoints"] == ["epoch-1.pt", "epoch-2.pt"]
     assert meta["best_epoch"] is None and 0.0 <= meta["valid_eer"] <= 1.0
+
+
+def test_the_originals_training_options_train_and_repeat_exactly(recipe, monkeypatch):
+    # SpecAugment (drawn with numpy), LayerDrop, the doubled front end, the original's rates,
+    # and selection by the fused score with the original's crop branches.
+    monkeypatch.chdir(recipe)
+    system = tiny_system(
+        ssl={"spec_augment": True, "layer_drop": True, "doubled_front_end": True,
+             "adapter_init": "normal", "doubled_residual": True},
+        optim={"backend_schedule": "restarts", "ssl_schedule": "backend"},
+        eval={"batch_seconds": 20.0, "valid_score": "fused", "original_crop_branches": True})
+    first, second = (train(recipe, name, system) for name in ("paper_a", "paper_b"))
+    want = torch.load(first / "model.pt", weights_only=True)
+    got = torch.load(second / "model.pt", weights_only=True)
+    assert "ssl.model.masked_spec_embed" in want
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    model, cfg, _ = load_final(second)
+    assert model.ssl.spec_augment and cfg.eval.original_crop_branches
