@@ -91,6 +91,10 @@ class SSLConfig:
     copy_final_layer_norm: bool = True
     # Channels of a thinner, randomly initialised CNN feature extractor (None keeps the teacher's).
     thin_cnn_dim: Optional[int] = None
+    # A cheaper positional convolution (smaller kernel, more groups), randomly initialised; the
+    # teacher's where None. kd.front_end distils it, and a thin CNN, from the teacher.
+    pos_conv_kernel: Optional[int] = None
+    pos_conv_groups: Optional[int] = None
     # OS-KDFT adapters, one per layer, parallel to the feed-forward block, on the FT branch only.
     adapters: bool = True
     adapter_dim: int = 64
@@ -148,6 +152,12 @@ class KDConfig:
     until_epoch: Optional[int] = None
     # Teacher layers (1-based hidden states) that distilhubert heads predict.
     target_layers: List[int] = field(default_factory=lambda: [4, 8, 12])
+    # Front-end KD: the student's KD-branch transformer input (hidden state 0: CNN, feature
+    # projection, positional convolution) against the teacher's, mse or l1_cosine
+    # (DistilHuBERT's per-frame term), times front_end_scale, added to the KD loss (and
+    # weighted by its schedule). It teaches a thin CNN and a cheaper positional convolution.
+    front_end: str = NO_KD
+    front_end_scale: float = 1.0
 
 
 @dataclass
@@ -356,7 +366,8 @@ CHOICES: Dict[type, Dict[str, tuple]] = {
                 "adapter_init": ("zero_up", "normal")},
     BackendConfig: {"input": ("last", "weighted_sum")},
     KDConfig: {"loss": (NO_KD, "mse_last", "distilhubert"),
-               "schedule": ("linear_decay", "constant")},
+               "schedule": ("linear_decay", "constant"),
+               "front_end": (NO_KD, "mse", "l1_cosine")},
     SVConfig: {"class_weights": ("inverse_frequency", "none")},
     AugmentConfig: {"choices": ("none", "rir", "babble", "music", "noise", "speech_music"),
                     "rir_mode": ("lhotse", "original"),
@@ -413,12 +424,14 @@ LIMITS = {
     },
     SSLConfig: {
         "num_layers": _at_least(1), "thin_cnn_dim": _at_least(1), "adapter_dim": _at_least(1),
+        "pos_conv_kernel": _at_least(1), "pos_conv_groups": _at_least(1),
         "init_layers": lambda layers: None if all(i >= 0 for i in layers) else
         "must be 0-based layer indices",
     },
     BackendConfig: {name: _at_least(1) for name in
                     ("channels", "embed_dim", "pooled_channels", "attention_channels")},
-    KDConfig: {"scale": _at_least(0), "decay_epochs": _at_least(1), "until_epoch": _at_least(0)},
+    KDConfig: {"scale": _at_least(0), "decay_epochs": _at_least(1), "until_epoch": _at_least(0),
+               "front_end_scale": _at_least(0)},
     SVConfig: {"margin": _at_least(0), "scale": _positive, "from_epoch": _at_least(0)},
     AugmentConfig: {
         "prob": _probability, "clip_prob": _probability, "gain_prob": _probability,

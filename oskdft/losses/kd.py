@@ -13,6 +13,12 @@ layer. Student and teacher must have the same number of frames (same CNN strides
   learning-rate group. The loss is never zero: its minimum, with predictions equal to targets,
   is ``-log sigmoid(1) = 0.313`` per head.
 
+``kd.front_end`` adds a front-end term to either: ``front_end_scale * D(student state 0, teacher
+state 0)`` (the transformer input: CNN, feature projection, positional convolution), ``D`` the
+``mse`` or DistilHuBERT's per-frame ``l1_cosine`` above, so a thin CNN and a cheaper positional
+convolution (``ssl.thin_cnn_dim``, ``ssl.pos_conv_*``) learn the teacher's features. Layer 0 then
+joins :func:`kd_layers` (and the cache and its key).
+
 The trainer multiplies the loss by :func:`kd_weight` of the epoch.
 
 >>> from oskdft.config import SystemConfig
@@ -91,26 +97,71 @@ class DistilHuBERTLoss(nn.Module):
         for layer in self.layers:
             target = teacher_hidden_states[layer]
             _check_frames(student, target)
-            prediction = self.heads[str(layer)](student)
-            l1 = (prediction - target).abs().mean(dim=-1)
-            cosine = F.cosine_similarity(prediction, target, dim=-1)
-            total = total + (l1 - F.logsigmoid(cosine)).mean()
+            total = total + _l1_cosine(self.heads[str(layer)](student), target)
         return self.scale * total
+
+
+def _l1_cosine(prediction: Tensor, target: Tensor) -> Tensor:
+    """DistilHuBERT's ``mean_t [ L1(prediction_t, target_t) / D - log sigmoid(cos) ]``."""
+    l1 = (prediction - target).abs().mean(dim=-1)
+    cosine = F.cosine_similarity(prediction, target, dim=-1)
+    return (l1 - F.logsigmoid(cosine)).mean()
+
+
+# kd.front_end -> the distance between the student's and the teacher's hidden state 0.
+FRONT_END_DISTANCES: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry(
+    "kd.front_end", names=CHOICES[KDConfig]["front_end"])
+FRONT_END_DISTANCES.register("mse")(F.mse_loss)
+FRONT_END_DISTANCES.register("l1_cosine")(_l1_cosine)
+
+
+class WithFrontEnd(nn.Module):
+    """``loss + front_end_scale * D(student state 0, teacher state 0)`` (``kd.front_end``)."""
+
+    def __init__(self, loss: nn.Module, cfg: KDConfig, student_dim: int, teacher_dim: int):
+        super().__init__()
+        if student_dim != teacher_dim:
+            raise ValueError(
+                f"kd.front_end={cfg.front_end} needs equal widths, got student {student_dim} and "
+                f"teacher {teacher_dim}; set kd.front_end: {NO_KD}")
+        self.loss = loss
+        self.layers = [0] + loss.layers
+        self.distance = FRONT_END_DISTANCES.get(cfg.front_end)
+        self.scale = cfg.front_end_scale
+
+    def forward(self, student_hidden_states: Sequence[Tensor], teacher_hidden_states: TeacherStates
+                ) -> Tensor:
+        student, teacher = student_hidden_states[0], teacher_hidden_states[0]
+        _check_frames(student, teacher)
+        return (self.loss(student_hidden_states, teacher_hidden_states)
+                + self.scale * self.distance(student, teacher))
 
 
 def build_kd_loss(cfg: SystemConfig, student_dim: int, teacher_dim: int,
                   teacher_num_layers: int) -> Optional[nn.Module]:
     """The configured KD loss module (None for ``kd.loss: none``)."""
+    _check_front_end(cfg.kd)
     if cfg.kd.loss == NO_KD:
         return None
-    return KD_LOSSES.get(cfg.kd.loss)(cfg.kd, student_dim, teacher_dim, teacher_num_layers)
+    loss = KD_LOSSES.get(cfg.kd.loss)(cfg.kd, student_dim, teacher_dim, teacher_num_layers)
+    if cfg.kd.front_end == NO_KD:
+        return loss
+    return WithFrontEnd(loss, cfg.kd, student_dim, teacher_dim)
 
 
 def kd_layers(cfg: SystemConfig, teacher_num_layers: int) -> List[int]:
     """Teacher hidden-state indices the configured loss reads (what stage 2 caches)."""
+    _check_front_end(cfg.kd)
     if cfg.kd.loss == NO_KD:
         return []
-    return KD_LOSSES.get(cfg.kd.loss).target_layers(cfg.kd, teacher_num_layers)
+    layers = KD_LOSSES.get(cfg.kd.loss).target_layers(cfg.kd, teacher_num_layers)
+    return layers if cfg.kd.front_end == NO_KD else [0] + layers
+
+
+def _check_front_end(cfg: KDConfig) -> None:
+    if cfg.front_end != NO_KD and cfg.loss == NO_KD:
+        raise ValueError(f"kd.front_end={cfg.front_end} is a term of the KD loss, and "
+                         f"kd.loss={NO_KD}; set kd.front_end: {NO_KD} or choose a kd.loss")
 
 
 # ---------------------------------------------------------------------------------------------

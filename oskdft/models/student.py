@@ -303,6 +303,8 @@ def make_student(
     copy_final_layer_norm: bool = True,
     thin_cnn_dim: Optional[int] = None,
     copy_mask_embedding: bool = True,
+    pos_conv_kernel: Optional[int] = None,
+    pos_conv_groups: Optional[int] = None,
 ) -> PreTrainedModel:
     """The teacher's architecture with ``num_layers`` layers, initialised from the teacher.
 
@@ -315,6 +317,10 @@ def make_student(
     :param thin_cnn_dim: give every CNN layer but the last this many channels, randomly
         initialised, for speed. The last keeps the teacher's width so the feature projection
         and everything after it are copied as usual; the frame rate is unchanged.
+    :param pos_conv_kernel, pos_conv_groups: a cheaper positional convolution (a smaller
+        kernel, more groups), randomly initialised; the teacher's where None. It costs
+        ``hidden * hidden / groups * kernel`` multiply-accumulates per frame (XLSR-53's:
+        1024 * 64 * 128, two thirds of a transformer layer); ``kd.front_end`` distils it.
     """
     teacher = teacher.base_model
     num_teacher_layers = teacher.config.num_hidden_layers
@@ -328,12 +334,13 @@ def make_student(
     config.num_hidden_layers = num_layers
     if thin_cnn_dim is not None:
         config.conv_dim = [thin_cnn_dim] * (len(config.conv_dim) - 1) + [config.conv_dim[-1]]
+    new_pos_conv = _set_pos_conv(config, pos_conv_kernel, pos_conv_groups)
     student = build_ssl_from_arch(config)
 
     skipped = []
     if thin_cnn_dim is not None:
         skipped.append("feature_extractor.")
-    if not copy_pos_conv:
+    if not copy_pos_conv or new_pos_conv:
         skipped.append("encoder.pos_conv_embed.")
     if not copy_final_layer_norm:
         skipped.append("encoder.layer_norm.")
@@ -351,6 +358,20 @@ def make_student(
     missing = student.load_state_dict(copied, strict=False).missing_keys
     assert all(key.startswith(tuple(skipped)) for key in missing), missing
     return student
+
+
+def _set_pos_conv(config, kernel: Optional[int], groups: Optional[int]) -> bool:
+    """Give ``config`` the positional convolution's kernel and groups where set; whether it
+    changed."""
+    kernel = config.num_conv_pos_embeddings if kernel is None else kernel
+    groups = config.num_conv_pos_embedding_groups if groups is None else groups
+    if config.hidden_size % groups:
+        raise ValueError(f"ssl.pos_conv_groups={groups} must divide the teacher's hidden size "
+                         f"{config.hidden_size}")
+    changed = (kernel, groups) != (config.num_conv_pos_embeddings,
+                                   config.num_conv_pos_embedding_groups)
+    config.num_conv_pos_embeddings, config.num_conv_pos_embedding_groups = kernel, groups
+    return changed
 
 
 def _teacher_key(student_key: str, init_layers: List[int]) -> str:

@@ -160,6 +160,8 @@ def _student(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> PreTrainedMo
         copy_final_layer_norm=cfg.copy_final_layer_norm,
         thin_cnn_dim=cfg.thin_cnn_dim,
         copy_mask_embedding=cfg.copy_mask_embedding,
+        pos_conv_kernel=cfg.pos_conv_kernel,
+        pos_conv_groups=cfg.pos_conv_groups,
     )
 
 

@@ -290,3 +290,18 @@ def test_lilcom_cache_round_trip_is_close_to_fp16(recipe, cache, tmp_path):
     lossy = [c.teacher_hidden.load() for c in CutSet.from_file(lilcom / "cuts.jsonl.gz")]
     for a, b in zip(exact, lossy, strict=True):
         np.testing.assert_allclose(b, a, atol=0.05)
+
+
+def test_front_end_kd_caches_the_teachers_layer_0_under_its_own_key(recipe, tmp_path):
+    front = ("kd.front_end=l1_cosine",)
+    spec = cache_spec(*configs(recipe, *front), windows_path(recipe / "data"))
+    assert spec.layers == (0, 1, 2) and "_L0-1-2_" in spec.key
+    assert spec.key != cache_spec(*configs(recipe), windows_path(recipe / "data")).key
+    assert run_stage2(recipe, tmp_path, num_jobs=1, overrides=front).name == spec.key
+    cache = open_teacher_cache(*configs(recipe, *front), recipe / "data", tmp_path)
+    assert cache.layers == [0, 1, 2]
+    teacher = load_teacher(configs(recipe)[0].teacher.path)
+    window = next(iter(CutSet.from_file(windows_path(recipe / "data"))))
+    expected = teacher(torch.from_numpy(load_audio(window))[None])[0][0].numpy()
+    stored = next(iter(CutSet.from_file(cache.cuts_path))).teacher_hidden.load()
+    np.testing.assert_allclose(stored[0], expected, rtol=2e-3, atol=2e-3)

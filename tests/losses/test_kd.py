@@ -76,3 +76,38 @@ def test_kd_weight_fades_linearly_and_stops():
     two_step = tiny_system_config(kd={"schedule": "constant", "until_epoch": 10})
     assert kd_weight(two_step, 9) == 1 and kd_weight(two_step, 10) == 0
     assert kd_weight(tiny_system_config(kd={"loss": "none"}), 0) == 0
+
+
+@pytest.mark.parametrize("distance", ["mse", "l1_cosine"])
+def test_front_end_term_adds_the_distance_of_hidden_state_0(distance):
+    cfg = tiny_system_config(kd={"front_end": distance, "front_end_scale": 3.0})
+    loss = build_kd_loss(cfg, 4, 4, teacher_num_layers=12)
+    assert kd_layers(cfg, 12) == [0, 12] and loss.layers == [0, 12]
+    teacher, student = states(), states(seed=1)
+    s, t = student[0], teacher[0]
+    if distance == "mse":
+        expected = sum((a - b) ** 2 for a, b in zip(s.flatten(), t.flatten())) / s.numel()
+    else:  # per frame: mean |s - t| - log sigmoid(cos(s, t)), averaged over frames
+        frames = []
+        for a, b in zip(s.reshape(-1, 4), t.reshape(-1, 4)):
+            cosine = float(a @ b) / math.sqrt(float(a @ a) * float(b @ b))
+            frames.append(float((a - b).abs().mean()) + math.log(1 + math.exp(-cosine)))
+        expected = sum(frames) / len(frames)
+    last = 100 * ((student[-1] - teacher[-1]) ** 2).mean()
+    assert torch.allclose(loss(student, teacher), last + 3.0 * expected, rtol=1e-5)
+    cached = {0: teacher[0], 12: teacher[12]}  # the cache's dict form
+    assert torch.allclose(loss(student, cached), loss(student, teacher))
+    matched = (teacher[0],) + student[1:]  # a matching front end adds only the minimum
+    minimum = 0.0 if distance == "mse" else 3.0 * math.log(1 + math.exp(-1))
+    assert torch.allclose(loss(matched, teacher), last + minimum, rtol=1e-5)
+
+
+def test_front_end_term_is_refused_where_it_cannot_work():
+    with pytest.raises(ValueError, match="kd.front_end=mse is a term of the KD loss"):
+        kd_layers(tiny_system_config(kd={"loss": "none", "front_end": "mse"}), 12)
+    with pytest.raises(ValueError, match="kd.front_end=mse is a term of the KD loss"):
+        build_kd_loss(tiny_system_config(kd={"loss": "none", "front_end": "mse"}), 4, 4, 12)
+    distil = tiny_system_config(kd={"loss": "distilhubert", "front_end": "mse"})
+    assert kd_layers(distil, 12) == [0, 4, 8, 12]
+    with pytest.raises(ValueError, match="kd.front_end=mse needs equal widths"):
+        build_kd_loss(distil, 4, 8, 12)

@@ -299,3 +299,47 @@ def test_num_kd_rows_sends_the_first_rows_through_the_kd_branch():
     assert torch.allclose(mixed[:2], kd[:2], atol=1e-5)
     assert torch.allclose(mixed[2:], ft[2:], atol=1e-5)
     assert not torch.allclose(kd[2:], ft[2:], atol=1e-3)
+
+
+@pytest.mark.parametrize("kernel,groups", [(5, 2), (4, 32), (16, 8)])
+def test_cheaper_pos_conv_has_its_kernel_groups_and_receptive_field(kernel, groups):
+    teacher = teacher_model()  # positional conv: kernel 16, 2 groups, 32 wide
+    student = make_student(teacher, 2, pos_conv_kernel=kernel, pos_conv_groups=groups)
+    conv = student.encoder.pos_conv_embed
+    assert (student.config.num_conv_pos_embeddings,
+            student.config.num_conv_pos_embedding_groups) == (kernel, groups)
+    weights = sum(p.numel() for n, p in conv.named_parameters() if "bias" not in n)
+    assert weights == 32 * 32 // groups * kernel + kernel  # weight norm: direction, tap gains
+    # Frames in = frames out; output frame t reads frames t - k//2 .. t + (k - 1)//2 (an even
+    # kernel's extra output frame is dropped), whichever groups.
+    frames, t = 40, 20
+    hidden = torch.randn(1, frames, 32)
+    moved = hidden.clone()
+    moved[0, t] += 1.0
+    with torch.no_grad():
+        changed = (conv(moved) - conv(hidden)).abs().sum(dim=-1)[0] > 0
+    assert changed.shape == (frames,)
+    assert changed.nonzero().flatten().tolist() == list(range(t - (kernel - 1) // 2,
+                                                              t + kernel // 2 + 1))
+    # Each group's outputs read its own inputs only.
+    moved = hidden.clone()
+    moved[0, t, : 32 // groups] += 1.0
+    with torch.no_grad():
+        touched = (conv(moved) - conv(hidden)).abs().sum(dim=1)[0] > 0
+    assert touched.nonzero().flatten().tolist() == list(range(32 // groups))
+    # The rest of the front end is still the teacher's.
+    for prefix in ("feature_extractor.", "feature_projection.", "encoder.layers.1."):
+        for key, value in params(student, prefix).items():
+            assert torch.equal(value, params(teacher, prefix)[key]), key
+
+
+def test_pos_conv_groups_must_divide_the_width():
+    with pytest.raises(ValueError, match="ssl.pos_conv_groups=5 must divide .* 32"):
+        make_student(teacher_model(), 2, pos_conv_groups=5)
+
+
+def test_the_teachers_pos_conv_shape_is_still_copied():
+    teacher = teacher_model()
+    student = make_student(teacher, 2, pos_conv_kernel=16, pos_conv_groups=2)
+    for key, value in params(student, "encoder.pos_conv_embed.").items():
+        assert torch.equal(value, params(teacher, "encoder.pos_conv_embed.")[key]), key
