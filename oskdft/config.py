@@ -37,6 +37,8 @@ from oskdft.utils.io import Pathlike, atomic_write
 
 # kd.loss of a system without knowledge distillation.
 NO_KD = "none"
+# ssl.source of a system without an SSL model (ECAPA-TDNN on filter banks).
+FBANK = "fbank"
 # teacher.mode: stage 2 caches the teacher's hidden states, or the teacher runs in every step.
 TEACHER_CACHED, TEACHER_ONLINE = "cached", "online"
 
@@ -74,12 +76,25 @@ class TeacherConfig:
 
 
 @dataclass
+class FbankConfig:
+    """Kaldi log Mel filter banks, the front end of ``ssl.source: fbank`` (no SSL model); the
+    defaults are WeSpeaker's (examples/voxceleb/v2/conf/ecapa_tdnn.yaml: fbank_args)."""
+
+    num_mel_bins: int = 80
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    # Gaussian noise in 16-bit sample units, in training only (evaluation is deterministic).
+    dither: float = 1.0
+
+
+@dataclass
 class SSLConfig:
-    """The self-supervised encoder that runs on the waveform."""
+    """The self-supervised encoder that runs on the waveform, or the filter bank instead."""
 
     # student: a shallow copy of the teacher (OS-KDFT and baselines);
     # teacher: the teacher itself, fine-tuned (the upper bound);
-    # scratch: randomly initialised from `arch` (egs/mini's teacher_ft).
+    # scratch: randomly initialised from `arch` (egs/mini's teacher_ft);
+    # fbank: no SSL model, ECAPA-TDNN on the filter banks of `fbank` (the classic baseline).
     source: str = "student"
     # Hugging Face config fields for source=scratch; `model_type` is wav2vec2, hubert or wavlm.
     arch: Dict[str, Any] = field(default_factory=dict)
@@ -118,6 +133,8 @@ class SSLConfig:
     # SpecAugment masks; false runs them once and duplicates the output (half the front end's
     # cost; both halves share its masks).
     doubled_front_end: bool = False
+    # The features of source=fbank.
+    fbank: FbankConfig = field(default_factory=FbankConfig)
 
 
 @dataclass
@@ -321,7 +338,10 @@ class SystemConfig:
 
     def check_teacher(self, where: Pathlike) -> None:
         """:raises InputError: naming ``where`` (the config file) when the system needs a
-        teacher and names none."""
+        teacher and names none, or distils one into filter banks."""
+        if self.ssl.source == FBANK and self.kd.loss != NO_KD:
+            raise InputError(where, f"ssl.source={FBANK} has no hidden states to distil "
+                             f"kd.loss={self.kd.loss} into", hint="set kd.loss: none")
         if self.needs_teacher() and not self.teacher.path:
             raise InputError(
                 where, f"ssl.source={self.ssl.source} and kd.loss={self.kd.loss} need a "
@@ -361,7 +381,7 @@ class SystemConfig:
 SCORING_BACKENDS = ("cosine", "cosine_mean", "plda", "asnorm", "fused")
 CHOICES: Dict[type, Dict[str, tuple]] = {
     TeacherConfig: {"mode": (TEACHER_CACHED, TEACHER_ONLINE), "cache_storage": ("fp16", "lilcom")},
-    SSLConfig: {"source": ("student", "teacher", "scratch"),
+    SSLConfig: {"source": ("student", "teacher", "scratch", FBANK),
                 "arch.model_type": ("wav2vec2", "hubert", "wavlm"),
                 "adapter_init": ("zero_up", "normal")},
     BackendConfig: {"input": ("last", "weighted_sum")},
@@ -422,6 +442,8 @@ LIMITS = {
         "valid_speakers": _at_least(0), "valid_utts_per_speaker": _at_least(1),
         "valid_trials": _at_least(0), "backend_utts_per_speaker": _at_least(1),
     },
+    FbankConfig: {"num_mel_bins": _at_least(4), "frame_length_ms": _positive,
+                  "frame_shift_ms": _positive, "dither": _at_least(0)},
     SSLConfig: {
         "num_layers": _at_least(1), "thin_cnn_dim": _at_least(1), "adapter_dim": _at_least(1),
         "pos_conv_kernel": _at_least(1), "pos_conv_groups": _at_least(1),

@@ -7,10 +7,11 @@
                  [--skip-bad]
 
 ``info CONFIG`` prints the parameter count of each component of the system a YAML config
-defines (SSL encoder, adapters, ECAPA back end, AAM head) next to the teacher with the same back
-end, built on the meta device (no weights are loaded; only the teacher's config.json is read),
-then the learning rate of each parameter group in epochs 1, 9, 10, 50 and the last.
-``info MODEL`` describes a trained or exported model: parameters, teacher, training config,
+defines (SSL encoder, adapters, ECAPA back end, AAM head) and its compute per second of audio
+(:mod:`oskdft.models.describe`) next to the teacher with the same back end, built on the meta
+device (no weights are loaded; only the teacher's config.json is read), then the learning
+rate of each parameter group in epochs 1, 9, 10, 50 and the last. ``info MODEL``
+describes a trained or exported model: parameters, compute, teacher, training config,
 calibration and the results it scored.
 
 MODEL is ``exp/<system>/final/`` or an exported ONNX file (stage 6); with an ONNX file, verify,
@@ -64,13 +65,12 @@ def _add_subcommand(subparsers, name: str, func: Callable, help: str, descriptio
 def add_info(subparsers) -> None:
     parser = _add_subcommand(
         subparsers, "info", run_info,
-        help="parameter counts and learning rates of a system config, or what a trained "
-        "model is",
+        help="parameter counts and compute of a system config, or what a trained model is",
         description="With a YAML config: parameter counts per component of the system it "
-        "defines, next to the teacher with the same back end, and its learning-rate schedule. "
-        "With a MODEL (a final/ directory "
-        "or an exported .onnx): its parameters, teacher, training config, calibration and "
-        "results.",
+        "defines and its multiply-accumulates per second of audio, next to the teacher with "
+        "the same back end, and its learning-rate schedule. With a MODEL (a final/ directory "
+        "or an exported .onnx): its parameters, compute, teacher, training config, "
+        "calibration and results.",
     )
     parser.add_argument("config", metavar="CONFIG_OR_MODEL",
                         help="a system YAML config, e.g. egs/mini/conf/oskdft.yaml, or "

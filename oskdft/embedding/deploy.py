@@ -440,8 +440,9 @@ def _claim_out_dir(out_dir: Path, deployment: Deployment, chunk_size: int) -> No
 
 def describe_model(model: Pathlike) -> Dict[str, Any]:
     """What ``oskdft info MODEL`` shows, read from the model's files (no weights are loaded):
-    the system, its teacher and parameter counts, its training config, stage 5's results and
-    calibration, and for an export what it is and its parity figures."""
+    the system, its teacher, parameter counts and compute per second of audio, its training
+    config, stage 5's results and calibration, and for an export what it is and its parity
+    figures."""
     files = locate_model(model)
     cfg = load_config(files.config)
     meta = _read_json(files.meta, required=True)
@@ -453,6 +454,7 @@ def describe_model(model: Pathlike) -> Dict[str, Any]:
         "description": cfg.description,
         "teacher": cfg.teacher.path,
         "params": meta.get("params"),
+        "macs_per_second": meta.get("macs_per_second"),
         "config_path": str(files.config),
         "config": to_dict(cfg),
         "export": meta if files.kind == ONNX else None,
@@ -473,6 +475,10 @@ def format_model_info(info: Dict[str, Any]) -> str:
         counts = sorted(info["params"].items(), key=lambda item: (
             PARAMETER_ORDER.index(item[0]) if item[0] in PARAMETER_ORDER else -1))
         lines.append("parameters   " + ", ".join(f"{name} {count:,}" for name, count in counts))
+    if info["macs_per_second"]:
+        lines.append("compute      " + ", ".join(
+            f"{name} {count:,}" for name, count in info["macs_per_second"].items())
+            + " MACs per second of audio")
     settings = " ".join(f"{dotted}={info['config'][dotted.split('.')[0]][dotted.split('.')[1]]}"
                         for dotted in TRAINING_SUMMARY)
     lines.append(textwrap.fill(settings, width=100, initial_indent="training     ",

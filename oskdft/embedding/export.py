@@ -1,7 +1,7 @@
 """Stage 6: a trained system as one ONNX graph from waveform to embedding, checked against PyTorch.
 
 The graph is the inference path of :class:`~oskdft.models.system.SpeakerModel` (SSL encoder on
-its FT branch, adapters included, then ECAPA-TDNN)::
+its FT branch, adapters included, or the filter bank of an fbank system; then ECAPA-TDNN)::
 
     wav      float32 [batch, samples]   16 kHz mono in [-1, 1], rows zero-padded at the end
     lengths  int64   [batch]            valid samples of each row
@@ -29,7 +29,8 @@ match stage 5, its ``fused`` score does not (nor does that score's calibration, 
       model.onnx           the graph above
       model.int8.onnx      optional: dynamic int8 quantisation of model.onnx (CPU)
       model.torchscript.pt optional: the same model traced with torch.jit (deprecated in torch)
-      meta.json            what it is: system, teacher, parameters, inputs, audio rule, parity
+      meta.json            what it is: system, teacher, parameters, compute, inputs, audio
+                           rule, parity
       config.yaml          the system's training config (final/config.yaml)
       calibration.json, metrics.json, <backend>.npz   stage 5's files, when it has run
 
@@ -253,6 +254,7 @@ def export_system(
             "description": cfg.description,
             "teacher": cfg.teacher.path,
             "params": train_meta.get("params"),
+            "macs_per_second": train_meta.get("macs_per_second"),
             "exported_from": str(final_dir),
             "final_fingerprint": final_fingerprint(final_dir),
             "files": files,

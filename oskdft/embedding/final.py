@@ -6,13 +6,16 @@ distils this one's encoder (egs/mini distils ``exp/teacher_ft/final/ssl``)::
     final/
       config.yaml   the merged SystemConfig the system was trained with
       model.pt      the SpeakerModel state dict (tensors only: torch.load(weights_only=True))
-      ssl/          the SSL encoder in Hugging Face format (save_pretrained), adapters excluded
-      meta.json     what the trainer records (epoch, validation EER, ssl_time_ratio, ...)
-                    plus "params": parameter counts per component
+      ssl/          the SSL encoder in Hugging Face format (save_pretrained), adapters
+                    excluded; absent for a system without one (ssl.source: fbank)
+      meta.json     what the trainer records (epoch, validation EERs, ...) plus "params":
+                    parameter counts per component, and "macs_per_second": {"ssl": ...,
+                    "total": ...}, the compute on one second of audio
+                    (:mod:`oskdft.models.describe`)
 
 Loading needs no teacher: the encoder is rebuilt from ``ssl/config.json`` (which already holds
-the student's depth and thin CNN), the adapters and back end from ``config.yaml``, and
-``model.pt`` is loaded strictly into that.
+the student's depth and thin CNN), the adapters and back end (and a filter bank) from
+``config.yaml``, and ``model.pt`` is loaded strictly into that.
 """
 from __future__ import annotations
 
@@ -26,10 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from oskdft.config import SystemConfig, load_config, save_config
-from oskdft.models.describe import count_parameters
-from oskdft.models.system import SpeakerModel, build_speaker_model
-from oskdft.models.teacher import build_ssl_from_arch, load_teacher_config
+from oskdft.config import FBANK, SystemConfig, load_config, save_config
+from oskdft.models.describe import count_parameters, macs_per_second
+from oskdft.models.system import SpeakerModel, build_model
+from oskdft.models.teacher import load_teacher_config
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike, atomic_dir
 
@@ -46,17 +49,19 @@ def save_final(final_dir: Pathlike, model: SpeakerModel, cfg: SystemConfig,
     """Write ``final_dir`` (see the module docstring) in a temporary directory renamed into
     place, so an existing final/ is replaced only by a complete one.
 
-    :param meta: JSON-serialisable facts about the run; ``"params"`` is added.
+    :param meta: JSON-serialisable facts about the run; ``"params"`` and
+        ``"macs_per_second"`` are added.
     :return: ``final_dir``.
     """
     final_dir = Path(final_dir)
     # Tensors are saved on the CPU so that a model trained on GPU loads anywhere.
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    meta = {**meta, "params": count_parameters(model)}
+    meta = {**meta, "params": count_parameters(model), "macs_per_second": macs_per_second(model)}
     with atomic_dir(final_dir) as tmp:
         save_config(cfg, tmp / CONFIG_NAME)
         torch.save(state, tmp / MODEL_NAME)
-        model.ssl_encoder.save_pretrained(tmp / SSL_DIR)
+        if model.ssl_encoder is not None:
+            model.ssl_encoder.save_pretrained(tmp / SSL_DIR)
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return final_dir
 
@@ -71,7 +76,10 @@ def load_final(final_dir: Pathlike, device: Union[str, torch.device] = "cpu"
     final_dir = _checked(final_dir)
     cfg = load_config(final_dir / CONFIG_NAME)
     meta = _read_meta(final_dir / META_NAME)
-    ssl_config = load_teacher_config(str(final_dir / SSL_DIR))
+    ssl_config = None
+    if cfg.ssl.source != FBANK:
+        _require(final_dir / SSL_DIR / "config.json")
+        ssl_config = load_teacher_config(str(final_dir / SSL_DIR))
     model_path = final_dir / MODEL_NAME
     try:
         state = torch.load(model_path, map_location="cpu", weights_only=True)
@@ -80,7 +88,7 @@ def load_final(final_dir: Pathlike, device: Union[str, torch.device] = "cpu"
     # Built on the meta device and given the saved tensors: a random initialisation that
     # would be overwritten costs seconds for a large encoder.
     with torch.device("meta"):
-        model = build_speaker_model(cfg, build_ssl_from_arch(ssl_config))
+        model = build_model(cfg, ssl_config=ssl_config)
     try:
         model.load_state_dict(state, strict=True, assign=True)
     except (RuntimeError, TypeError, AttributeError) as e:
@@ -125,15 +133,18 @@ def final_fingerprint(final_dir: Pathlike) -> str:
 
 
 def _checked(final_dir: Pathlike) -> Path:
-    """``final_dir`` as a Path, once every file of a trained-model directory is there."""
+    """``final_dir`` as a Path, once the files every trained-model directory has are there."""
     final_dir = Path(final_dir)
     if not final_dir.is_dir():
         raise InputError(final_dir, "no trained model here", hint=_RERUN_HINT)
-    for name in (CONFIG_NAME, MODEL_NAME, f"{SSL_DIR}/config.json", META_NAME):
-        if not (final_dir / name).is_file():
-            raise InputError(final_dir / name, "missing from the trained-model directory",
-                             hint=_RERUN_HINT)
+    for name in (CONFIG_NAME, MODEL_NAME, META_NAME):
+        _require(final_dir / name)
     return final_dir
+
+
+def _require(path: Path) -> None:
+    if not path.is_file():
+        raise InputError(path, "missing from the trained-model directory", hint=_RERUN_HINT)
 
 
 def _read_meta(path: Path) -> Dict[str, Any]:

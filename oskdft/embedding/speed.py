@@ -1,9 +1,11 @@
 """How long the SSL encoder takes on a fixed piece of audio: the paper's "inference time of the
-SSL model" claim (79% less for the student than for the teacher).
+SSL model" claim (79% less for the student than for the teacher), measured by
+``bench/ssl_speed.py``. Training records no timing: it counts compute instead
+(:func:`oskdft.models.describe.macs_per_second`), which a shared machine cannot move.
 
-Two models are timed side by side: in each round one call of each, alternating which goes
-first, after warm-up calls; the median of the rounds is reported. Interleaving spreads any
-change of machine load (other processes, CPU frequency) over both, so their ratio is stable
+Models are timed side by side: in each round one call of each, alternating which goes first,
+after warm-up calls; the median of the rounds is reported. Interleaving spreads any change of
+machine load (other processes, CPU frequency) over all of them, so their ratios are stable
 even when the absolute times are not. CPU timings use a fixed thread count (2 by default, the
 setting of the paper-number check in the project notes); CUDA timings synchronise around each
 call.
@@ -11,7 +13,8 @@ call.
 >>> import torch
 >>> slow = lambda wav: torch.stack([wav @ wav.T for _ in range(20)])
 >>> fast = lambda wav: wav @ wav.T
->>> ssl_time_ratio(fast, slow, seconds=0.5, batch=8, repeats=3, threads=1) < 1.0
+>>> fast_time, slow_time = median_times([fast, slow], seconds=0.5, batch=8, repeats=3, threads=1)
+>>> fast_time < slow_time
 True
 """
 from __future__ import annotations
@@ -40,17 +43,6 @@ def measure_ssl_seconds(ssl_forward: SSLForward, seconds: float = 4.0, batch: in
     :param threads: torch's CPU threads while timing (restored afterwards).
     """
     return median_times([ssl_forward], seconds, batch, repeats, threads, device)[0]
-
-
-def ssl_time_ratio(student_ssl: SSLForward, teacher_ssl: SSLForward, seconds: float = 4.0,
-                   batch: int = 1, repeats: int = 10, threads: int = 2,
-                   device: Union[str, torch.device] = "cpu") -> float:
-    """Median time of ``student_ssl`` over median time of ``teacher_ssl``, timed in interleaved
-    rounds on the same audio (e.g. 0.35: 65% less time). Arguments as in
-    :func:`measure_ssl_seconds`."""
-    student, teacher = median_times([student_ssl, teacher_ssl], seconds, batch, repeats,
-                                    threads, device)
-    return student / teacher
 
 
 def median_times(forwards: List[SSLForward], seconds: float = 4.0, batch: int = 1,

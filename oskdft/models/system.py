@@ -1,14 +1,20 @@
-"""The speaker model of one system: SSL encoder (with OS-KDFT branches) + ECAPA-TDNN.
+"""The speaker model of one system: a front end on the waveform + ECAPA-TDNN.
 
-``build_model(cfg, teacher)`` makes it from a :class:`~oskdft.config.SystemConfig`; where the
-encoder comes from is ``cfg.ssl.source``:
+``build_model(cfg, teacher)`` makes it from a :class:`~oskdft.config.SystemConfig`; the front
+end is ``cfg.ssl.source``:
 
 - ``student``: a shallow copy of the teacher (:func:`oskdft.models.student.make_student`);
 - ``teacher``: the teacher itself (a deep copy), fine-tuned (the upper-bound baseline);
-- ``scratch``: randomly initialised from ``cfg.ssl.arch`` (egs/mini's tiny teacher).
+- ``scratch``: randomly initialised from ``cfg.ssl.arch`` (egs/mini's tiny teacher);
+- ``fbank``: no SSL model: Kaldi log Mel filter banks (:mod:`oskdft.models.fbank`).
 
-A trained model is rebuilt without its teacher from the encoder's saved Hugging Face config:
-``build_model(cfg, ssl_config=AutoConfig.from_pretrained("final/ssl"))``, then its state dict.
+The first three are a Hugging Face encoder run by :class:`~oskdft.models.student.BranchedSSL`
+(with the OS-KDFT adapters); a front end is any module with its interface: ``forward(wav,
+lengths, kd_branch, num_kd_rows)`` returning :class:`~oskdft.models.student.SSLOutput`,
+``num_layers``, ``hidden_size``, ``adapters``, ``min_samples``. A trained model is rebuilt
+without its teacher from the encoder's saved Hugging Face config:
+``build_model(cfg, ssl_config=AutoConfig.from_pretrained("final/ssl"))``, then its state dict;
+an fbank system from its config alone.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from oskdft.config import CHOICES, BackendConfig, SSLConfig, SystemConfig
 from oskdft.models.ecapa import EcapaTdnn, masked_instance_norm
+from oskdft.models.fbank import FbankFrontEnd
 from oskdft.models.student import BranchedSSL, make_student
 from oskdft.models.teacher import build_ssl_from_arch
 from oskdft.utils.registry import Registry
@@ -83,9 +90,12 @@ class TrainOutput:
 
 
 class SpeakerModel(nn.Module):
-    """Waveform ``[B, T]`` -> speaker embedding ``[B, embed_dim]``."""
+    """Waveform ``[B, T]`` -> speaker embedding ``[B, embed_dim]``.
 
-    def __init__(self, ssl: BranchedSSL, backend_input: nn.Module, ecapa: EcapaTdnn):
+    :param ssl: the front end (see the module docstring), an SSL encoder or a filter bank.
+    """
+
+    def __init__(self, ssl: nn.Module, backend_input: nn.Module, ecapa: EcapaTdnn):
         super().__init__()
         self.ssl = ssl
         self.backend_input = backend_input
@@ -102,9 +112,10 @@ class SpeakerModel(nn.Module):
         return self.ssl.min_samples
 
     @property
-    def ssl_encoder(self) -> PreTrainedModel:
-        """The Hugging Face encoder, adapters excluded (``save_pretrained`` it as it is)."""
-        return self.ssl.model
+    def ssl_encoder(self) -> Optional[PreTrainedModel]:
+        """The Hugging Face encoder, adapters excluded (``save_pretrained`` it as it is); None
+        for a front end without one (fbank)."""
+        return self.ssl.model if isinstance(self.ssl, BranchedSSL) else None
 
     def forward(self, wav: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """Inference: the FT branch alone. ``lengths``: valid samples per row of a padded batch."""
@@ -130,12 +141,13 @@ class SpeakerModel(nn.Module):
 
     def param_groups(self) -> Dict[str, List[nn.Parameter]]:
         """The three learning-rate groups: ``backend`` (ECAPA and its input layer weights),
-        ``adapters`` (empty without adapters) and ``ssl`` (the shared encoder weights)."""
-        adapters = self.ssl.adapters
+        ``adapters`` (empty without adapters) and ``ssl`` (the shared encoder weights; empty
+        for a front end without an encoder)."""
+        adapters, encoder = self.ssl.adapters, self.ssl_encoder
         return {
             "backend": [*self.backend_input.parameters(), *self.ecapa.parameters()],
             "adapters": [] if adapters is None else list(adapters.parameters()),
-            "ssl": list(self.ssl.model.parameters()),
+            "ssl": [] if encoder is None else list(encoder.parameters()),
         }
 
     def _embed(self, hidden_states: Tuple[Tensor, ...], mask: Optional[Tensor]) -> Tensor:
@@ -145,14 +157,15 @@ class SpeakerModel(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Building
 
-SSL_SOURCES: Registry[Callable[[SSLConfig, Optional[PreTrainedModel]], PreTrainedModel]] = (
+# ssl.source -> the front end (the teacher is needed by student and teacher only).
+SSL_SOURCES: Registry[Callable[[SSLConfig, Optional[PreTrainedModel]], nn.Module]] = (
     Registry("ssl.source", names=CHOICES[SSLConfig]["source"])
 )
 
 
 @SSL_SOURCES.register("student")
-def _student(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> PreTrainedModel:
-    return make_student(
+def _student(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> BranchedSSL:
+    return _branched(cfg, make_student(
         _required(teacher, "student"),
         num_layers=cfg.num_layers,
         init_layers=cfg.init_layers,
@@ -162,19 +175,28 @@ def _student(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> PreTrainedMo
         copy_mask_embedding=cfg.copy_mask_embedding,
         pos_conv_kernel=cfg.pos_conv_kernel,
         pos_conv_groups=cfg.pos_conv_groups,
-    )
+    ))
 
 
 @SSL_SOURCES.register("teacher")
-def _teacher(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> PreTrainedModel:
-    return copy.deepcopy(_required(teacher, "teacher").base_model).requires_grad_(True)
+def _teacher(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> BranchedSSL:
+    return _branched(
+        cfg, copy.deepcopy(_required(teacher, "teacher").base_model).requires_grad_(True))
 
 
 @SSL_SOURCES.register("scratch")
-def _scratch(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> PreTrainedModel:
+def _scratch(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> BranchedSSL:
     if not cfg.arch:
         raise ValueError("ssl.source=scratch needs ssl.arch (Hugging Face config fields)")
-    return build_ssl_from_arch(cfg.arch)
+    return _branched(cfg, build_ssl_from_arch(cfg.arch))
+
+
+@SSL_SOURCES.register("fbank")
+def _fbank(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> FbankFrontEnd:
+    fbank = cfg.fbank
+    return FbankFrontEnd(num_mel_bins=fbank.num_mel_bins,
+                         frame_length_ms=fbank.frame_length_ms,
+                         frame_shift_ms=fbank.frame_shift_ms, dither=fbank.dither)
 
 
 def build_model(
@@ -191,32 +213,31 @@ def build_model(
         teacher is needed.
     """
     if ssl_config is not None:
-        encoder = build_ssl_from_arch(ssl_config)
+        front_end = _branched(cfg.ssl, build_ssl_from_arch(ssl_config))
     else:
-        encoder = SSL_SOURCES.get(cfg.ssl.source)(cfg.ssl, teacher)
-    return build_speaker_model(cfg, encoder)
-
-
-def build_speaker_model(cfg: SystemConfig, encoder: PreTrainedModel) -> SpeakerModel:
-    """Wrap ``encoder`` (owned, not copied) with the adapters and back end of ``cfg``."""
-    ssl = BranchedSSL(
-        encoder,
-        adapters=cfg.ssl.adapters,
-        adapter_dim=cfg.ssl.adapter_dim,
-        adapter_scale=cfg.ssl.adapter_scale,
-        doubled_residual=cfg.ssl.doubled_residual,
-        adapter_init=cfg.ssl.adapter_init,
-        spec_augment=cfg.ssl.spec_augment,
-        layer_drop=cfg.ssl.layer_drop,
-        doubled_front_end=cfg.ssl.doubled_front_end,
-    )
+        front_end = SSL_SOURCES.get(cfg.ssl.source)(cfg.ssl, teacher)
     backend_input = BACKEND_INPUTS.get(cfg.backend.input)(
-        ssl.num_layers + 1, instance_norm=cfg.backend.instance_norm)
-    ecapa = EcapaTdnn(ssl.hidden_size, channels=cfg.backend.channels,
+        front_end.num_layers + 1, instance_norm=cfg.backend.instance_norm)
+    ecapa = EcapaTdnn(front_end.hidden_size, channels=cfg.backend.channels,
                       embed_dim=cfg.backend.embed_dim,
                       pooled_channels=cfg.backend.pooled_channels,
                       attention_channels=cfg.backend.attention_channels)
-    return SpeakerModel(ssl, backend_input, ecapa)
+    return SpeakerModel(front_end, backend_input, ecapa)
+
+
+def _branched(cfg: SSLConfig, encoder: PreTrainedModel) -> BranchedSSL:
+    """``encoder`` (owned, not copied) with the adapters of ``cfg``."""
+    return BranchedSSL(
+        encoder,
+        adapters=cfg.adapters,
+        adapter_dim=cfg.adapter_dim,
+        adapter_scale=cfg.adapter_scale,
+        doubled_residual=cfg.doubled_residual,
+        adapter_init=cfg.adapter_init,
+        spec_augment=cfg.spec_augment,
+        layer_drop=cfg.layer_drop,
+        doubled_front_end=cfg.doubled_front_end,
+    )
 
 
 def _required(teacher: Optional[PreTrainedModel], source: str) -> PreTrainedModel:

@@ -26,7 +26,6 @@ uninterrupted run (:mod:`.checkpoint`).
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import time
@@ -46,16 +45,10 @@ from oskdft.config import (
 from oskdft.data.dataset import OneWindowPerUtteranceSampler, TrainingWindows, collate_windows
 from oskdft.data.windows import read_train_speakers, speaker_counts
 from oskdft.embedding.final import save_final
-from oskdft.embedding.speed import ssl_time_ratio
 from oskdft.losses.aam import AAMSoftmax
 from oskdft.losses.kd import build_kd_loss
 from oskdft.models.system import SpeakerModel, build_model
-from oskdft.models.teacher import (
-    SSLTeacher,
-    build_ssl_from_arch,
-    load_teacher,
-    load_teacher_config,
-)
+from oskdft.models.teacher import SSLTeacher, load_teacher, load_teacher_config
 from oskdft.training.checkpoint import (
     BEST,
     CHECKPOINT_DIR,
@@ -502,22 +495,14 @@ class Trainer:
             model.load_state_dict(load_checkpoint(self._checkpoint_dir() / BEST))
             meta["best_epoch"] = self.best_epoch + 1
             meta["valid_eer"] = self.valid_eers[self.best_epoch]
-        meta["ssl_time_ratio"] = self._ssl_time_ratio()
+        # Compute is counted (save_final: meta.json's macs_per_second), not timed: timings on a
+        # shared machine moved by 0.3 between runs; bench/ssl_speed.py times the paper's shapes.
         final_dir = save_final(self.exp_dir / FINAL_DIR, model, cfg, meta)
-        logging.info("wrote %s: %s, validation EER %s, SSL time x%s of the teacher's",
-                     final_dir, f"epoch {meta['best_epoch']}" if meta["best_epoch"] else
+        logging.info("wrote %s: %s, validation EER %s", final_dir,
+                     f"epoch {meta['best_epoch']}" if meta["best_epoch"] else
                      "average of " + ", ".join(meta["averaged_checkpoints"]),
-                     _percent(meta["valid_eer"]), meta["ssl_time_ratio"])
+                     _percent(meta["valid_eer"]))
         return final_dir
-
-    def _ssl_time_ratio(self) -> Optional[float]:
-        """The student's SSL time over the teacher's, on 4 s of audio, batch 1, on the CPU (the
-        paper's claim). Only the architectures matter: the teacher runs with random weights."""
-        if self.teacher_config is None:
-            return None
-        student = copy.deepcopy(self.objective.model.ssl).cpu().eval()
-        teacher = SSLTeacher(build_ssl_from_arch(self.teacher_config))
-        return round(ssl_time_ratio(student, teacher), 4)
 
 
 def _check_loss_schedule(cfg: SystemConfig) -> set:

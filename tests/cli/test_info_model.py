@@ -16,9 +16,12 @@ def info(capsys, path):
 def test_info_describes_the_system_and_its_results(deployed, capsys, model):
     out = info(capsys, deployed / model)
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
-    params = json.loads((deployed / "exp/sys/final/meta.json").read_text())["params"]
+    final_meta = json.loads((deployed / "exp/sys/final/meta.json").read_text())
+    params, macs = final_meta["params"], final_meta["macs_per_second"]
     assert lines["system"] == "system       sys"
     assert f"total {params['total']:,}" in lines["parameters"]
+    assert lines["compute"] == (f"compute      ssl {macs['ssl']:,}, total {macs['total']:,} "
+                                "MACs per second of audio")
     assert "ssl.source=scratch" in lines["training"] and "ssl.num_layers=2" in lines["training"]
     metrics = json.loads((deployed / "exp/sys/scores/metrics.json").read_text())
     for backend, result in metrics["trial_lists"]["test"]["results"].items():

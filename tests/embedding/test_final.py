@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from oskdft.embedding.final import load_final, save_final
-from oskdft.models.describe import count_parameters
+from oskdft.models.describe import count_parameters, macs_per_second
 from oskdft.models.system import build_model
 from oskdft.models.teacher import build_ssl_from_arch, load_teacher
 from oskdft.utils.errors import InputError
@@ -28,7 +28,7 @@ def student_of_tiny_teacher(model_type="wav2vec2", pre_ln=True):
 @pytest.mark.parametrize("model_type,pre_ln", FAMILIES)
 def test_round_trip_rebuilds_the_model_without_the_teacher(tmp_path, model_type, pre_ln):
     model, cfg = student_of_tiny_teacher(model_type, pre_ln)
-    save_final(tmp_path / "final", model, cfg, {"epoch": 7, "ssl_time_ratio": 0.4})
+    save_final(tmp_path / "final", model, cfg, {"epoch": 7, "valid_eer": 0.4})
 
     loaded, loaded_cfg, meta = load_final(tmp_path / "final")
     assert loaded_cfg == cfg
@@ -36,8 +36,9 @@ def test_round_trip_rebuilds_the_model_without_the_teacher(tmp_path, model_type,
     wav, lengths = torch.randn(2, 12000), torch.tensor([12000, 7000])
     with torch.no_grad():
         assert torch.equal(loaded(wav, lengths), model(wav, lengths))
-    assert meta["epoch"] == 7 and meta["ssl_time_ratio"] == 0.4
+    assert meta["epoch"] == 7 and meta["valid_eer"] == 0.4
     assert meta["params"] == count_parameters(model)
+    assert meta["macs_per_second"] == macs_per_second(model)
     assert meta["params"]["adapters"] > 0
 
 
@@ -110,3 +111,18 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     with pytest.raises(InputError, match="model.pt: does not fit"):
         load_final(tmp_path / "final")
     json.loads((tmp_path / "final" / "meta.json").read_text())  # untouched by the failure
+
+
+def test_an_fbank_system_round_trips_without_an_encoder_directory(tmp_path):
+    cfg = tiny_system_config(ssl={"source": "fbank"}, kd={"loss": "none"})
+    cfg.ssl.fbank.num_mel_bins = 24
+    model = tiny_model(cfg)
+    save_final(tmp_path / "final", model, cfg, {})
+    assert sorted(p.name for p in (tmp_path / "final").iterdir()) == [
+        "config.yaml", "meta.json", "model.pt"]
+    loaded, loaded_cfg, meta = load_final(tmp_path / "final")
+    assert loaded_cfg == cfg and loaded.ssl_encoder is None
+    assert meta["params"]["ssl"] == 0 and meta["macs_per_second"]["ssl"] > 0
+    wav, lengths = torch.randn(2, 12000), torch.tensor([12000, 7000])
+    with torch.no_grad():
+        assert torch.equal(loaded(wav, lengths), model(wav, lengths))

@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from oskdft.embedding.speed import SAMPLE_RATE, WARMUP_CALLS, measure_ssl_seconds, ssl_time_ratio
+from oskdft.embedding.speed import SAMPLE_RATE, WARMUP_CALLS, measure_ssl_seconds, median_times
 from tests.embedding.tiny_system import scratch_config, tiny_model
 
 
@@ -27,12 +27,13 @@ def test_measure_gives_the_median_call_time_on_the_requested_audio():
     assert {shape for _, shape, _ in calls} == {(3, SAMPLE_RATE // 2)}
 
 
-def test_ratio_is_measured_in_interleaved_rounds_with_the_thread_count():
+def test_models_are_timed_in_interleaved_rounds_with_the_thread_count():
     calls = []
     before = torch.get_num_threads()
-    ratio = ssl_time_ratio(Sleeper("student", 0.02, calls), Sleeper("teacher", 0.08, calls),
-                           seconds=0.1, repeats=4, threads=1)
-    assert ratio == pytest.approx(0.25, abs=0.08)
+    student, teacher = median_times([Sleeper("student", 0.02, calls),
+                                     Sleeper("teacher", 0.08, calls)],
+                                    seconds=0.1, repeats=4, threads=1)
+    assert student / teacher == pytest.approx(0.25, abs=0.08)
     names = [name for name, _, _ in calls]
     assert names[: 2 * WARMUP_CALLS] == ["student", "teacher"] * WARMUP_CALLS
     rounds = [names[i:i + 2] for i in range(2 * WARMUP_CALLS, len(names), 2)]

@@ -104,7 +104,7 @@ def test_sources_student_teacher_scratch():
         build_model(tiny_system_config())
     with pytest.raises(ValueError, match="ssl.arch"):
         build_model(tiny_system_config(ssl={"source": "scratch"}))
-    with pytest.raises(KeyError, match="available: scratch, student, teacher"):
+    with pytest.raises(KeyError, match="available: fbank, scratch, student, teacher"):
         build_model(tiny_system_config(ssl={"source": "nonsense"}), teacher)
 
 
@@ -119,3 +119,25 @@ def test_a_trained_model_rebuilds_from_its_saved_encoder_config_without_the_teac
     rebuilt.load_state_dict(model.state_dict())  # strict: the same architecture
     wav = torch.randn(2, 8000)
     assert torch.equal(rebuilt.eval()(wav), model(wav))
+
+
+def test_an_fbank_system_has_no_encoder_and_trains_its_back_end_alone():
+    cfg = tiny_system_config(ssl={"source": "fbank"}, kd={"loss": "none"},
+                             backend={"instance_norm": False})
+    cfg.ssl.fbank.num_mel_bins = 24
+    model = build_model(cfg)  # no teacher needed
+    assert model.ssl_encoder is None and model.ssl.hidden_size == 24
+    groups = model.param_groups()
+    assert groups["ssl"] == [] and groups["adapters"] == []
+    assert len(groups["backend"]) == len(list(model.parameters()))
+    assert {name for name, _ in model.ssl.named_buffers()} == {"dft_kernel", "mel_kernel"}
+    embeddings = model.forward_train(torch.randn(3, 12000), kd=False).embeddings
+    assert embeddings.shape == (3, 8)
+    AAMSoftmax(8, num_classes=3)(embeddings, torch.tensor([0, 1, 2])).backward()
+    assert model.ecapa.conv_in.weight.grad.any()
+    lengths = torch.tensor([12000, 7000])
+    wav = torch.randn(2, 12000)
+    model.eval()
+    with torch.no_grad():
+        batch = model(wav, lengths)
+        assert torch.allclose(batch[1], model(wav[1:, :7000])[0], atol=1e-4)

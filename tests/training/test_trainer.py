@@ -42,7 +42,8 @@ def test_oskdft_run_writes_checkpoints_metrics_and_final(recipe, monkeypatch):
     assert meta["teacher"] == TEACHER_DIR and meta["epochs"] == 2 and meta["steps"] == 8
     assert meta["best_epoch"] in (1, 2) and len(meta["valid_eers"]) == 2
     assert meta["valid_eer"] == meta["valid_eers"][meta["best_epoch"] - 1]
-    assert 0.0 < meta["ssl_time_ratio"] < 5.0 and meta["train_seconds"] > 0
+    assert "ssl_time_ratio" not in meta and meta["train_seconds"] > 0
+    assert 0 < meta["macs_per_second"]["ssl"] < meta["macs_per_second"]["total"]
     best = torch.load(exp / "checkpoints" / "best.pt", weights_only=True)
     assert all(torch.equal(best[k], v) for k, v in model.state_dict().items())
     # keep_last 1: the last epoch checkpoint only; no mid-epoch checkpoint after the end
@@ -83,7 +84,20 @@ def test_teacher_ft_from_scratch_saves_a_teacher(recipe, monkeypatch):
     final = train(recipe, "teacher_ft", system)
     teacher = load_teacher(str(final / "ssl"))
     assert teacher.num_layers == 3
-    assert json.loads((final / "meta.json").read_text())["ssl_time_ratio"] is None
+
+
+def test_an_fbank_system_trains_without_a_teacher(recipe, monkeypatch):
+    monkeypatch.chdir(recipe)
+    system = tiny_system(teacher={"path": None}, kd={"loss": "none"},
+                         ssl={"source": "fbank", "fbank": {"num_mel_bins": 24}},
+                         backend={"instance_norm": False})
+    final = train(recipe, "ecapa_fbank", system)
+    assert not (final / "ssl").exists()
+    model, cfg, meta = load_final(final)
+    assert cfg.ssl.source == "fbank" and model.ssl.hidden_size == 24
+    assert meta["teacher"] is None and meta["params"]["ssl"] == 0
+    checkpoint = torch.load(final.parent / "checkpoints" / "epoch-2.pt", weights_only=True)
+    assert {group["name"] for group in checkpoint["optimizer"]["param_groups"]} == {"backend"}
 
 
 def test_cached_teacher_gives_the_online_teacher_targets(recipe, monkeypatch):
