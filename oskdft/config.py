@@ -106,6 +106,9 @@ class SSLConfig:
     copy_final_layer_norm: bool = True
     # Channels of a thinner, randomly initialised CNN feature extractor (None keeps the teacher's).
     thin_cnn_dim: Optional[int] = None
+    # random, or sliced: the thin CNN starts as the leading block of the teacher's (the models
+    # module, make_student); kd.front_end then distils it.
+    thin_cnn_init: str = "random"
     # A cheaper positional convolution (smaller kernel, more groups), randomly initialised; the
     # teacher's where None. kd.front_end distils it, and a thin CNN, from the teacher.
     pos_conv_kernel: Optional[int] = None
@@ -383,7 +386,7 @@ CHOICES: Dict[type, Dict[str, tuple]] = {
     TeacherConfig: {"mode": (TEACHER_CACHED, TEACHER_ONLINE), "cache_storage": ("fp16", "lilcom")},
     SSLConfig: {"source": ("student", "teacher", "scratch", FBANK),
                 "arch.model_type": ("wav2vec2", "hubert", "wavlm"),
-                "adapter_init": ("zero_up", "normal")},
+                "adapter_init": ("zero_up", "normal"), "thin_cnn_init": ("random", "sliced")},
     BackendConfig: {"input": ("last", "weighted_sum")},
     KDConfig: {"loss": (NO_KD, "mse_last", "distilhubert"),
                "schedule": ("linear_decay", "constant"),

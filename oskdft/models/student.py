@@ -305,6 +305,7 @@ def make_student(
     copy_mask_embedding: bool = True,
     pos_conv_kernel: Optional[int] = None,
     pos_conv_groups: Optional[int] = None,
+    thin_cnn_init: str = "random",
 ) -> PreTrainedModel:
     """The teacher's architecture with ``num_layers`` layers, initialised from the teacher.
 
@@ -317,6 +318,11 @@ def make_student(
     :param thin_cnn_dim: give every CNN layer but the last this many channels, randomly
         initialised, for speed. The last keeps the teacher's width so the feature projection
         and everything after it are copied as usual; the frame rate is unchanged.
+    :param thin_cnn_init: ``random``, or ``sliced``: every thin CNN tensor is the leading block
+        of the teacher's (its first channels), with the input-channel weights scaled by
+        ``teacher channels / thin channels`` so each output keeps its mean; a starting point
+        for ``kd.front_end``, exact for a per-channel norm (group-norm CNNs), approximate
+        through a LayerNorm over channels.
     :param pos_conv_kernel, pos_conv_groups: a cheaper positional convolution (a smaller
         kernel, more groups), randomly initialised; the teacher's where None. It costs
         ``hidden * hidden / groups * kernel`` multiply-accumulates per frame (XLSR-53's:
@@ -338,7 +344,7 @@ def make_student(
     student = build_ssl_from_arch(config)
 
     skipped = []
-    if thin_cnn_dim is not None:
+    if thin_cnn_dim is not None and thin_cnn_init == "random":
         skipped.append("feature_extractor.")
     if not copy_pos_conv or new_pos_conv:
         skipped.append("encoder.pos_conv_embed.")
@@ -352,12 +358,24 @@ def make_student(
         if key.startswith(tuple(skipped)):
             continue
         source = _teacher_key(key, init_layers)
+        if thin_cnn_dim is not None and key.startswith("feature_extractor."):
+            copied[key] = _leading_block(teacher_state[key], student.state_dict()[key].shape)
+            continue
         # WavLM's relative position embedding lives in layer 0 only but serves every layer: it
         # stays with student layer 0 whichever teacher layer that copies.
         copied[key] = teacher_state[source if source in teacher_state else key]
     missing = student.load_state_dict(copied, strict=False).missing_keys
     assert all(key.startswith(tuple(skipped)) for key in missing), missing
     return student
+
+
+def _leading_block(weight: Tensor, shape: torch.Size) -> Tensor:
+    """The ``shape``-sized leading block of a teacher CNN tensor, a conv weight's ``[out, in,
+    kernel]`` scaled by the fraction of its inputs dropped."""
+    block = weight[tuple(slice(0, n) for n in shape)].clone()
+    if block.dim() == 3:
+        block *= weight.shape[1] / block.shape[1]
+    return block
 
 
 def _set_pos_conv(config, kernel: Optional[int], groups: Optional[int]) -> bool:

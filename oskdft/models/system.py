@@ -175,6 +175,7 @@ def _student(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> BranchedSSL:
         copy_mask_embedding=cfg.copy_mask_embedding,
         pos_conv_kernel=cfg.pos_conv_kernel,
         pos_conv_groups=cfg.pos_conv_groups,
+        thin_cnn_init=cfg.thin_cnn_init,
     ))
 
 

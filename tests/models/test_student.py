@@ -343,3 +343,22 @@ def test_the_teachers_pos_conv_shape_is_still_copied():
     student = make_student(teacher, 2, pos_conv_kernel=16, pos_conv_groups=2)
     for key, value in params(student, "encoder.pos_conv_embed.").items():
         assert torch.equal(value, params(teacher, "encoder.pos_conv_embed.")[key]), key
+
+
+def test_sliced_thin_cnn_starts_as_the_teachers_leading_channels():
+    teacher = teacher_model(pre_ln=False)  # group-norm CNN: layer 0's norm is per channel
+    student = make_student(teacher, 2, thin_cnn_dim=8, thin_cnn_init="sliced")
+    wav = torch.randn(1, 8000)
+    with torch.no_grad():
+        theirs = teacher.feature_extractor.conv_layers[0](wav[:, None])
+        ours = student.feature_extractor.conv_layers[0](wav[:, None])
+    torch.testing.assert_close(ours, theirs[:, :8])  # exact: the first 8 filters, normalised
+    teacher_w = teacher.feature_extractor.conv_layers[1].conv.weight
+    student_w = student.feature_extractor.conv_layers[1].conv.weight
+    assert student_w.shape == (8, 8, teacher_w.shape[2])
+    torch.testing.assert_close(student_w, teacher_w[:8, :8] * 16 / 8)  # 16 inputs -> 8
+    last = student.feature_extractor.conv_layers[-1].conv.weight
+    assert last.shape[0] == 16  # the last layer keeps the teacher's width
+    random = make_student(teacher, 2, thin_cnn_dim=8)
+    assert not torch.equal(random.feature_extractor.conv_layers[0].conv.weight,
+                           teacher.feature_extractor.conv_layers[0].conv.weight[:8])
