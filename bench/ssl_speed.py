@@ -3,14 +3,17 @@
 
 Builds the paper's configuration from config alone: the XLSR-53 shape (24 pre-LN layers, 1024
 wide, LayerNorm CNN; random weights, nothing downloaded), the 4-layer student of the default
-SystemConfig (with its adapters), the same student with thinner CNNs (``ssl.thin_cnn_dim``), and
-each with its ECAPA-TDNN for the full embedding. Every model runs on the same 4 s of audio at
+SystemConfig (with its adapters), the same student with thinner CNNs (``ssl.thin_cnn_dim``), the
+fast students (a thin CNN and a cheaper positional convolution, ``ssl.pos_conv_kernel`` and
+``ssl.pos_conv_groups``; the teacher's: kernel 128, 16 groups), and each with its ECAPA-TDNN for
+the full embedding. Every model runs on the same 4 s of audio at
 each batch size, in interleaved rounds (one call of each model per round, after warm-up calls;
 the library's :func:`oskdft.embedding.speed.median_times`), and the table gives the median time
 and the ratio to the teacher (SSL rows to the teacher's SSL, embedding rows to the teacher +
 ECAPA).
 
 Usage: python bench/ssl_speed.py [--threads 2] [--repeats 3] [--thin-cnn-dims 256 128 64]
+           [--fast-cnn-dim 64] [--pos-convs 128:64 32:16]
        python bench/ssl_speed.py --device cuda --repeats 20
 """
 import argparse
@@ -34,11 +37,17 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--thin-cnn-dims", type=int, nargs="*", default=[256, 128, 64],
                         help="CNN widths of the thin-CNN students")
+    parser.add_argument("--fast-cnn-dim", type=int, default=64,
+                        help="CNN width of the fast students")
+    parser.add_argument("--pos-convs", nargs="*", default=["128:64", "32:16", "128:1024"],
+                        metavar="KERNEL:GROUPS",
+                        help="positional convolutions of the fast students")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     return parser
 
 
-def build_candidates(thin_dims: List[int], device: str) -> Dict[str, Tuple[torch.nn.Module, str]]:
+def build_candidates(thin_dims: List[int], fast_cnn_dim: int, pos_convs: List[str], device: str
+                     ) -> Dict[str, Tuple[torch.nn.Module, str]]:
     """name -> (model called on a waveform batch, reference row for its ratio)."""
     teacher_model = build_ssl_from_arch(XLSR53_ARCH).eval()
     cfg = SystemConfig()  # the paper's student: 4 layers, adapters, ECAPA C=512
@@ -51,10 +60,15 @@ def build_candidates(thin_dims: List[int], device: str) -> Dict[str, Tuple[torch
         "teacher SSL": (SSLTeacher(teacher_model), "teacher SSL"),
         "teacher + ECAPA": (teacher_system, "teacher + ECAPA"),
     }
-    for thin in [None, *thin_dims]:
-        student_cfg = dataclasses.replace(cfg, ssl=dataclasses.replace(cfg.ssl, thin_cnn_dim=thin))
+    students = {"student": {}}
+    students.update({f"student thin-CNN {thin}": {"thin_cnn_dim": thin} for thin in thin_dims})
+    for pos_conv in pos_convs:
+        kernel, groups = (int(n) for n in pos_conv.split(":"))
+        students[f"fast CNN {fast_cnn_dim} pos k{kernel} g{groups}"] = {
+            "thin_cnn_dim": fast_cnn_dim, "pos_conv_kernel": kernel, "pos_conv_groups": groups}
+    for label, ssl_fields in students.items():
+        student_cfg = dataclasses.replace(cfg, ssl=dataclasses.replace(cfg.ssl, **ssl_fields))
         system = build_model(student_cfg, teacher_model)
-        label = "student" if thin is None else f"student thin-CNN {thin}"
         candidates[f"{label} SSL"] = (system.ssl, "teacher SSL")
         candidates[f"{label} + ECAPA"] = (system, "teacher + ECAPA")
     return {name: (model.eval().to(device), ref) for name, (model, ref) in candidates.items()}
@@ -63,7 +77,8 @@ def build_candidates(thin_dims: List[int], device: str) -> Dict[str, Tuple[torch
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
     torch.manual_seed(0)
-    candidates = build_candidates(args.thin_cnn_dims, args.device)
+    candidates = build_candidates(args.thin_cnn_dims, args.fast_cnn_dim, args.pos_convs,
+                                  args.device)
     models = [model for model, _ in candidates.values()]
     medians: Dict[Tuple[str, int], float] = {}
     for batch in args.batch_sizes:
@@ -74,12 +89,12 @@ def main(argv=None) -> None:
               for name, (model, _) in candidates.items()}
     print(f"{args.seconds:g} s of audio, device {args.device}, {args.threads} CPU threads, "
           f"median of {args.repeats} interleaved rounds; ratios to the row in brackets")
-    header = f"{'model':<30}{'params (M)':>11}{'ratio':>7}"
+    header = f"{'model':<38}{'params (M)':>11}{'ratio':>7}"
     for batch in args.batch_sizes:
         header += f"{f'b{batch} time (s)':>15}{'ratio':>7}"
     print(header)
     for name, (_, ref) in candidates.items():
-        row = f"{name:<30}{params[name] / 1e6:>11.1f}{params[name] / params[ref]:>7.3f}"
+        row = f"{name:<38}{params[name] / 1e6:>11.1f}{params[name] / params[ref]:>7.3f}"
         for batch in args.batch_sizes:
             ratio = medians[name, batch] / medians[ref, batch]
             row += f"{medians[name, batch]:>15.4f}{ratio:>7.3f}"
