@@ -36,6 +36,7 @@ from oskdft.config import SystemConfig
 from oskdft.data.audio import mono_cut, recording_from_entry
 from oskdft.data.dataset import OneWindowPerUtteranceSampler, TrainingWindows, collate_windows
 from oskdft.data.windows import cut_windows
+from oskdft.layout import SAMPLE_RATE
 from oskdft.losses.aam import AAMSoftmax
 from oskdft.losses.kd import build_kd_loss, kd_layers
 from oskdft.models.system import build_model
@@ -43,7 +44,6 @@ from oskdft.models.teacher import XLSR53_ARCH, SSLTeacher, build_ssl_from_arch, 
 from oskdft.training.objective import TrainingObjective, optimizer_step
 from oskdft.training.schedules import LossWeights
 
-RATE = 16000
 MINI_ARCH = {
     "model_type": "wav2vec2", "hidden_size": 64, "num_hidden_layers": 4,
     "num_attention_heads": 4, "intermediate_size": 128, "conv_dim": [64] * 7,
@@ -70,7 +70,8 @@ def make_windows(root, num_windows, speakers=4):
         for i in range(num_windows):
             utt, speaker = f"s{i % speakers}-u{i}", f"s{i % speakers}"
             wav = root / f"{utt}.wav"
-            sf.write(wav, 0.1 * rng.standard_normal(2 * RATE).astype(np.float32), RATE)
+            audio = 0.1 * rng.standard_normal(2 * SAMPLE_RATE).astype(np.float32)
+            sf.write(wav, audio, SAMPLE_RATE)
             recording = recording_from_entry(utt, str(wav))
             supervision = SupervisionSegment(id=utt, recording_id=utt, start=0.0,
                                              duration=recording.duration, speaker=speaker)
@@ -84,8 +85,8 @@ def write_cache(manifest, out, teacher, layers, args):
     config = teacher.hf_model.config
     spec = CacheSpec(
         teacher="random", teacher_fingerprint="-", layers=tuple(layers),
-        hidden_size=config.hidden_size, frames=int(num_frames(config, 2 * RATE)),
-        frame_shift=0.02, sample_rate=RATE, window_seconds=2.0, hop_seconds=1.0,
+        hidden_size=config.hidden_size, frames=int(num_frames(config, 2 * SAMPLE_RATE)),
+        frame_shift=0.02, sample_rate=SAMPLE_RATE, window_seconds=2.0, hop_seconds=1.0,
         storage="fp16", num_windows=args.windows, windows_fingerprint="-",
     )
     start = time.perf_counter()

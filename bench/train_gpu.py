@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from oskdft.cli.common import make_parser
 from oskdft.config import SystemConfig
+from oskdft.layout import SAMPLE_RATE
 from oskdft.losses.aam import AAMSoftmax
 from oskdft.losses.kd import build_kd_loss
 from oskdft.models.system import build_model
@@ -40,7 +41,6 @@ from oskdft.training.distributed import init_distributed, shutdown
 from oskdft.training.objective import TrainingObjective, autocast, optimizer_step
 from oskdft.training.schedules import LossWeights
 
-SAMPLE_RATE = 16000
 NUM_SPEAKERS = 5994  # VoxCeleb2 dev
 TINY_ARCH = {
     "model_type": "wav2vec2", "hidden_size": 32, "num_hidden_layers": 3,

@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
+from oskdft.layout import SAMPLE_RATE
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike, atomic_write
 
@@ -47,7 +48,7 @@ TEACHER_CACHED, TEACHER_ONLINE = "cached", "online"
 class DataConfig:
     """Stages 1-2: training windows and the held-out validation split (``conf/data.yaml``)."""
 
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     # Training windows: crops of every training utterance; the paper's epoch draws one per
     # utterance: 2 s crops at whole-second offsets.
     window_seconds: float = 2.0
@@ -439,8 +440,8 @@ def _weights(choices):
 # value stops the run before any stage works on it. None (where allowed) is never checked.
 LIMITS = {
     DataConfig: {
-        "sample_rate": lambda v: None if v == 16000 else
-        "must be 16000: stage 0 converts all audio to it",
+        "sample_rate": lambda v: None if v == SAMPLE_RATE else
+        f"must be {SAMPLE_RATE}: stage 0 converts all audio to it",
         "window_seconds": _positive, "window_hop_seconds": _positive,
         "valid_speakers": _at_least(0), "valid_utts_per_speaker": _at_least(1),
         "valid_trials": _at_least(0), "backend_utts_per_speaker": _at_least(1),

@@ -40,7 +40,7 @@ from oskdft.cache.storage import get_storage
 from oskdft.config import NO_KD, DataConfig, SystemConfig, load_config, load_data_config
 from oskdft.data.audio import load_audio
 from oskdft.data.dataset import TEACHER_FIELD
-from oskdft.data.windows import windows_path
+from oskdft.layout import windows_path
 from oskdft.models.device import resolve_device
 from oskdft.models.teacher import load_teacher
 from oskdft.utils.errors import InputError

@@ -32,11 +32,9 @@ from lhotse import MonoCut, Recording, SupervisionSegment
 from lhotse.audio import AudioSource
 from lhotse.cut import Cut
 
+from oskdft.layout import CHANNEL, SAMPLE_RATE
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike
-
-SAMPLE_RATE = 16000
-CHANNEL = 0  # the channel kept from multi-channel audio
 
 NOT_READABLE_HINT = (
     "convert it to wav or flac, or write its wav.scp entry as a piped command such as "

@@ -49,7 +49,8 @@ from lhotse.utils import compute_num_samples, fastcopy
 
 from oskdft.config import CHOICES, AugmentConfig
 from oskdft.data.audio import load_audio
-from oskdft.data.windows import AUG_KINDS, aug_cuts_path
+from oskdft.data.windows import AUG_KINDS
+from oskdft.layout import aug_cuts_path
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike
 from oskdft.utils.registry import Registry

@@ -35,7 +35,8 @@ from torch.utils.data import Dataset, Sampler
 from oskdft.config import AugmentConfig
 from oskdft.data.audio import load_audio
 from oskdft.data.augment import AugmentSources, StudentAugmenter
-from oskdft.data.windows import read_train_speakers, shift_window, windows_path
+from oskdft.data.windows import read_train_speakers, shift_window
+from oskdft.layout import windows_path
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike
 

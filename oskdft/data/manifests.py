@@ -26,11 +26,10 @@ from typing import List, Mapping, Optional, Sequence
 
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
-from oskdft.data.audio import CHANNEL, SAMPLE_RATE, mono_cut
+from oskdft.data.audio import mono_cut
 from oskdft.data.kaldi_dir import MIN_EVAL_SECONDS, DataDir, validate_data_dir
+from oskdft.layout import CHANNEL, MANIFEST_KINDS, SAMPLE_RATE, manifest_path
 from oskdft.utils.io import Pathlike, atomic_path
-
-MANIFEST_KINDS = ("recordings", "supervisions", "cuts")
 
 
 @dataclass
@@ -50,17 +49,6 @@ class SetStats:
     speakers: Optional[int]  # None: the set has no speakers
     utterances: int
     hours: float
-
-
-def manifest_path(data_dir: Pathlike, set_name: str, kind: str) -> Path:
-    """Where stage 0 writes a manifest of a set: ``<data_dir>/manifests/<set>_<kind>.jsonl.gz``.
-
-    >>> str(manifest_path("data", "voxceleb1", "cuts"))
-    'data/manifests/voxceleb1_cuts.jsonl.gz'
-    """
-    if kind not in MANIFEST_KINDS:
-        raise ValueError(f"unknown manifest kind {kind!r}; known: {', '.join(MANIFEST_KINDS)}")
-    return Path(data_dir) / "manifests" / f"{set_name}_{kind}.jsonl.gz"
 
 
 def build_manifests(data: DataDir, recordings: Mapping[str, Recording]) -> Manifests:

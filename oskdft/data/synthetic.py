@@ -33,11 +33,11 @@ import numpy as np
 import soundfile as sf
 
 from oskdft.data.kaldi_dir import Trial, replace_data_dir
+from oskdft.layout import SAMPLE_RATE
 from oskdft.utils.io import Pathlike, atomic_dir
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 HOP = 256  # control rate of the synthesiser: one frame every 16 ms
 WIN = 512  # analysis window (32 ms)
 NFFT = 1024  # zero padding, so a formant's ringing does not wrap around the frame

@@ -40,7 +40,8 @@ from tqdm import tqdm
 
 from oskdft.config import DataConfig, load_data_config
 from oskdft.data.kaldi_dir import DataDir, Trial, read_data_dir, replace_data_dir
-from oskdft.data.manifests import manifest_path
+from oskdft.layout import (aug_cuts_path, manifest_path, speaker_counts_path, train_speakers_path,
+                           windows_path)
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike, atomic_path, atomic_write
 
@@ -49,22 +50,6 @@ VALID_SET = "valid"
 BACKEND_SET = "backend"
 # Independent random streams of one seed: changing one choice never reshuffles another.
 _VALID_SPEAKERS, _VALID_UTTS, _TRIALS, _BACKEND = range(4)
-
-
-def windows_path(data_dir: Pathlike) -> Path:
-    return Path(data_dir) / "manifests" / "train_windows.jsonl.gz"
-
-
-def train_speakers_path(data_dir: Pathlike) -> Path:
-    return Path(data_dir) / "manifests" / "train_speakers.txt"
-
-
-def speaker_counts_path(data_dir: Pathlike) -> Path:
-    return Path(data_dir) / "manifests" / "train_speaker_counts.txt"
-
-
-def aug_cuts_path(data_dir: Pathlike, kind: str) -> Path:
-    return Path(data_dir) / "manifests" / f"aug_{kind}_cuts.jsonl.gz"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,7 +124,7 @@ def sample_per_speaker(
     return mask
 
 
-def make_trials(
+def sample_balanced_trials(
     utterances: Sequence[str], speakers: np.ndarray, num_trials: int, rng: np.random.Generator
 ) -> List[Trial]:
     """A balanced trial list: ``num_trials // 2`` same-speaker pairs and as many
@@ -147,7 +132,7 @@ def make_trials(
     utterances allow fewer target pairs, both halves shrink to that number.
 
     >>> utts = ["a-1", "a-2", "b-1", "b-2"]
-    >>> trials = make_trials(utts, np.array([0, 0, 1, 1]), 10, np.random.default_rng(0))
+    >>> trials = sample_balanced_trials(utts, np.array([0, 0, 1, 1]), 10, np.random.default_rng(0))
     >>> sum(t[2] for t in trials), sum(not t[2] for t in trials)
     (2, 2)
     """
@@ -257,7 +242,7 @@ def make_windows_from_config(
     in_backend = ~is_valid_speaker & sample_per_speaker(
         speakers, cfg.backend_utts_per_speaker, backend_rng
     )
-    trials = make_trials(
+    trials = sample_balanced_trials(
         table.ids[in_valid], speakers[in_valid], cfg.valid_trials,
         np.random.default_rng([cfg.seed, _TRIALS]),
     )

@@ -48,24 +48,24 @@ import numpy as np
 from tqdm import tqdm
 
 from oskdft.config import SystemConfig, load_config, to_dict
-from oskdft.embedding.onnx_runtime import SAMPLE_RATE, OnnxEmbedder, read_audio, read_wav_scp
+from oskdft.embedding.onnx_runtime import OnnxEmbedder, read_audio, read_wav_scp
 from oskdft.embedding.views import crop_audio, length_batches, pad_batch
-from oskdft.scoring import CALIBRATION_NAME, METRICS_NAME, SCORES_DIR
+from oskdft.layout import (
+    CALIBRATION_NAME,
+    CONFIG_NAME,
+    META_NAME,
+    METRICS_NAME,
+    MODEL_NAME,
+    ONNX_NAME,
+    SAMPLE_RATE,
+    SCORES_DIR,
+)
 from oskdft.scoring.backends import BACKENDS, Backend, build_backend, load_backend
 from oskdft.scoring.calibration import Calibration, load_calibration
 from oskdft.scoring.embeddings import Embeddings, mean_unit_crops
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike, atomic_write
 from oskdft.utils.kaldi_io import read_scp_keys, write_ark_scp, write_scp_index
-
-# The export directory (stage 6, oskdft.embedding.export writes it).
-ONNX_NAME = "model.onnx"
-INT8_NAME = "model.int8.onnx"
-TORCHSCRIPT_NAME = "model.torchscript.pt"
-META_NAME = "meta.json"
-CONFIG_NAME = "config.yaml"
-# A trained-model directory holds these (oskdft.embedding.final's names; that module needs torch).
-FINAL_MODEL_NAME = "model.pt"
 
 FINAL, ONNX = "final", "onnx"
 EMBED_META_NAME = "embed.json"
@@ -114,7 +114,7 @@ def locate_model(model: Pathlike) -> ModelFiles:
             raise InputError(path, "ONNX model not found", hint=_MODEL_HINT)
         return ModelFiles(ONNX, path, path.parent / CONFIG_NAME, path.parent / META_NAME,
                           path.parent)
-    if path.is_dir() and (path / FINAL_MODEL_NAME).is_file():
+    if path.is_dir() and (path / MODEL_NAME).is_file():
         return ModelFiles(FINAL, path, path / CONFIG_NAME, path / META_NAME,
                           path.parent / SCORES_DIR)
     problem = "no such file or directory" if not path.exists() else "not a model"

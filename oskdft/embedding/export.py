@@ -56,19 +56,13 @@ from torch.nn.utils import parametrize
 
 from oskdft.data.audio import SAMPLE_RATE, load_audio
 from oskdft.data.kaldi_dir import read_table
-from oskdft.embedding.deploy import (
-    CONFIG_NAME,
-    Embedder,
-    INT8_NAME,
-    META_NAME,
-    ONNX_NAME,
-    TORCHSCRIPT_NAME,
-)
+from oskdft.embedding.deploy import Embedder
 from oskdft.embedding.final import CONFIG_NAME as FINAL_CONFIG_NAME
 from oskdft.embedding.final import TorchEmbedder, final_fingerprint, load_final
 from oskdft.embedding.onnx_runtime import OnnxEmbedder
 from oskdft.embedding.views import kd_crops, pad_batch
-from oskdft.scoring import CALIBRATION_NAME, METRICS_NAME, SCORES_DIR
+from oskdft.layout import (CALIBRATION_NAME, CONFIG_NAME, INT8_NAME, META_NAME, METRICS_NAME,
+                           ONNX_NAME, SCORES_DIR, TORCHSCRIPT_NAME)
 from oskdft.scoring.calibration import load_calibration
 from oskdft.utils.io import Pathlike, atomic_dir
 

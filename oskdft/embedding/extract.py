@@ -38,18 +38,18 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from oskdft.config import EvalConfig
-from oskdft.data.audio import SAMPLE_RATE, load_audio
+from oskdft.data.audio import load_audio
 from oskdft.embedding.final import final_fingerprint, load_final
 from oskdft.embedding.shards import (
     TABLES,
     check_job_range,
-    cuts_manifest_path,
     job_marker_path,
     job_table_paths,
     read_cut_durations,
     split_by_duration,
 )
 from oskdft.embedding.views import crop_audio, kd_crops, length_batches, pad_batch
+from oskdft.layout import SAMPLE_RATE, manifest_path
 from oskdft.models.device import resolve_device
 from oskdft.utils.io import Pathlike, atomic_write
 from oskdft.utils.kaldi_io import read_scp_keys, write_ark_scp
@@ -230,7 +230,7 @@ def extract_embeddings_job(
     fingerprint = final_fingerprint(final_dir)
     todo: List[Tuple[str, Path, List[str]]] = []
     for set_name in sets:
-        manifest = cuts_manifest_path(data_dir, set_name)
+        manifest = manifest_path(data_dir, set_name, "cuts")
         share = split_by_duration(read_cut_durations(manifest), num_jobs)[job - 1]
         set_dir = embeddings_dir / set_name
         if _job_done(set_dir, job, share, fingerprint):

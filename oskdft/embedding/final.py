@@ -30,16 +30,12 @@ import torch
 from torch import nn
 
 from oskdft.config import FBANK, SystemConfig, load_config, save_config
+from oskdft.layout import CONFIG_NAME, META_NAME, MODEL_NAME, SSL_DIR
 from oskdft.models.describe import count_parameters, macs_per_second
 from oskdft.models.system import SpeakerModel, build_model
 from oskdft.models.teacher import load_teacher_config
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike, atomic_dir
-
-CONFIG_NAME = "config.yaml"
-MODEL_NAME = "model.pt"
-SSL_DIR = "ssl"
-META_NAME = "meta.json"
 
 _RERUN_HINT = "train the system first: run.sh --stage 3 --stop-stage 3 --systems <system>"
 

@@ -15,11 +15,11 @@ from typing import Dict, List, Sequence
 
 from oskdft.embedding.shards import (
     TABLES,
-    cuts_manifest_path,
     job_table_paths,
     read_cut_durations,
     split_by_duration,
 )
+from oskdft.layout import manifest_path
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike
 from oskdft.utils.kaldi_io import write_scp_index
@@ -42,7 +42,7 @@ def merge_embeddings(data_dir: Pathlike, embeddings_dir: Pathlike, sets: Sequenc
 
 
 def merge_set(data_dir: Pathlike, embeddings_dir: Path, set_name: str, num_jobs: int) -> int:
-    utterances = read_cut_durations(cuts_manifest_path(data_dir, set_name))
+    utterances = read_cut_durations(manifest_path(data_dir, set_name, "cuts"))
     shares = split_by_duration(utterances, num_jobs)
     set_dir = embeddings_dir / set_name
     merged, problems = {}, []

@@ -27,11 +27,10 @@ import numpy as np
 import onnxruntime
 import soundfile
 
+from oskdft.layout import CHANNEL, SAMPLE_RATE
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike
 
-SAMPLE_RATE = 16000
-CHANNEL = 0
 # torchaudio's sinc_interp_hann defaults, which lhotse's resampler keeps.
 LOWPASS_FILTER_WIDTH = 6
 ROLLOFF = 0.99

@@ -21,16 +21,6 @@ from oskdft.utils.io import Pathlike
 TABLES = ("xvector", "xvector_crops")
 
 
-def cuts_manifest_path(data_dir: Pathlike, set_name: str) -> Path:
-    """The cuts of a set: stage 0 writes the evaluation sets', stage 1 ``valid`` and
-    ``backend`` (the naming of :func:`oskdft.data.manifests.manifest_path`, which needs lhotse).
-
-    >>> str(cuts_manifest_path("data", "valid"))
-    'data/manifests/valid_cuts.jsonl.gz'
-    """
-    return Path(data_dir) / "manifests" / f"{set_name}_cuts.jsonl.gz"
-
-
 def read_cut_durations(manifest: Pathlike) -> List[Tuple[str, float]]:
     """``(cut id, duration)`` of every cut of a ``jsonl.gz`` cut manifest, in file order,
     read as plain JSON (without lhotse, so the merge stays light)."""

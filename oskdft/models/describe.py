@@ -28,12 +28,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import PretrainedConfig
 
 from oskdft.config import SystemConfig
+from oskdft.layout import SAMPLE_RATE
 from oskdft.models.system import SpeakerModel, build_model
 from oskdft.models.teacher import build_ssl_from_arch
 
 COMPONENTS = ("ssl", "adapters", "backend", "aam_head", "total")
-# The audio the compute is counted on: one second at the sample rate stage 0 converts to.
-SAMPLE_RATE = 16000
 
 
 def count_parameters(model: SpeakerModel, aam_head: Optional[nn.Module] = None
@@ -57,6 +56,7 @@ def macs_per_second(model: SpeakerModel) -> Dict[str, int]:
     """
     # The back end's device: Hugging Face makes the SpecAugment embedding (kept with
     # ssl.spec_augment) on the CPU even under a meta device context.
+    # One second of audio at the rate stage 0 converts to.
     wav = torch.zeros(1, SAMPLE_RATE, device=next(model.ecapa.parameters()).device)
     was_training = model.training
     model.eval()

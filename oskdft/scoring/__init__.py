@@ -9,9 +9,3 @@
 - ``plots``, ``report``: DET/histogram PNGs and the results table
 - ``pipeline``: :func:`~oskdft.scoring.pipeline.score_system`, stage 5 for one system
 """
-
-# Stage 5's output directory, exp/<system>/scores/, and the files in it that the results table,
-# deployment and export read (pipeline writes them).
-SCORES_DIR = "scores"
-CALIBRATION_NAME = "calibration.json"
-METRICS_NAME = "metrics.json"

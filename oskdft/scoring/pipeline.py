@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from oskdft.config import EvalConfig, load_config
-from oskdft.scoring import CALIBRATION_NAME, METRICS_NAME, SCORES_DIR
+from oskdft.layout import CALIBRATION_NAME, CONFIG_NAME, METRICS_NAME, SCORES_DIR
 from oskdft.scoring.backends import Backend, build_backend, save_backend
 from oskdft.scoring.calibration import (
     Calibration,
@@ -90,7 +90,7 @@ def score_system(
     :return: the content of ``metrics.json``.
     """
     data_dir, system_dir = Path(data_dir), Path(system_dir)
-    config_path = system_dir / "config.yaml"
+    config_path = system_dir / CONFIG_NAME
     cfg = load_config(config_path).eval
     backends = _build_backends(cfg, config_path)
     embeddings_dir = system_dir / "embeddings"

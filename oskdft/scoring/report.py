@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from oskdft.scoring import METRICS_NAME, SCORES_DIR
+from oskdft.layout import FINAL_DIR, META_NAME, METRICS_NAME, SCORES_DIR
 from oskdft.scoring.bootstrap import (
     LEVEL,
     METHOD,
@@ -57,7 +57,7 @@ def make_results(exp_dir: Pathlike, data_dir: Pathlike, systems: Sequence[str],
     for system in systems:
         metrics = _read_json(exp_dir / system / SCORES_DIR / METRICS_NAME,
                              hint="run stage 5 (local/score_trials.py) for this system")
-        meta_path = exp_dir / system / "final" / "meta.json"
+        meta_path = exp_dir / system / FINAL_DIR / META_NAME
         meta = _read_json(meta_path, hint="written by training") if meta_path.is_file() else {}
         params = meta.get("params") or {}
         macs = meta.get("macs_per_second") or {}

@@ -20,13 +20,11 @@ from typing import Any, Dict, List, Optional
 import yaml
 
 from oskdft.config import SystemConfig, load_config, save_config, to_dict
+from oskdft.layout import CONFIG_NAME, INPUTS_NAME
 from oskdft.training.checkpoint import CHECKPOINT_DIR, newest_checkpoint
 from oskdft.training.distributed import DistContext, barrier, broadcast_from_main
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike, atomic_write
-
-CONFIG_NAME = "config.yaml"
-INPUTS_NAME = "inputs.yaml"
 
 
 def prepare_exp_dir(exp_dir: Pathlike, cfg: SystemConfig, force: bool, ctx: DistContext,

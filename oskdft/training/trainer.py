@@ -45,6 +45,7 @@ from oskdft.config import (
 from oskdft.data.dataset import OneWindowPerUtteranceSampler, TrainingWindows, collate_windows
 from oskdft.data.windows import read_train_speakers, speaker_counts
 from oskdft.embedding.final import save_final
+from oskdft.layout import FINAL_DIR
 from oskdft.losses.aam import AAMSoftmax
 from oskdft.losses.kd import build_kd_loss
 from oskdft.models.system import SpeakerModel, build_model
@@ -80,7 +81,6 @@ from oskdft.utils.io import Pathlike
 from oskdft.utils.logging import setup_logging
 from oskdft.utils.registry import Registry
 
-FINAL_DIR = "final"
 LOG_NAME = "log/train.log"
 CHECKPOINT_FORMAT = 1
 # Mixed precision on GPU (optim.amp, one key per CHOICES name); the CPU always trains in fp32.

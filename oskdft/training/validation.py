@@ -14,7 +14,7 @@ from lhotse import CutSet
 from oskdft.config import EvalConfig
 from oskdft.data.windows import VALID_SET
 from oskdft.embedding.extract import embed_eval_views
-from oskdft.embedding.shards import cuts_manifest_path
+from oskdft.layout import manifest_path
 from oskdft.models.system import SpeakerModel
 from oskdft.scoring.backends import build_backend
 from oskdft.scoring.embeddings import Embeddings, mean_unit_crops
@@ -32,7 +32,7 @@ class Validator:
     """
 
     def __init__(self, data_dir: Pathlike, cfg: EvalConfig):
-        self.manifest = cuts_manifest_path(data_dir, VALID_SET)
+        self.manifest = manifest_path(data_dir, VALID_SET, "cuts")
         self.trials_path = Path(data_dir) / VALID_SET / f"trials_{VALID_SET}"
         for path in (self.manifest, self.trials_path):
             if not path.is_file():

@@ -20,7 +20,8 @@ from oskdft.data.augment import (
     gain_envelope,
     reverb_unit_energy,
 )
-from oskdft.data.windows import make_windows_from_config, windows_path
+from oskdft.data.windows import make_windows_from_config
+from oskdft.layout import windows_path
 from oskdft.utils.errors import InputError
 from tests.data.toy_corpus import AUG_SETS, RATE, make_toy_corpus, toy_data_config
 

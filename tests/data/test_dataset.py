@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader
 from oskdft.config import AugmentConfig
 from oskdft.data.audio import load_audio
 from oskdft.data.dataset import OneWindowPerUtteranceSampler, TrainingWindows, collate_windows
-from oskdft.data.windows import make_windows_from_config, read_train_speakers, windows_path
+from oskdft.data.windows import make_windows_from_config, read_train_speakers
+from oskdft.layout import windows_path
 from tests.data.toy_corpus import AUG_SETS, RATE, make_toy_corpus, toy_data_config
 
 

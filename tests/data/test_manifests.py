@@ -11,7 +11,8 @@ from lhotse import CutSet, MonoCut, RecordingSet, SupervisionSet
 
 from oskdft.data.audio import load_audio
 from oskdft.data.kaldi_dir import write_data_dir
-from oskdft.data.manifests import manifest_path, prepare_manifests
+from oskdft.data.manifests import prepare_manifests
+from oskdft.layout import manifest_path
 from oskdft.utils.errors import InputError
 
 PREPARE_MANIFESTS = Path(__file__).resolve().parents[2] / "local" / "prepare_manifests.py"

@@ -7,21 +7,19 @@ from lhotse import CutSet
 
 from oskdft.data.audio import load_audio
 from oskdft.data.kaldi_dir import DataDir, Segment, read_data_dir, write_data_dir
-from oskdft.data.manifests import manifest_path
 from oskdft.data.windows import (
-    aug_cuts_path,
     aug_kind,
-    make_trials,
     make_windows,
     make_windows_from_config,
     read_train_speakers,
+    sample_balanced_trials,
     sample_per_speaker,
     shift_window,
     speaker_counts,
     window_starts,
-    windows_path,
     write_subset_dir,
 )
+from oskdft.layout import aug_cuts_path, manifest_path, windows_path
 from oskdft.utils.errors import InputError
 from tests.data.toy_corpus import AUG_SETS, RATE, UTT_SECONDS, make_toy_corpus, toy_data_config
 
@@ -214,15 +212,15 @@ def test_sample_per_speaker_caps_each_speaker():
     assert np.bincount(speakers[mask]).tolist() == [min(n, 7) for n in range(1, 51)]
 
 
-def test_make_trials_is_balanced_and_capped():
+def test_sample_balanced_trials_is_balanced_and_capped():
     speakers = np.repeat(np.arange(10), 4)
     utts = [f"s{s}-u{i}" for i, s in enumerate(speakers)]
-    trials = make_trials(utts, speakers, 1000, np.random.default_rng(0))
+    trials = sample_balanced_trials(utts, speakers, 1000, np.random.default_rng(0))
     targets = [t for t in trials if t[2]]
     assert len(targets) == 10 * 6  # every same-speaker pair, no more
     assert len(trials) == 2 * len(targets)
     assert len(set(trials)) == len(trials)
-    few = make_trials(utts, speakers, 10, np.random.default_rng(1))
+    few = sample_balanced_trials(utts, speakers, 10, np.random.default_rng(1))
     assert len(few) == 10 and sum(t[2] for t in few) == 5
 
 

@@ -10,7 +10,8 @@ from oskdft.embedding.extract import embed_cuts, embed_views
 from oskdft.embedding.views import crop_audio, crop_starts, kd_crops, length_batches
 from oskdft.scoring.backends import build_backend
 from oskdft.scoring.embeddings import Embeddings, mean_unit_crops
-from oskdft.embedding.shards import cuts_manifest_path, split_by_duration
+from oskdft.embedding.shards import split_by_duration
+from oskdft.layout import manifest_path
 from tests.embedding.tiny_system import (
     embed_alone, kd_branch_model, original_fused_score, scratch_config, tiny_model, write_set)
 
@@ -27,7 +28,7 @@ def model():
 def cuts(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     write_set(root, "test", SECONDS)
-    return list(CutSet.from_file(cuts_manifest_path(root / "data", "test")))
+    return list(CutSet.from_file(manifest_path(root / "data", "test", "cuts")))
 
 
 def test_length_batches_cover_every_item_once_within_the_budget():

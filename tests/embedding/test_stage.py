@@ -13,7 +13,7 @@ from lhotse import CutSet
 from oskdft.embedding.extract import embed_cuts, extract_embeddings_job
 from oskdft.embedding.final import load_final, save_final
 from oskdft.embedding.merge import merge_embeddings
-from oskdft.embedding.shards import cuts_manifest_path
+from oskdft.layout import manifest_path
 from oskdft.scoring.embeddings import load_embeddings
 from oskdft.utils.errors import InputError
 from oskdft.utils.kaldi_io import read_scp
@@ -68,7 +68,7 @@ def test_stage_4_embeds_every_utterance_of_every_set_once(recipe, stage_4, monke
     monkeypatch.chdir(REPO)  # the tables must read the same from anywhere
     model, _, _ = load_final(recipe / "exp" / "sys" / "final")
     for name in SETS:
-        cuts = CutSet.from_file(cuts_manifest_path(recipe / "data", name))
+        cuts = CutSet.from_file(manifest_path(recipe / "data", name, "cuts"))
         table = load_embeddings(out / name, crops=True)
         assert table.keys == sorted(cut.id for cut in cuts)
         assert table.vectors.shape == (len(cuts), 8)

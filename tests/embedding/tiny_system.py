@@ -11,7 +11,7 @@ from lhotse import CutSet
 
 from oskdft.config import SystemConfig
 from oskdft.data.audio import SAMPLE_RATE, mono_cut, recording_from_entry
-from oskdft.embedding.shards import cuts_manifest_path
+from oskdft.layout import manifest_path
 from oskdft.models.system import SpeakerModel, build_model
 from tests.models.tiny import tiny_arch, tiny_system_config
 
@@ -49,7 +49,7 @@ def write_set(root: Path, set_name: str, seconds: Sequence[float], seed: int = 0
         sf.write(str(path), audio.astype(np.float32), SAMPLE_RATE, subtype="FLOAT")
         wavs[utt] = str(path)
     cuts = CutSet.from_cuts(mono_cut(recording_from_entry(utt, path)) for utt, path in wavs.items())
-    manifest = cuts_manifest_path(root / "data", set_name)
+    manifest = manifest_path(root / "data", set_name, "cuts")
     manifest.parent.mkdir(parents=True, exist_ok=True)
     cuts.to_file(manifest)
     return wavs

@@ -9,7 +9,7 @@ from lhotse import CutSet
 
 from oskdft.config import EvalConfig
 from oskdft.data.audio import SAMPLE_RATE, load_audio
-from oskdft.embedding.shards import cuts_manifest_path
+from oskdft.layout import manifest_path
 from oskdft.embedding.views import crop_audio
 from oskdft.training.validation import Validator
 from tests.embedding.tiny_system import (
@@ -43,7 +43,7 @@ def test_fused_validation_score_is_the_originals_with_its_crop_branches(valid_di
     scores = Validator(valid_dir, cfg).scores(model, torch.device("cpu"))
 
     audio = {cut.id: load_audio(cut)
-             for cut in CutSet.from_file(cuts_manifest_path(valid_dir, "valid"))}
+             for cut in CutSet.from_file(manifest_path(valid_dir, "valid", "cuts"))}
     full = {utt: embed_alone(model, a) for utt, a in audio.items()}
     crops = {utt: [embed_alone(plain if original and i < 2 else model, c)
                    for i, c in enumerate(crop_audio(a, SAMPLE_RATE, 5))]
@@ -57,7 +57,7 @@ def test_cosine_validation_score_uses_the_full_utterances_alone(valid_dir):
     model = tiny_model(scratch_config())
     scores = Validator(valid_dir, EvalConfig()).scores(model, torch.device("cpu"))
     audio = {cut.id: load_audio(cut)
-             for cut in CutSet.from_file(cuts_manifest_path(valid_dir, "valid"))}
+             for cut in CutSet.from_file(manifest_path(valid_dir, "valid", "cuts"))}
     full = {utt: embed_alone(model, a) for utt, a in audio.items()}
     expected = [np.dot(full[a], full[b]) / np.linalg.norm(full[a]) / np.linalg.norm(full[b])
                 for a, b in trial_pairs(valid_dir)]
