@@ -1,6 +1,7 @@
 """Packaging for oskdft: OS-KDFT speaker-verification recipes.
 
-`utils/setup_env.sh` installs this package editable, with the `test` extra, into `.venv`.
+`utils/setup_env.sh` installs this package editable, with the `test` and `lilcom` extras, into
+`.venv`.
 """
 from setuptools import find_packages, setup
 
@@ -21,7 +22,6 @@ setup(
         "lhotse>=1.24",
         "urllib3",  # lhotse imports it but does not declare it
         "kaldiio>=2.18",
-        "lilcom",  # lossy teacher-cache storage (teacher.cache_storage: lilcom)
         "numpy>=1.24",
         "scipy>=1.10",
         "soundfile>=0.12",
@@ -35,6 +35,9 @@ setup(
     extras_require={
         "test": ["pytest>=7", "tensorboard"],
         "tensorboard": ["tensorboard"],
+        # Lossy teacher-cache storage (teacher.cache_storage: lilcom); fp16, the default, needs
+        # nothing. Stage 2 names the package when it is missing.
+        "lilcom": ["lilcom"],
     },
     entry_points={"console_scripts": ["oskdft=oskdft.cli.main:main"]},
 )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create the project's virtual environment (.venv) when it is missing or out of date, and
-# install oskdft into it (editable, with the test extra).
+# install oskdft into it (editable, with the test and lilcom extras).
 #
 # Usage: utils/setup_env.sh            # from anywhere; the repo root is found from this file
 #
@@ -25,6 +25,6 @@ if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
   "$python" -m venv --clear "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet -e "$root[test]"
+"$venv/bin/python" -m pip install --quiet -e "$root[test,lilcom]"
 echo "$want" > "$stamp"
 echo "$(date '+%Y-%m-%d %H:%M:%S') environment ready: $venv" >&2

@@ -27,29 +27,23 @@ from typing import Any, Callable, Iterator, List, Union
 import torch
 from torch import Tensor
 
-SAMPLE_RATE = 16000
+from oskdft.layout import SAMPLE_RATE
+
 WARMUP_CALLS = 2
 
 SSLForward = Callable[[Tensor], Any]
 
 
-def measure_ssl_seconds(ssl_forward: SSLForward, seconds: float = 4.0, batch: int = 1,
-                        repeats: int = 10, threads: int = 2,
-                        device: Union[str, torch.device] = "cpu") -> float:
-    """Median wall time of ``ssl_forward`` on ``batch`` random waveforms of ``seconds``.
-
-    :param ssl_forward: the encoder (an ``nn.Module`` or any callable on ``[batch, samples]``),
-        already on ``device`` and in eval mode.
-    :param threads: torch's CPU threads while timing (restored afterwards).
-    """
-    return median_times([ssl_forward], seconds, batch, repeats, threads, device)[0]
-
-
 def median_times(forwards: List[SSLForward], seconds: float = 4.0, batch: int = 1,
                  repeats: int = 10, threads: int = 2,
                  device: Union[str, torch.device] = "cpu") -> List[float]:
-    """Median wall time of each of ``forwards``, timed side by side in interleaved rounds (see
-    the module docstring). Arguments as in :func:`measure_ssl_seconds`."""
+    """Median wall time of each of ``forwards`` on ``batch`` random waveforms of ``seconds``,
+    timed side by side in interleaved rounds (see the module docstring).
+
+    :param forwards: the encoders (``nn.Module``s or any callables on ``[batch, samples]``),
+        already on ``device`` and in eval mode.
+    :param threads: torch's CPU threads while timing (restored afterwards).
+    """
     device = torch.device(device)
     generator = torch.Generator().manual_seed(0)
     wav = torch.randn(batch, round(seconds * SAMPLE_RATE), generator=generator).to(device)

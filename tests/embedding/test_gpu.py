@@ -4,7 +4,7 @@ import torch
 
 from oskdft.embedding.extract import extract_embeddings_job
 from oskdft.embedding.final import save_final
-from oskdft.embedding.speed import measure_ssl_seconds
+from oskdft.embedding.speed import median_times
 from oskdft.utils.kaldi_io import read_scp
 from tests.embedding.tiny_system import scratch_config, tiny_model, write_set
 
@@ -33,6 +33,5 @@ def test_a_stage_4_job_on_the_gpu_matches_the_cpu(tmp_path):
 def test_gpu_timing_waits_for_the_kernels():
     matrix = torch.randn(8192, 8192, device="cuda")
     # One fp32 8192^3 product is several milliseconds on any GPU; its launch alone is ~10 us.
-    seconds = measure_ssl_seconds(lambda wav: matrix @ matrix, seconds=0.1, repeats=3,
-                                  device="cuda")
+    [seconds] = median_times([lambda wav: matrix @ matrix], seconds=0.1, repeats=3, device="cuda")
     assert seconds > 1e-3
