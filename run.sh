@@ -34,7 +34,8 @@ gpus=0                        # GPUs per node for training (0: one process per n
 num_nodes=1                   # nodes taking part in training
 node_rank=0                   # this node's rank among them (under Slurm: Slurm's)
 rdzv_endpoint=127.0.0.1:29400 # torchrun c10d rendezvous host:port: node 0's (under Slurm: its port)
-cmd=utils/run_local.sh        # job runner: utils/run_local.sh or utils/run_slurm.sh [options]
+cmd=utils/run_local.sh        # runner of stage 2 and 4 jobs (docs/architecture.md#job-runner)
+train_cmd=                    # runner of each training job, stage 3 (default: --cmd's)
 systems=                      # systems to train and score (default: run.conf's list)
 train_config=                 # train one system from this YAML instead (its stem names exp/<stem>)
 override=                     # dotted config overrides for every system, e.g. "optim.epochs=2"
@@ -47,19 +48,23 @@ help_message="Runs the OS-KDFT recipe of egs/<egs>/ from raw corpus to scored tr
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$root/path.sh"
-. "$root/utils/parse_options.sh"
+args=("$@")
+. "$root/utils/parse_options.sh"  # first pass: which recipe
 . "$root/utils/log.sh"
 . "$root/utils/done.sh"
-# A runner named relative to the repository (the default) must still be found after the cd below.
-case $cmd in /*) ;; *) [ -e "$root/${cmd%% *}" ] && cmd="$root/$cmd" ;; esac
 
 recipe=$root/egs/$egs
 [ -f "$recipe/run.conf" ] || { log "no recipe egs/$egs (missing $recipe/run.conf)"; exit 1; }
-cli_systems=$systems
+# The recipe's corpus paths, set names and system list; it may set any option too (e.g. nj).
 # shellcheck disable=SC1090,SC1091
-. "$recipe/run.conf"  # corpus paths, set names and the system list
+. "$recipe/run.conf"
 recipe_systems=$systems  # the results table's order
-[ -n "$cli_systems" ] && systems=$cli_systems
+# Second pass: --config files, then the command line, win over run.conf.
+. "$root/utils/parse_options.sh" "${args[@]}"
+train_cmd=${train_cmd:-$cmd}
+# A runner named relative to the repository (the default) must still be found after the cd below.
+case $cmd in /*) ;; *) [ -e "$root/${cmd%% *}" ] && cmd="$root/$cmd" ;; esac
+case $train_cmd in /*) ;; *) [ -e "$root/${train_cmd%% *}" ] && train_cmd="$root/$train_cmd" ;; esac
 
 if [ -n "$train_config" ]; then
   train_config=$(realpath "$train_config")
@@ -81,8 +86,8 @@ log "recipe egs/$egs, working in $work, stages $stage..$stop_stage, systems: $sy
 #   by a relative path. Then the table over seeds, exp/results_seeds.{md,json}. No export.
 if [ -n "$seeds" ]; then
   again=(bash "$root/run.sh" --egs "$egs" --nj "$nj" --gpus "$gpus" --num-nodes "$num_nodes"
-    --node-rank "$node_rank" --rdzv-endpoint "$rdzv_endpoint" --cmd "$cmd"
-    --systems "$cli_systems" --train-config "$train_config" --force "$force"
+    --node-rank "$node_rank" --rdzv-endpoint "$rdzv_endpoint" --cmd "$cmd" --train-cmd "$train_cmd"
+    --systems "$systems" --train-config "$train_config" --force "$force"
     --bootstrap "$bootstrap" --seeds "")
   if [ "$stage" -le 1 ]; then
     "${again[@]}" --dir "$work" --override "$override" --stage "$stage" \
@@ -144,8 +149,13 @@ job_key() { if [ "$force" = true ]; then echo "$1-$(date +%s%N)"; else echo "$1"
 #   in:  the corpus (prepare_opts in run.conf)  out: data/<set>/, data/manifests/<set>_*.jsonl.gz
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "Stage 0: data preparation"
-  # What stage 0 reads of run.conf, not the whole file: its system list is no input here.
-  h=$(stage_hash "$recipe/prepare.py" -- "$prepare_opts" "$train_set" "$eval_sets" "$aug_sets")
+  # What stage 0 reads of run.conf, not the whole file: its system list is no input here. The
+  # code that writes the corpus: prepare.py and the library modules it runs.
+  corpus_code=$(python "$root/local/corpus_sources.py" --package-dir "$root/oskdft" \
+    "$recipe/prepare.py")
+  mapfile -t corpus_code <<<"$corpus_code"
+  h=$(stage_hash "$recipe/prepare.py" "${corpus_code[@]}" -- "$prepare_opts" "$train_set" \
+    "$eval_sets" "$aug_sets")
   if ! is_done data stage0 "$h"; then
     clear_done data stage0
     # shellcheck disable=SC2086
@@ -206,10 +216,11 @@ fi
 #   in:  data/manifests, exp/teacher_cache, conf/<sys>.yaml
 #   out: exp/<sys>/{config.yaml,checkpoints/,final/,log/train.log,metrics.jsonl}
 #   utils/torchrun.sh starts one node's share: one CPU process (--gpus 0) or one per GPU under
-#   torchrun. With the local runner it runs here (multi-node: start this stage on every node,
-#   each with its --node-rank); with --cmd "utils/run_slurm.sh ..." the run is one Slurm job on
-#   $num_nodes nodes, logged to exp/log/<sys>/train.slurm.log (outside exp/<sys>, which
-#   --force moves aside). The stage's marker alone says a run is done (no --job-key); an
+#   torchrun. $train_cmd runs it as one job on $num_nodes nodes, logged to exp/log/<sys>/train.log
+#   (train.node<rank>.log on several nodes; outside exp/<sys>, which --force moves aside):
+#   utils/run_local.sh here (multi-node: start this stage on every node, each with its
+#   --node-rank), utils/run_slurm.sh as one Slurm job on all of them (run.sh started once, as
+#   node 0). The stage's marker alone says a run is done (no --job-key); an
 #   interrupted run resumes from its newest checkpoint. A system's inputs: its config as loaded
 #   (its YAML, the base: chain, the overrides and the data config: comments do not count), the
 #   windows and, when its teacher is another system's model (teacher.path under
@@ -233,15 +244,12 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       --node-rank "$node_rank" --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "oskdft-$sys"
       "$root/local/train.py" --device "$device" --config "$conf" --data-config "$data_config"
       "${override_args[@]}" --inputs-hash "${input_hashes[@]}" --force "$force" data "exp/$sys")
-    case ${cmd%% *} in
-      *run_local.sh) "${train[@]}" ;;
-      *)
-        slurm_log=exp/log/$sys/train.slurm.log
-        if ! $cmd --gpus "$gpus" --num-nodes "$num_nodes" "$slurm_log" "${train[@]}"; then
-          log "training $sys failed: see $work/$slurm_log and $work/exp/$sys/log/train.log"
-          exit 1
-        fi ;;
-    esac
+    job_log=exp/log/$sys/train.log
+    [ "$num_nodes" -gt 1 ] && job_log=exp/log/$sys/train.node$node_rank.log
+    if ! $train_cmd --gpus "$gpus" --num-nodes "$num_nodes" "$job_log" "${train[@]}"; then
+      log "training $sys failed: see $work/$job_log and $work/exp/$sys/log/train.log"
+      exit 1
+    fi
     mark_done "exp/$sys" stage3 "$h"
   done
 fi
@@ -274,37 +282,25 @@ fi
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   for sys in $systems; do
     log "Stage 5: scoring $sys"
+    # oskdft.scoring.report.current_systems checks this hash for the table: change both or neither.
     h=$(stage_hash "exp/$sys/.stage4.done" -- "$eval_sets")
     is_done "exp/$sys" stage5 "$h" && continue
     clear_done "exp/$sys" stage5
     python "$root/local/score_trials.py" --eval-sets "$eval_sets" data "exp/$sys"
     mark_done "exp/$sys" stage5 "$h"
   done
-  scored=()
-  for marker in exp/*/.stage5.done; do
-    if [ -f "$marker" ]; then sys=${marker#exp/}; scored+=("${sys%/.stage5.done}"); fi
+  # make_results.py picks the table's systems from every system's stage-4 and stage-5 markers,
+  # so those markers are the table's inputs.
+  markers=()
+  for marker in exp/*/.stage4.done exp/*/.stage5.done; do
+    [ -f "$marker" ] && markers+=("$marker")
   done
-  table=(); stale=()
-  for sys in $recipe_systems "${scored[@]}"; do  # run.conf's order, then the others
-    [[ " ${table[*]} ${stale[*]} " == *" $sys "* ]] && continue
-    [ -f "exp/$sys/.stage5.done" ] || continue  # never scored
-    if [ -f "exp/$sys/.stage4.done" ] &&
-      has_done "exp/$sys" stage5 "$(stage_hash "exp/$sys/.stage4.done" -- "$eval_sets")"; then
-      table+=("$sys")
-    else
-      stale+=("$sys")
-    fi
-  done
-  if [ ${#stale[@]} -gt 0 ]; then
-    log "not in the results table (not scored since their last embeddings): ${stale[*]}"
-  fi
-  markers=(); for sys in "${table[@]}"; do markers+=("exp/$sys/.stage5.done"); done
-  h=$(stage_hash "${markers[@]}" -- "$eval_sets" "${table[*]}" "$bootstrap")
+  h=$(stage_hash "${markers[@]}" -- "$eval_sets" "$recipe_systems" "$bootstrap")
   if is_done exp results "$h"; then
     cat exp/results.md
   else
     clear_done exp results
-    python "$root/local/make_results.py" --systems "${table[*]}" --eval-sets "$eval_sets" \
+    python "$root/local/make_results.py" --order "$recipe_systems" --eval-sets "$eval_sets" \
       --data-dir data --resamples "$bootstrap" exp
     mark_done exp results "$h"
   fi

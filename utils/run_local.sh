@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The local job runner: runs the jobs of a parallel step as processes on this machine, with the
 # interface of Kaldi's run.pl. utils/run_slurm.sh is the same for a Slurm cluster; run.sh's --cmd
-# picks one.
+# and --train-cmd pick one.
 #
 # Usage: utils/run_local.sh [options] JOB=1:N LOGFILE command [args...]
 #        utils/run_local.sh [options] LOGFILE command [args...]         (one job)
+#        utils/run_local.sh --gpus G --num-nodes N LOGFILE command [args...]   (run.sh stage 3:
+#          this node's share of the training job; the other nodes start theirs themselves)
 # e.g.   utils/run_local.sh --job-key "$h" JOB=1:4 exp/emb/log/extract.JOB.log \
 #          python local/extract_embeddings.py --job JOB --num-jobs 4 data exp/emb
 #
@@ -26,6 +28,7 @@ set -euo pipefail
 max_jobs_run=0    # jobs running at once (0: the number of cores)
 job_key=          # the step's inputs (run.sh: its stage hash): jobs done with this key are skipped
 gpus=0            # ignored: utils/run_slurm.sh's request, accepted so one --cmd fits both
+num_nodes=0       # ignored, as --gpus: the command runs on this node only
 mem=              # ignored, as --gpus
 time=             # ignored, as --gpus
 partition=        # ignored, as --gpus

@@ -27,6 +27,7 @@ from oskdft.scoring.bootstrap import (
     interval,
 )
 from oskdft.scoring.trials import read_scores, read_table
+from oskdft.utils.done import has_done, stage_hash
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike, atomic_write
 
@@ -37,6 +38,29 @@ COLUMNS = ("System", "Back end", "EER (%)", "ΔEER vs {reference}", "minDCF 0.01
            "GMAC/s total")
 RESAMPLES = 1000
 REFERENCE = "oskdft"
+
+
+def current_systems(exp_dir: Pathlike, order: Sequence[str], eval_sets: str) -> List[str]:
+    """The systems of the results table: every system under ``exp_dir`` whose scores are current,
+    those of ``order`` (run.conf's list) first, then the others by name; a rerun of stage 5 that
+    names fewer systems keeps the others' rows. Logs the scored systems left out.
+
+    Scores are current when the system's stage-5 marker records run.sh's stage-5 hash: of its
+    stage-4 marker and ``eval_sets``, run.conf's string as written (scored since its last
+    embeddings, for these sets).
+    """
+    exp_dir = Path(exp_dir)
+    scored = sorted(m.parent.name for m in exp_dir.glob("*/.stage5.done"))
+    current, stale = [], []
+    for system in dict.fromkeys([s for s in order if s in scored] + scored):
+        stage4 = exp_dir / system / ".stage4.done"
+        fresh = stage4.is_file() and has_done(exp_dir / system, "stage5",
+                                              stage_hash([stage4], [eval_sets]))
+        (current if fresh else stale).append(system)
+    if stale:
+        log.info("not in the results table (not scored since their last embeddings): %s",
+                 " ".join(stale))
+    return current
 
 
 def make_results(exp_dir: Pathlike, data_dir: Pathlike, systems: Sequence[str],

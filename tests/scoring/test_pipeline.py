@@ -12,6 +12,7 @@ from oskdft.scoring.calibration import load_calibration
 from oskdft.scoring.embeddings import load_embeddings
 from oskdft.scoring.pipeline import score_system
 from oskdft.scoring.report import make_results
+from oskdft.utils.done import stage_hash
 from oskdft.utils.errors import InputError
 from oskdft.utils.kaldi_io import write_ark_scp
 
@@ -160,8 +161,14 @@ def test_results_table(tmp_path, capsys):
     (exp / "oskdft" / "final" / "meta.json").write_text(json.dumps(
         {"params": {"ssl": 63_500_000, "adapters": 1, "backend": 2, "total": 70_100_000},
          "macs_per_second": {"ssl": 21_500_000_000, "total": 23_040_000_000}}))
+    for system in ("teacher_ft", "oskdft", "ft_only"):  # stages 4 and 5 as run.sh marks them
+        (exp / system).mkdir(exist_ok=True)
+        (exp / system / ".stage4.done").write_text(f"hash: embedded {system}\n")
+        scored = stage_hash([exp / system / ".stage4.done"], ["test"])
+        (exp / system / ".stage5.done").write_text(f"hash: {scored}\n")
+    (exp / "ft_only" / ".stage4.done").write_text("hash: embedded again, not scored since\n")
     script = runpy.run_path(str(ROOT / "local" / "make_results.py"))
-    script["main"](["--systems", "teacher_ft oskdft", "--eval-sets", "test", "--data-dir",
+    script["main"](["--order", "teacher_ft", "--eval-sets", "test", "--data-dir",
                     str(tmp_path / "data"), "--resamples", "50", str(exp)])
     markdown = capsys.readouterr().out
     assert markdown == (exp / "results.md").read_text()

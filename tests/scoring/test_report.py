@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from oskdft.scoring.bootstrap import SpeakerBootstrap, interval
-from oskdft.scoring.report import make_results, make_seed_results, seed_dir
+from oskdft.scoring.report import current_systems, make_results, make_seed_results, seed_dir
 from oskdft.scoring.trials import read_scores
+from oskdft.utils.done import stage_hash
 from oskdft.utils.errors import InputError
 from tests.scoring.fake_scores import LIST, make_trials, speaker_effect, write_system
 
@@ -112,3 +113,27 @@ def test_seed_table_means_and_spreads(tmp_path):
         in line
     with pytest.raises(InputError, match=r"seed4/exp/results.json: not found"):
         make_seed_results(exp, [1, 4])
+
+
+def test_the_table_holds_the_systems_scored_since_their_last_embeddings(tmp_path, caplog):
+    def mark(system, scored_for="test a"):  # stages 4 and 5 as run.sh marks them
+        (tmp_path / system).mkdir()
+        stage4 = tmp_path / system / ".stage4.done"
+        stage4.write_text("hash: embedded\n")
+        scored = stage_hash([stage4], [scored_for])
+        (tmp_path / system / ".stage5.done").write_text(f"cmdline: x\nhash: {scored}\n")
+
+    for system in ("zeta", "oskdft", "alpha"):
+        mark(system)
+    mark("re_embedded")
+    (tmp_path / "re_embedded" / ".stage4.done").write_text("hash: embedded again\n")
+    mark("other_sets", scored_for="test")
+    mark("no_embeddings")
+    (tmp_path / "no_embeddings" / ".stage4.done").unlink()
+    (tmp_path / "never_scored").mkdir()
+    with caplog.at_level("INFO"):
+        assert current_systems(tmp_path, ["oskdft", "never_scored", "zeta"], "test a") == [
+            "oskdft", "zeta", "alpha"]  # run.conf's order, then the others by name
+    assert "not in the results table (not scored since their last embeddings): " \
+        "no_embeddings other_sets re_embedded" in caplog.text
+    assert current_systems(tmp_path, [], "test") == ["other_sets"]

@@ -153,3 +153,21 @@ def test_stage_hash_of_missing_input_names_it(bash):
     assert result.returncode != 0
     assert "missing input conf/none.yaml" in result.stderr
     assert result.stdout == ""
+
+
+def test_python_reads_the_markers_bash_writes(bash, tmp_path):
+    """oskdft.utils.done (the results table's check) hashes as utils/done.sh does: multi-byte
+    text, an empty string, a file without a final newline, no files at all."""
+    from oskdft.utils.done import has_done, stage_hash
+
+    (tmp_path / "a").write_text("one\ntwo\n")
+    (tmp_path / "b").write_bytes(b"\x00no newline")
+    cases = [(["a", "b"], ["test", "", "vox1 é"]), (["b"], []), ([], ["only strings"]), ([], [])]
+    for files, strings in cases:
+        script = '. "$UTILS/done.sh"; h=$(stage_hash "$@"); mark_done exp stage5 "$h"; echo "$h"'
+        result = bash(script, *files, "--", *strings, env={"LC_ALL": "C"})
+        assert result.returncode == 0, result.stderr
+        digest = stage_hash([tmp_path / f for f in files], strings)
+        assert result.stdout.strip() == digest, (files, strings)
+        assert has_done(tmp_path / "exp", "stage5", digest)
+        assert not has_done(tmp_path / "exp", "stage5", stage_hash([], ["other"]))

@@ -141,7 +141,7 @@ def test_stage3_trains_on_two_slurm_nodes_through_run_sh(slurm_env, recipe):
     result = run(slurm_env, REPO, *command)
     assert result.returncode == 0, result.stderr[-5000:]
     exp = recipe / "exp" / "tiny"
-    slurm_log = recipe / "exp" / "log" / "tiny" / "train.slurm.log"
+    slurm_log = recipe / "exp" / "log" / "tiny" / "train.node0.log"  # run.sh ran as node 0
     assert (exp / "final" / "model.pt").is_file()
     assert (exp / ".stage3.done").is_file()
     text = slurm_log.read_text()

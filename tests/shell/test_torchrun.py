@@ -109,4 +109,23 @@ def test_stage3_of_run_sh_on_two_nodes_started_by_hand(recipe):
     train_log = (exp / "log" / "train.log").read_text()
     assert "on 2 process(es), device cpu" in train_log
     assert "the weights agree across 2 ranks" in train_log
-    assert not (recipe / "exp" / "log").exists(), "no runner log: it ran in this shell"
+    for rank in ("0", "1"):  # each node's runner (utils/run_local.sh) logs to a file of its own
+        runner_log = recipe / "exp" / "log" / "tiny" / f"train.node{rank}.log"
+        assert runner_log.read_text().rstrip().splitlines()[-1].startswith("# Ended (code 0)")
+
+
+@pytest.mark.slow
+def test_stage3_trains_through_a_train_cmd_of_any_name(recipe, tmp_path):
+    runner = tmp_path / "queue.sh"  # a site's own runner, here one that delegates
+    runner.write_text(f'#!/usr/bin/env bash\necho "$*" >> {tmp_path}/calls.txt\n'
+                      f'exec {REPO}/utils/run_local.sh "$@"\n')
+    runner.chmod(0o755)
+    finish(start("--dir", str(recipe), "--train-config", str(recipe / "tiny.yaml"), "--stage", "3",
+                 "--stop-stage", "3", "--force", "true", "--train-cmd", str(runner),
+                 program=str(REPO / "run.sh")))
+    [call] = (tmp_path / "calls.txt").read_text().splitlines()
+    assert call.startswith("--gpus 0 --num-nodes 1 exp/log/tiny/train.log ")
+    assert (recipe / "exp" / "tiny" / ".stage3.done").is_file()
+    runner_log = (recipe / "exp" / "log" / "tiny" / "train.log").read_text()
+    assert "on 1 process(es), device cpu" in runner_log
+    assert runner_log.rstrip().splitlines()[-1].startswith("# Ended (code 0)")
