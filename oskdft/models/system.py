@@ -129,7 +129,6 @@ class SpeakerModel(nn.Module):
         out = self.ssl(wav, lengths, num_kd_rows=num_kd_rows)
         return self._embed(out.hidden_states, out.frame_mask)
 
-
     def forward_train(self, wav: Tensor, lengths: Optional[Tensor] = None, *,
                       kd: bool) -> TrainOutput:
         """Embeddings of the FT branch and, when ``kd`` is set, the KD branch's hidden states;
