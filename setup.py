@@ -3,6 +3,7 @@
 `utils/setup_env.sh` installs this package editable, with the `test` and `lilcom` extras, into
 `.venv`.
 """
+
 from setuptools import find_packages, setup
 
 setup(

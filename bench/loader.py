@@ -22,6 +22,7 @@ core. Audio stays in the page cache here, as MUSAN (11 GB) does on a training no
 Usage: . ./path.sh && OMP_NUM_THREADS=1 python bench/loader.py [--workers 1 2 4] \\
            [--steps-per-second 1 2 4 8] [--repeats 3] [--tiny]
 """
+
 import argparse
 import dataclasses
 import math
@@ -43,8 +44,14 @@ from oskdft.config import load_config, load_data_config
 from oskdft.data.dataset import OneWindowPerUtteranceSampler, TrainingWindows, collate_windows
 from oskdft.data.kaldi_dir import replace_data_dir
 from oskdft.data.manifests import prepare_manifests
-from oskdft.data.synthetic import (SAMPLE_RATE, random_voice, synthesize_music, synthesize_noise,
-                                   synthesize_rir, synthesize_speech)
+from oskdft.data.synthetic import (
+    SAMPLE_RATE,
+    random_voice,
+    synthesize_music,
+    synthesize_noise,
+    synthesize_rir,
+    synthesize_speech,
+)
 from oskdft.data.windows import make_windows_from_config
 
 # bench/train_gpu.py's online-teacher steps/s at the paper shape, once it has run on a GPU
@@ -58,8 +65,10 @@ MEASURE_GPU_RATE = "PYTHONPATH=. torchrun --nproc_per_node 1 bench/train_gpu.py"
 Synthesiser = Callable[[np.random.Generator, argparse.Namespace], np.ndarray]
 SOURCES: Dict[str, Tuple[int, Synthesiser]] = {
     "musan_music": (4, lambda rng, a: synthesize_music(vary(a.music_seconds, rng), rng)),
-    "musan_speech": (8, lambda rng, a: synthesize_speech(random_voice(rng),
-                                                         vary(a.speech_seconds, rng), rng)),
+    "musan_speech": (
+        8,
+        lambda rng, a: synthesize_speech(random_voice(rng), vary(a.speech_seconds, rng), rng),
+    ),
     "musan_noise": (8, lambda rng, a: synthesize_noise(vary(a.noise_seconds, rng), rng)),
     "rirs": (16, lambda rng, a: 0.9 * synthesize_rir(rng, rt60_range=(0.2, 1.0 / 1.2))),
 }
@@ -68,29 +77,62 @@ UTT_SECONDS = (4.0, 10.0)  # VoxCeleb2's utterances are 4 s or longer, 8 s on av
 
 def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
-    parser.add_argument("--config", default="egs/voxceleb/conf/oskdft.yaml",
-                        help="the system's YAML: its augment section, batch size, teacher mode")
-    parser.add_argument("--data-config", default="egs/voxceleb/conf/data.yaml",
-                        help="the recipe's data YAML: window length and hop")
-    parser.add_argument("--workers", type=int, nargs="+", default=default_workers(),
-                        help="data-loader worker counts (default: powers of 2 up to the cores)")
-    parser.add_argument("--steps-per-second", type=float, nargs="+", default=[1, 2, 4, 8],
-                        help="GPU step rates to size the workers for")
+    parser.add_argument(
+        "--config",
+        default="egs/voxceleb/conf/oskdft.yaml",
+        help="the system's YAML: its augment section, batch size, teacher mode",
+    )
+    parser.add_argument(
+        "--data-config",
+        default="egs/voxceleb/conf/data.yaml",
+        help="the recipe's data YAML: window length and hop",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=default_workers(),
+        help="data-loader worker counts (default: powers of 2 up to the cores)",
+    )
+    parser.add_argument(
+        "--steps-per-second",
+        type=float,
+        nargs="+",
+        default=[1, 2, 4, 8],
+        help="GPU step rates to size the workers for",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
-    parser.add_argument("--batches-per-worker", type=int, default=3,
-                        help="timed batches per worker in a measurement")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="windows per batch (default: the config's optim.batch_size)")
-    parser.add_argument("--music-seconds", type=float, default=240.0,
-                        help="mean length of a music file (lengths vary from 0.5x to 1.5x)")
-    parser.add_argument("--speech-seconds", type=float, default=240.0,
-                        help="mean length of a babble speech file")
-    parser.add_argument("--noise-seconds", type=float, default=20.0,
-                        help="mean length of a noise file")
+    parser.add_argument(
+        "--batches-per-worker",
+        type=int,
+        default=3,
+        help="timed batches per worker in a measurement",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="windows per batch (default: the config's optim.batch_size)",
+    )
+    parser.add_argument(
+        "--music-seconds",
+        type=float,
+        default=240.0,
+        help="mean length of a music file (lengths vary from 0.5x to 1.5x)",
+    )
+    parser.add_argument(
+        "--speech-seconds", type=float, default=240.0, help="mean length of a babble speech file"
+    )
+    parser.add_argument(
+        "--noise-seconds", type=float, default=20.0, help="mean length of a noise file"
+    )
     parser.add_argument("--speakers", type=int, default=12, help="training speakers")
     parser.add_argument("--utts-per-speaker", type=int, default=4)
-    parser.add_argument("--tiny", action="store_true",
-                        help="tiny sizes (sources of seconds, batch 4, one round): a quick check")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="tiny sizes (sources of seconds, batch 4, one round): a quick check",
+    )
     return parser
 
 
@@ -145,11 +187,9 @@ def write_corpus(data_dir: Path, args: argparse.Namespace) -> Dict[str, float]:
 def prepare_data(data_dir: Path, data_config: str) -> None:
     """Stages 0 and 1 on the generated corpus. It has no speakers to hold out: validation
     (which the loader never reads) is left empty."""
-    data_cfg = dataclasses.replace(load_data_config(data_config), valid_speakers=0,
-                                   valid_trials=0)
+    data_cfg = dataclasses.replace(load_data_config(data_config), valid_speakers=0, valid_trials=0)
     prepare_manifests(data_dir, "train", aug_sets=list(SOURCES), num_threads=1)
-    make_windows_from_config(data_dir, data_cfg, "train", list(SOURCES),
-                             config_path=data_config)
+    make_windows_from_config(data_dir, data_cfg, "train", list(SOURCES), config_path=data_config)
 
 
 def epoch_pairs(sampler: OneWindowPerUtteranceSampler, count: int) -> List[Tuple[int, int]]:
@@ -161,15 +201,26 @@ def epoch_pairs(sampler: OneWindowPerUtteranceSampler, count: int) -> List[Tuple
     return pairs[:count]
 
 
-def measure(dataset: TrainingWindows, pairs: List[Tuple[int, int]], workers: int,
-            batch_size: int, batches_per_worker: int) -> Tuple[float, float]:
+def measure(
+    dataset: TrainingWindows,
+    pairs: List[Tuple[int, int]],
+    workers: int,
+    batch_size: int,
+    batches_per_worker: int,
+) -> Tuple[float, float]:
     """Windows per second the loader delivers after each worker's first batch, and the
     workers' CPU seconds per window (start-up included: about 30 ms a worker), which other
     load on the machine leaves alone."""
     timed = batches_per_worker * workers
     total = (timed + workers) * batch_size
-    loader = DataLoader(dataset, batch_size, sampler=pairs[:total], num_workers=workers,
-                        collate_fn=collate_windows, drop_last=True)
+    loader = DataLoader(
+        dataset,
+        batch_size,
+        sampler=pairs[:total],
+        num_workers=workers,
+        collate_fn=collate_windows,
+        drop_last=True,
+    )
     cpu_before = children_cpu_seconds()
     batches = iter(loader)
     for _ in range(workers):
@@ -189,13 +240,20 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def format_report(rates: Dict[Tuple[str, int], float], cpu: Dict[Tuple[str, int], float],
-                  args: argparse.Namespace, batch_size: int, num_workers: int) -> str:
+def format_report(
+    rates: Dict[Tuple[str, int], float],
+    cpu: Dict[Tuple[str, int], float],
+    args: argparse.Namespace,
+    batch_size: int,
+    num_workers: int,
+) -> str:
     """The rate table, then the workers needed per GPU step rate."""
     base = args.workers[0]
     plural = "s" if base > 1 else ""
-    header = (f"| input | workers | windows/s | per worker | vs {base} worker{plural} "
-              "| worker CPU ms per window | vs clean |")
+    header = (
+        f"| input | workers | windows/s | per worker | vs {base} worker{plural} "
+        "| worker CPU ms per window | vs clean |"
+    )
     lines = [header, "|---|---:|---:|---:|---:|---:|---:|"]
     for workers in args.workers:
         for mode in ("clean", "augmented"):
@@ -203,27 +261,38 @@ def format_report(rates: Dict[Tuple[str, int], float], cpu: Dict[Tuple[str, int]
             lines.append(
                 f"| {mode} | {workers} | {rate:.0f} | {rate / workers:.0f} "
                 f"| {rate / rates[mode, base]:.2f}x | {ms:.2f} "
-                f"| {cpu[mode, workers] / cpu['clean', workers]:.2f}x |")
+                f"| {cpu[mode, workers] / cpu['clean', workers]:.2f}x |"
+            )
     per_window = {mode: cpu[mode, base] for mode in ("clean", "augmented")}
-    lines += ["", f"workers one GPU needs at batch {batch_size}, from the CPU time per window "
-              + f"with {base} worker{plural} (a free core per worker):",
-              "| GPU steps/s | windows/s | workers, augmented | workers, clean |",
-              "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        f"workers one GPU needs at batch {batch_size}, from the CPU time per window "
+        + f"with {base} worker{plural} (a free core per worker):",
+        "| GPU steps/s | windows/s | workers, augmented | workers, clean |",
+        "|---|---:|---:|---:|",
+    ]
     steps = list(args.steps_per_second)
     if TRAIN_GPU_STEPS_PER_SECOND is not None:
         steps.append(TRAIN_GPU_STEPS_PER_SECOND)
     for rate in steps:
-        label = f"{rate:g}" + (" (bench/train_gpu.py)" if rate == TRAIN_GPU_STEPS_PER_SECOND
-                               else "")
+        label = f"{rate:g}" + (
+            " (bench/train_gpu.py)" if rate == TRAIN_GPU_STEPS_PER_SECOND else ""
+        )
         needed = rate * batch_size
-        lines.append(f"| {label} | {needed:.0f} | {math.ceil(needed * per_window['augmented'])} "
-                     f"| {math.ceil(needed * per_window['clean'])} |")
-    lines.append(f"the config's train.num_workers = {num_workers} feed up to "
-                 f"{num_workers / (per_window['augmented'] * batch_size):.1f} steps/s augmented")
+        lines.append(
+            f"| {label} | {needed:.0f} | {math.ceil(needed * per_window['augmented'])} "
+            f"| {math.ceil(needed * per_window['clean'])} |"
+        )
+    lines.append(
+        f"the config's train.num_workers = {num_workers} feed up to "
+        f"{num_workers / (per_window['augmented'] * batch_size):.1f} steps/s augmented"
+    )
     if TRAIN_GPU_STEPS_PER_SECOND is None:
-        lines.append("bench/train_gpu.py steps/s: not measured (it has not run on a GPU); "
-                     f"measure with `{MEASURE_GPU_RATE}` and pass its online steps/s as "
-                     "--steps-per-second")
+        lines.append(
+            "bench/train_gpu.py steps/s: not measured (it has not run on a GPU); "
+            f"measure with `{MEASURE_GPU_RATE}` and pass its online steps/s as "
+            "--steps-per-second"
+        )
     return "\n".join(lines)
 
 
@@ -242,34 +311,41 @@ def main(argv=None) -> None:
         prepare_data(data_dir, args.data_config)
         setup_s = time.perf_counter() - started
         datasets = {
-            "clean": TrainingWindows.from_data_dir(data_dir, None, cfg.train.seed,
-                                                   teacher_wav=online),
-            "augmented": TrainingWindows.from_data_dir(data_dir, cfg.augment, cfg.train.seed,
-                                                       teacher_wav=online),
+            "clean": TrainingWindows.from_data_dir(
+                data_dir, None, cfg.train.seed, teacher_wav=online
+            ),
+            "augmented": TrainingWindows.from_data_dir(
+                data_dir, cfg.augment, cfg.train.seed, teacher_wav=online
+            ),
         }
-        sampler = OneWindowPerUtteranceSampler(datasets["clean"].windows_per_utterance,
-                                               seed=cfg.train.seed)
-        pairs = epoch_pairs(sampler, (args.batches_per_worker + 1) * max(args.workers)
-                            * batch_size)
+        sampler = OneWindowPerUtteranceSampler(
+            datasets["clean"].windows_per_utterance, seed=cfg.train.seed
+        )
+        pairs = epoch_pairs(sampler, (args.batches_per_worker + 1) * max(args.workers) * batch_size)
         rounds: Dict[Tuple[str, int], List[float]] = {}
         cpu_rounds: Dict[Tuple[str, int], List[float]] = {}
         for _ in range(args.repeats):
             for workers in args.workers:
                 for mode, dataset in datasets.items():
-                    rate, cpu = measure(dataset, pairs, workers, batch_size,
-                                        args.batches_per_worker)
+                    rate, cpu = measure(
+                        dataset, pairs, workers, batch_size, args.batches_per_worker
+                    )
                     rounds.setdefault((mode, workers), []).append(rate)
                     cpu_rounds.setdefault((mode, workers), []).append(cpu)
     rates = {key: statistics.median(values) for key, values in rounds.items()}
     cpu = {key: statistics.median(values) for key, values in cpu_rounds.items()}
-    sources = ", ".join(f"{name} {SOURCES[name][0]} files {seconds / 60:.1f} min"
-                        for name, seconds in written.items())
-    print(f"{args.config}: augment p={cfg.augment.prob}, teacher {cfg.teacher.mode}"
-          f"{' (the clean window is decoded too)' if online else ' (its arrays not read)'}; "
-          f"batch {batch_size}, "
-          f"{args.batches_per_worker} timed batches per worker, median of {args.repeats} "
-          f"rounds; {len(os.sched_getaffinity(0))} cores\nsources: {sources}; corpus and "
-          f"stages 0-1 took {setup_s:.0f} s")
+    sources = ", ".join(
+        f"{name} {SOURCES[name][0]} files {seconds / 60:.1f} min"
+        for name, seconds in written.items()
+    )
+    print(
+        f"{args.config}: augment p={cfg.augment.prob}, teacher {cfg.teacher.mode}"
+        f"{' (the clean window is decoded too)' if online else ' (its arrays not read)'}; "
+        f"batch {batch_size}, "
+        f"{args.batches_per_worker} timed batches per worker, median of {args.repeats} "
+        f"rounds; {len(os.sched_getaffinity(0))} cores\nsources: {sources}; corpus and "
+        f"stages 0-1 took {setup_s:.0f} s"
+    )
     print(format_report(rates, cpu, args, batch_size, cfg.train.num_workers))
 
 

@@ -17,6 +17,7 @@ are reported. Then PLDA training (LDA to 150, 10 EM iterations) on --train-embed
 Usage: . ./path.sh && python bench/scoring.py [--repeats 3] [--loop-trials 20000] \\
            [--train-embeddings 1000000]
 """
+
 import statistics
 import time
 
@@ -49,8 +50,9 @@ def random_trials(rng, speakers, num_trials):
 
 def loop_cosine(data, enrol, test):
     x = data.vectors
-    return np.array([x[e] @ x[t] / (np.linalg.norm(x[e]) * np.linalg.norm(x[t]))
-                     for e, t in zip(enrol, test)])
+    return np.array(
+        [x[e] @ x[t] / (np.linalg.norm(x[e]) * np.linalg.norm(x[t])) for e, t in zip(enrol, test)]
+    )
 
 
 def loop_plda(backend, data, enrol, test):
@@ -94,8 +96,12 @@ def main():
     parser.add_argument("--utterances", type=int, default=145_000)
     parser.add_argument("--speakers", type=int, default=1_251)
     parser.add_argument("--trials", type=int, default=580_000)
-    parser.add_argument("--loop-trials", type=int, default=20_000,
-                        help="trials the cosine/PLDA loops run on (AS-norm: a twentieth)")
+    parser.add_argument(
+        "--loop-trials",
+        type=int,
+        default=20_000,
+        help="trials the cosine/PLDA loops run on (AS-norm: a twentieth)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-embeddings", type=int, default=1_000_000)
     parser.add_argument("--train-speakers", type=int, default=5_994)
@@ -112,16 +118,30 @@ def main():
     asnorm = build_backend("asnorm", cfg).fit(train, train_speakers)
 
     cases = [
-        ("cosine", lambda e, t: cosine.score(data, e, t), lambda e, t: loop_cosine(data, e, t),
-         args.loop_trials),
-        ("PLDA", lambda e, t: plda.score(data, e, t), lambda e, t: loop_plda(plda, data, e, t),
-         args.loop_trials),
-        ("AS-norm", lambda e, t: asnorm.score(data, e, t),
-         lambda e, t: loop_asnorm(asnorm, data, e, t), max(args.loop_trials // 20, 1)),
+        (
+            "cosine",
+            lambda e, t: cosine.score(data, e, t),
+            lambda e, t: loop_cosine(data, e, t),
+            args.loop_trials,
+        ),
+        (
+            "PLDA",
+            lambda e, t: plda.score(data, e, t),
+            lambda e, t: loop_plda(plda, data, e, t),
+            args.loop_trials,
+        ),
+        (
+            "AS-norm",
+            lambda e, t: asnorm.score(data, e, t),
+            lambda e, t: loop_asnorm(asnorm, data, e, t),
+            max(args.loop_trials // 20, 1),
+        ),
     ]
-    print(f"{args.utterances:,} embeddings of 192 dims, {args.trials:,} trials, "
-          f"{args.repeats} interleaved repeats, medians")
-    print(f"| back end | vectorised (s) | per-trial loop (s, scaled) | loop timed on | ratio |")
+    print(
+        f"{args.utterances:,} embeddings of 192 dims, {args.trials:,} trials, "
+        f"{args.repeats} interleaved repeats, medians"
+    )
+    print("| back end | vectorised (s) | per-trial loop (s, scaled) | loop timed on | ratio |")
     print("|---|---:|---:|---:|---:|")
     for name, vectorised, loop, loop_trials in cases:
         vec_times, loop_times = [], []
@@ -133,15 +153,19 @@ def main():
             # Same numbers both ways (the loop runs in float64, the vectorised cosine in float32).
             np.testing.assert_allclose(loop_scores, scores[:loop_trials], rtol=1e-3, atol=1e-3)
         vec, per_trial = statistics.median(vec_times), statistics.median(loop_times)
-        print(f"| {name} | {vec:.2f} | {per_trial:.1f} | {loop_trials:,} trials | "
-              f"{per_trial / vec:.0f}x |")
+        print(
+            f"| {name} | {vec:.2f} | {per_trial:.1f} | {loop_trials:,} trials | "
+            f"{per_trial / vec:.0f}x |"
+        )
 
     del train, plda, asnorm
     big, big_speakers = random_embeddings(rng, args.train_embeddings, args.train_speakers)
     seconds, _ = timed(build_backend("plda", cfg).fit, big, big_speakers)
-    print(f"\nPLDA training (mean, LDA 192 -> {cfg.lda_dim}, length norm, {cfg.plda_iters} EM "
-          f"iterations) on {args.train_embeddings:,} embeddings of {args.train_speakers:,} "
-          f"speakers: {seconds:.1f} s")
+    print(
+        f"\nPLDA training (mean, LDA 192 -> {cfg.lda_dim}, length norm, {cfg.plda_iters} EM "
+        f"iterations) on {args.train_embeddings:,} embeddings of {args.train_speakers:,} "
+        f"speakers: {seconds:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ Usage: python bench/ssl_speed.py [--threads 2] [--repeats 3] [--thin-cnn-dims 25
            [--fast-cnn-dim 64] [--pos-convs 128:64 32:16]
        python bench/ssl_speed.py --device cuda --repeats 20
 """
+
 import argparse
 import dataclasses
 from typing import Dict, List, Tuple
@@ -35,25 +36,37 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (after a warm-up)")
     parser.add_argument("--seconds", type=float, default=4.0, help="audio length")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--thin-cnn-dims", type=int, nargs="*", default=[256, 128, 64],
-                        help="CNN widths of the thin-CNN students")
-    parser.add_argument("--fast-cnn-dim", type=int, default=64,
-                        help="CNN width of the fast students")
-    parser.add_argument("--pos-convs", nargs="*", default=["128:64", "32:16", "128:1024"],
-                        metavar="KERNEL:GROUPS",
-                        help="positional convolutions of the fast students")
+    parser.add_argument(
+        "--thin-cnn-dims",
+        type=int,
+        nargs="*",
+        default=[256, 128, 64],
+        help="CNN widths of the thin-CNN students",
+    )
+    parser.add_argument(
+        "--fast-cnn-dim", type=int, default=64, help="CNN width of the fast students"
+    )
+    parser.add_argument(
+        "--pos-convs",
+        nargs="*",
+        default=["128:64", "32:16", "128:1024"],
+        metavar="KERNEL:GROUPS",
+        help="positional convolutions of the fast students",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     return parser
 
 
-def build_candidates(thin_dims: List[int], fast_cnn_dim: int, pos_convs: List[str], device: str
-                     ) -> Dict[str, Tuple[torch.nn.Module, str]]:
+def build_candidates(
+    thin_dims: List[int], fast_cnn_dim: int, pos_convs: List[str], device: str
+) -> Dict[str, Tuple[torch.nn.Module, str]]:
     """name -> (model called on a waveform batch, reference row for its ratio)."""
     teacher_model = build_ssl_from_arch(XLSR53_ARCH).eval()
     cfg = SystemConfig()  # the paper's student: 4 layers, adapters, ECAPA C=512
     teacher_system = build_model(
-        dataclasses.replace(cfg, ssl=dataclasses.replace(cfg.ssl, source="teacher",
-                                                         adapters=False)),
+        dataclasses.replace(
+            cfg, ssl=dataclasses.replace(cfg.ssl, source="teacher", adapters=False)
+        ),
         teacher_model,
     )
     candidates = {
@@ -65,7 +78,10 @@ def build_candidates(thin_dims: List[int], fast_cnn_dim: int, pos_convs: List[st
     for pos_conv in pos_convs:
         kernel, groups = (int(n) for n in pos_conv.split(":"))
         students[f"fast CNN {fast_cnn_dim} pos k{kernel} g{groups}"] = {
-            "thin_cnn_dim": fast_cnn_dim, "pos_conv_kernel": kernel, "pos_conv_groups": groups}
+            "thin_cnn_dim": fast_cnn_dim,
+            "pos_conv_kernel": kernel,
+            "pos_conv_groups": groups,
+        }
     for label, ssl_fields in students.items():
         student_cfg = dataclasses.replace(cfg, ssl=dataclasses.replace(cfg.ssl, **ssl_fields))
         system = build_model(student_cfg, teacher_model)
@@ -77,18 +93,21 @@ def build_candidates(thin_dims: List[int], fast_cnn_dim: int, pos_convs: List[st
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
     torch.manual_seed(0)
-    candidates = build_candidates(args.thin_cnn_dims, args.fast_cnn_dim, args.pos_convs,
-                                  args.device)
+    candidates = build_candidates(
+        args.thin_cnn_dims, args.fast_cnn_dim, args.pos_convs, args.device
+    )
     models = [model for model, _ in candidates.values()]
     medians: Dict[Tuple[str, int], float] = {}
     for batch in args.batch_sizes:
-        times = median_times(models, args.seconds, batch, args.repeats, args.threads,
-                             args.device)
+        times = median_times(models, args.seconds, batch, args.repeats, args.threads, args.device)
         medians.update({(name, batch): t for name, t in zip(candidates, times)})
-    params = {name: sum(p.numel() for p in model.parameters())
-              for name, (model, _) in candidates.items()}
-    print(f"{args.seconds:g} s of audio, device {args.device}, {args.threads} CPU threads, "
-          f"median of {args.repeats} interleaved rounds; ratios to the row in brackets")
+    params = {
+        name: sum(p.numel() for p in model.parameters()) for name, (model, _) in candidates.items()
+    }
+    print(
+        f"{args.seconds:g} s of audio, device {args.device}, {args.threads} CPU threads, "
+        f"median of {args.repeats} interleaved rounds; ratios to the row in brackets"
+    )
     header = f"{'model':<38}{'params (M)':>11}{'ratio':>7}"
     for batch in args.batch_sizes:
         header += f"{f'b{batch} time (s)':>15}{'ratio':>7}"

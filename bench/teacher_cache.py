@@ -17,6 +17,7 @@ The batch is small on CPU (--batch-size): the ratio, not the absolute time, is t
 Usage: . ./path.sh && python bench/teacher_cache.py [--configs mini paper] [--batch-size 2] \\
            [--windows 16] [--repeats 3] [--device cpu]
 """
+
 import argparse
 import statistics
 import tempfile
@@ -45,10 +46,16 @@ from oskdft.training.objective import TrainingObjective, optimizer_step
 from oskdft.training.schedules import LossWeights
 
 MINI_ARCH = {
-    "model_type": "wav2vec2", "hidden_size": 64, "num_hidden_layers": 4,
-    "num_attention_heads": 4, "intermediate_size": 128, "conv_dim": [64] * 7,
-    "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4,
-    "feat_extract_norm": "layer", "do_stable_layer_norm": True,
+    "model_type": "wav2vec2",
+    "hidden_size": 64,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "intermediate_size": 128,
+    "conv_dim": [64] * 7,
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 4,
+    "feat_extract_norm": "layer",
+    "do_stable_layer_norm": True,
 }
 
 
@@ -73,8 +80,9 @@ def make_windows(root, num_windows, speakers=4):
             audio = 0.1 * rng.standard_normal(2 * SAMPLE_RATE).astype(np.float32)
             sf.write(wav, audio, SAMPLE_RATE)
             recording = recording_from_entry(utt, str(wav))
-            supervision = SupervisionSegment(id=utt, recording_id=utt, start=0.0,
-                                             duration=recording.duration, speaker=speaker)
+            supervision = SupervisionSegment(
+                id=utt, recording_id=utt, start=0.0, duration=recording.duration, speaker=speaker
+            )
             utterance = mono_cut(recording, cut_id=utt, supervisions=[supervision])
             for window in cut_windows(utterance, 2.0, 1.0):
                 writer.write(window)
@@ -84,14 +92,31 @@ def make_windows(root, num_windows, speakers=4):
 def write_cache(manifest, out, teacher, layers, args):
     config = teacher.hf_model.config
     spec = CacheSpec(
-        teacher="random", teacher_fingerprint="-", layers=tuple(layers),
-        hidden_size=config.hidden_size, frames=int(num_frames(config, 2 * SAMPLE_RATE)),
-        frame_shift=0.02, sample_rate=SAMPLE_RATE, window_seconds=2.0, hop_seconds=1.0,
-        storage="fp16", num_windows=args.windows, windows_fingerprint="-",
+        teacher="random",
+        teacher_fingerprint="-",
+        layers=tuple(layers),
+        hidden_size=config.hidden_size,
+        frames=int(num_frames(config, 2 * SAMPLE_RATE)),
+        frame_shift=0.02,
+        sample_rate=SAMPLE_RATE,
+        window_seconds=2.0,
+        hop_seconds=1.0,
+        storage="fp16",
+        num_windows=args.windows,
+        windows_fingerprint="-",
     )
     start = time.perf_counter()
-    write_job_shards(manifest, out, spec, teacher, 1, 1, shard_size=args.windows,
-                     batch_size=args.batch_size, device=torch.device(args.device))
+    write_job_shards(
+        manifest,
+        out,
+        spec,
+        teacher,
+        1,
+        1,
+        shard_size=args.windows,
+        batch_size=args.batch_size,
+        device=torch.device(args.device),
+    )
     seconds = time.perf_counter() - start
     merge_shards(manifest, out, spec, num_jobs=1, shard_size=args.windows)
     size = sum(p.stat().st_size for p in (out / "shards").glob("*.f16"))
@@ -106,7 +131,8 @@ def train_steps(name, root, args):
     layers = kd_layers(cfg, teacher.num_layers)
     manifest, speakers = make_windows(root, args.windows)
     windows_per_second, bytes_per_audio_second = write_cache(
-        manifest, root / "cache", teacher, layers, args)
+        manifest, root / "cache", teacher, layers, args
+    )
 
     model = build_model(cfg, teacher.hf_model)
     kd_loss = build_kd_loss(cfg, model.ssl.hidden_size, teacher.hidden_size, teacher.num_layers)
@@ -121,8 +147,13 @@ def train_steps(name, root, args):
     def loader(dataset):
         sampler = OneWindowPerUtteranceSampler(dataset.windows_per_utterance, seed=0)
         while True:
-            yield from DataLoader(dataset, args.batch_size, sampler=sampler,
-                                  collate_fn=collate_windows, drop_last=True)
+            yield from DataLoader(
+                dataset,
+                args.batch_size,
+                sampler=sampler,
+                collate_fn=collate_windows,
+                drop_last=True,
+            )
 
     def step(batches, mode):
         if device.type == "cuda":
@@ -133,8 +164,15 @@ def train_steps(name, root, args):
             targets = {k: v.to(device).float() for k, v in batch["teacher_hidden"].items()}
         else:
             targets = teacher(batch["teacher_wav"].to(device))
-        optimizer_step(objective, optimizer, scaler, batch["student_wav"].to(device),
-                       batch["speaker"].to(device), targets, weights)
+        optimizer_step(
+            objective,
+            optimizer,
+            scaler,
+            batch["student_wav"].to(device),
+            batch["speaker"].to(device),
+            targets,
+            weights,
+        )
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
@@ -148,17 +186,22 @@ def train_steps(name, root, args):
                 times[mode].append(elapsed)
     cached_s, online_s = (statistics.median(times[m]) for m in ("cached", "online"))
     return {
-        "config": name, "cached_s": cached_s, "online_s": online_s,
-        "ratio": online_s / cached_s, "windows_per_s": windows_per_second,
+        "config": name,
+        "cached_s": cached_s,
+        "online_s": online_s,
+        "ratio": online_s / cached_s,
+        "windows_per_s": windows_per_second,
         "bytes_per_audio_s": bytes_per_audio_second,
-        "layers": layers, "dim": teacher.hidden_size,
+        "layers": layers,
+        "dim": teacher.hidden_size,
     }
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
-    parser.add_argument("--configs", nargs="+", default=["mini", "paper"],
-                        choices=["mini", "paper"])
+    parser.add_argument(
+        "--configs", nargs="+", default=["mini", "paper"], choices=["mini", "paper"]
+    )
     parser.add_argument("--batch-size", type=int, default=2, help="windows per step")
     parser.add_argument("--windows", type=int, default=16, help="windows cached")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per mode")
@@ -172,15 +215,21 @@ def main(argv=None) -> None:
     for name in args.configs:
         with tempfile.TemporaryDirectory() as root:
             rows.append(train_steps(name, Path(root), args))
-    print(f"\ndevice {args.device}, {torch.get_num_threads()} threads, batch {args.batch_size} "
-          f"x 2 s windows, medians of {args.repeats} steps")
-    print("| config | KD layers x dim | step, cached | step, online teacher | online / cached "
-          "| cache write | stored per s of audio |")
+    print(
+        f"\ndevice {args.device}, {torch.get_num_threads()} threads, batch {args.batch_size} "
+        f"x 2 s windows, medians of {args.repeats} steps"
+    )
+    print(
+        "| config | KD layers x dim | step, cached | step, online teacher | online / cached "
+        "| cache write | stored per s of audio |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['config']} | {len(r['layers'])} x {r['dim']} | {r['cached_s']:.3f} s "
-              f"| {r['online_s']:.3f} s | {r['ratio']:.2f}x | {r['windows_per_s']:.1f} windows/s "
-              f"| {r['bytes_per_audio_s'] / 1024:.1f} KiB |")
+        print(
+            f"| {r['config']} | {len(r['layers'])} x {r['dim']} | {r['cached_s']:.3f} s "
+            f"| {r['online_s']:.3f} s | {r['ratio']:.2f}x | {r['windows_per_s']:.1f} windows/s "
+            f"| {r['bytes_per_audio_s'] / 1024:.1f} KiB |"
+        )
 
 
 if __name__ == "__main__":

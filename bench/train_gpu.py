@@ -22,6 +22,7 @@ Usage (from the repository root; one GPU, about 5 minutes on an H100):
     PYTHONPATH=. torchrun --nproc_per_node 1 bench/train_gpu.py
     PYTHONPATH=. python bench/train_gpu.py --tiny       # a CPU check with tiny shapes
 """
+
 import argparse
 import statistics
 import time
@@ -43,10 +44,16 @@ from oskdft.training.schedules import LossWeights
 
 NUM_SPEAKERS = 5994  # VoxCeleb2 dev
 TINY_ARCH = {
-    "model_type": "wav2vec2", "hidden_size": 32, "num_hidden_layers": 3,
-    "num_attention_heads": 2, "intermediate_size": 64, "conv_dim": [16] * 7,
-    "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2,
-    "do_stable_layer_norm": True, "feat_extract_norm": "layer",
+    "model_type": "wav2vec2",
+    "hidden_size": 32,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "conv_dim": [16] * 7,
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2,
+    "do_stable_layer_norm": True,
+    "feat_extract_norm": "layer",
 }
 
 
@@ -57,11 +64,18 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per mode")
     parser.add_argument("--block", type=int, default=10, help="steps per timed block")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per mode")
-    parser.add_argument("--amp", default="bf16", choices=("bf16", "fp16", "none"),
-                        help="autocast dtype on the GPU (the CPU runs fp32)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="tiny shapes (3-layer, 32-wide teacher, 2-layer student, batch 4 "
-                        "of 1 s, 3 steps, 40 speakers): a quick check, on the CPU too")
+    parser.add_argument(
+        "--amp",
+        default="bf16",
+        choices=("bf16", "fp16", "none"),
+        help="autocast dtype on the GPU (the CPU runs fp32)",
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="tiny shapes (3-layer, 32-wide teacher, 2-layer student, batch 4 "
+        "of 1 s, 3 steps, 40 speakers): a quick check, on the CPU too",
+    )
     return parser
 
 
@@ -89,21 +103,31 @@ def build(tiny: bool, device: torch.device, world_size: int):
         if device.type == "cuda":
             objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)
         trained = DistributedDataParallel(
-            objective, device_ids=[device] if device.type == "cuda" else None)
-    groups = [{"params": params, "lr": 1e-5}
-              for params in objective.param_groups().values() if params]
+            objective, device_ids=[device] if device.type == "cuda" else None
+        )
+    groups = [
+        {"params": params, "lr": 1e-5} for params in objective.param_groups().values() if params
+    ]
     return teacher, trained, torch.optim.Adam(groups)
 
 
-def run_mode(mode: str, teacher: SSLTeacher, trained, optimizer, args, device, amp_dtype,
-             per_rank_batch: int, world_size: int) -> Dict[str, float]:
+def run_mode(
+    mode: str,
+    teacher: SSLTeacher,
+    trained,
+    optimizer,
+    args,
+    device,
+    amp_dtype,
+    per_rank_batch: int,
+    world_size: int,
+) -> Dict[str, float]:
     """Train ``args.warmup + args.steps`` steps; speeds are medians over blocks."""
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     samples = round(args.seconds * SAMPLE_RATE)
     generator = torch.Generator().manual_seed(1)
     wav = torch.randn(per_rank_batch, samples, generator=generator)
-    speakers = torch.randint(0, trained_speakers(trained), (per_rank_batch,),
-                             generator=generator)
+    speakers = torch.randint(0, trained_speakers(trained), (per_rank_batch,), generator=generator)
     layer = teacher.num_layers
     if mode == "cached":
         frames = teacher.num_frames(samples)
@@ -120,8 +144,16 @@ def run_mode(mode: str, teacher: SSLTeacher, trained, optimizer, args, device, a
                 states = teacher(wav.to(device, non_blocking=True))
         else:
             states = {layer: hidden.to(device, non_blocking=True).float()}
-        optimizer_step(trained, optimizer, scaler, student_wav,
-                       speakers.to(device, non_blocking=True), states, weights, amp_dtype)
+        optimizer_step(
+            trained,
+            optimizer,
+            scaler,
+            student_wav,
+            speakers.to(device, non_blocking=True),
+            states,
+            weights,
+            amp_dtype,
+        )
 
     for _ in range(args.warmup):
         step()
@@ -137,8 +169,11 @@ def run_mode(mode: str, teacher: SSLTeacher, trained, optimizer, args, device, a
         block_speeds.append(args.block / (time.perf_counter() - started))
     steps_per_s = statistics.median(block_speeds)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return {"steps_per_s": steps_per_s,
-            "samples_per_s": steps_per_s * per_rank_batch * world_size, "peak_gib": peak}
+    return {
+        "steps_per_s": steps_per_s,
+        "samples_per_s": steps_per_s * per_rank_batch * world_size,
+        "peak_gib": peak,
+    }
 
 
 def trained_speakers(trained) -> int:
@@ -151,17 +186,19 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def format_table(results: Dict[str, Dict[str, float]], device: torch.device, args,
-                 world_size: int) -> str:
+def format_table(
+    results: Dict[str, Dict[str, float]], device: torch.device, args, world_size: int
+) -> str:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    lines = [f"OS-KDFT training step, {name} x {world_size}, global batch {args.batch_size} x "
-             f"{args.seconds:g} s, {args.amp if device.type == 'cuda' else 'fp32'}"
-             + (" (tiny shapes)" if args.tiny else ""),
-             f"{'teacher':<10}{'steps/s':>10}{'samples/s':>12}{'peak GPU memory':>18}"]
+    lines = [
+        f"OS-KDFT training step, {name} x {world_size}, global batch {args.batch_size} x "
+        f"{args.seconds:g} s, {args.amp if device.type == 'cuda' else 'fp32'}"
+        + (" (tiny shapes)" if args.tiny else ""),
+        f"{'teacher':<10}{'steps/s':>10}{'samples/s':>12}{'peak GPU memory':>18}",
+    ]
     for mode, r in results.items():
         peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.1f} GiB"
-        lines.append(f"{mode:<10}{r['steps_per_s']:>10.2f}{r['samples_per_s']:>12.1f}"
-                     f"{peak:>18}")
+        lines.append(f"{mode:<10}{r['steps_per_s']:>10.2f}{r['samples_per_s']:>12.1f}{peak:>18}")
     ratio = results["cached"]["steps_per_s"] / results["online"]["steps_per_s"]
     lines.append(f"cached/online speed ratio: {ratio:.2f}x")
     return "\n".join(lines)
@@ -175,8 +212,9 @@ def main(argv=None) -> None:
     try:
         device = ctx.device
         if args.batch_size % ctx.world_size:
-            raise SystemExit(f"--batch-size {args.batch_size} is not a multiple of "
-                             f"{ctx.world_size} processes")
+            raise SystemExit(
+                f"--batch-size {args.batch_size} is not a multiple of {ctx.world_size} processes"
+            )
         per_rank = args.batch_size // ctx.world_size
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[args.amp]
         if device.type != "cuda":
@@ -184,14 +222,16 @@ def main(argv=None) -> None:
         teacher, trained, optimizer = build(args.tiny, device, ctx.world_size)
         results = {}
         teacher.to(device)
-        results["online"] = run_mode("online", teacher, trained, optimizer, args, device,
-                                     amp_dtype, per_rank, ctx.world_size)
+        results["online"] = run_mode(
+            "online", teacher, trained, optimizer, args, device, amp_dtype, per_rank, ctx.world_size
+        )
         # The cached mode has no teacher on the GPU; on the host it only gives shapes.
         teacher.cpu()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        results["cached"] = run_mode("cached", teacher, trained, optimizer, args, device,
-                                     amp_dtype, per_rank, ctx.world_size)
+        results["cached"] = run_mode(
+            "cached", teacher, trained, optimizer, args, device, amp_dtype, per_rank, ctx.world_size
+        )
         if ctx.is_main:
             print(format_table(results, device, args, ctx.world_size), flush=True)
     finally:

@@ -13,6 +13,7 @@ Outputs: EXP_CACHE/<key>/shards/<s>.{jsonl.gz,f16|lca}
 Usage: local/cache_teacher_feats.py --config conf/oskdft.yaml --data-config conf/data.yaml \\
            --job 1 --num-jobs 4 data exp/teacher_cache
 """
+
 import argparse
 import logging
 

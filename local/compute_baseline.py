@@ -7,6 +7,7 @@ Outputs: one line per trial list and feature on stdout, e.g. "trials_mini mfcc E
 
 Usage: local/compute_baseline.py [--features "mfcc logmel"] data/test
 """
+
 import argparse
 import logging
 
@@ -17,9 +18,12 @@ from oskdft.utils.logging import setup_logging
 
 def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
-    parser.add_argument("--features", default="mfcc logmel",
-                        help="frame features averaged per utterance, space-separated; "
-                        f"any of: {' '.join(FEATURES.names())}")
+    parser.add_argument(
+        "--features",
+        default="mfcc logmel",
+        help="frame features averaged per utterance, space-separated; "
+        f"any of: {' '.join(FEATURES.names())}",
+    )
     parser.add_argument("data_dir", help="a Kaldi data dir with trials_* lists")
     return parser
 

@@ -22,6 +22,7 @@ Outputs: stdout, the lines above
 Usage: local/config_inputs.py --data-config conf/data.yaml oskdft=conf/oskdft.yaml \\
            ft_only=conf/ft_only.yaml [--override teacher.mode=cached]
 """
+
 import argparse
 
 from oskdft.cli.common import make_parser, run_script

@@ -12,6 +12,7 @@ Outputs: stdout, the paths
 
 Usage: local/corpus_sources.py --package-dir oskdft egs/mini/prepare.py
 """
+
 import argparse
 
 from oskdft.cli.common import make_parser, run_script
@@ -22,8 +23,11 @@ NOT_CORPUS_CODE = ("oskdft.cli", "oskdft.utils")
 
 def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
-    parser.add_argument("--package-dir", default=str(PACKAGE_DIR),
-                        help="the oskdft directory whose files are listed (run.sh: its own)")
+    parser.add_argument(
+        "--package-dir",
+        default=str(PACKAGE_DIR),
+        help="the oskdft directory whose files are listed (run.sh: its own)",
+    )
     parser.add_argument("prepare_py", help="the recipe's prepare.py")
     return parser
 

@@ -15,6 +15,7 @@ Outputs: EXPORT_DIR/{model.onnx,model.int8.onnx,model.torchscript.pt,meta.json,c
 
 Usage: local/export_model.py --parity-set data/test exp/oskdft/final exp/oskdft/export
 """
+
 import argparse
 import logging
 from pathlib import Path
@@ -26,17 +27,36 @@ from oskdft.utils.logging import setup_logging
 
 def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
-    parser.add_argument("--parity-set", required=True,
-                        help="Kaldi data dir whose utterances the parity check embeds")
-    parser.add_argument("--num-parity-utterances", type=int, default=4,
-                        help="utterances of the parity set, evenly spaced over its wav.scp")
-    parser.add_argument("--max-parity-seconds", type=float, default=8.0,
-                        help="each parity utterance is cut to this length")
-    parser.add_argument("--int8", type=str2bool, default=True,
-                        help="also write model.int8.onnx, dynamically quantised for CPU")
-    parser.add_argument("--torchscript", type=str2bool, default=False,
-                        help="also write model.torchscript.pt (torch.jit.trace, deprecated "
-                        "in torch; for libtorch users)")
+    parser.add_argument(
+        "--parity-set",
+        required=True,
+        help="Kaldi data dir whose utterances the parity check embeds",
+    )
+    parser.add_argument(
+        "--num-parity-utterances",
+        type=int,
+        default=4,
+        help="utterances of the parity set, evenly spaced over its wav.scp",
+    )
+    parser.add_argument(
+        "--max-parity-seconds",
+        type=float,
+        default=8.0,
+        help="each parity utterance is cut to this length",
+    )
+    parser.add_argument(
+        "--int8",
+        type=str2bool,
+        default=True,
+        help="also write model.int8.onnx, dynamically quantised for CPU",
+    )
+    parser.add_argument(
+        "--torchscript",
+        type=str2bool,
+        default=False,
+        help="also write model.torchscript.pt (torch.jit.trace, deprecated "
+        "in torch; for libtorch users)",
+    )
     parser.add_argument("final_dir", help="the trained model, e.g. exp/oskdft/final")
     parser.add_argument("export_dir", help="output, e.g. exp/oskdft/export")
     return parser

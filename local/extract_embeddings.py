@@ -13,6 +13,7 @@ Outputs: EMBEDDINGS_DIR/<set>/xvector.JOB.{ark,scp}, xvector_crops.JOB.{ark,scp}
 Usage: local/extract_embeddings.py --sets "test valid backend" --job 1 --num-jobs 4 \\
            exp/oskdft/final data exp/oskdft/embeddings
 """
+
 import argparse
 import logging
 
@@ -26,8 +27,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sets", required=True, help="sets to embed, space-separated")
     add_job_args(parser)
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda[:i]")
-    parser.add_argument("--num-workers", type=int, default=0,
-                        help="processes loading audio ahead of the model (0: none)")
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=0,
+        help="processes loading audio ahead of the model (0: none)",
+    )
     parser.add_argument("final_dir", help="the trained model, e.g. exp/oskdft/final")
     parser.add_argument("data_dir", help="the recipe's data directory")
     parser.add_argument("embeddings_dir", help="output, e.g. exp/oskdft/embeddings")

@@ -18,6 +18,7 @@ Outputs: EXP_DIR/results.md (also printed), EXP_DIR/results.json
 
 Usage: local/make_results.py --order "teacher_ft oskdft" --eval-sets "test" --data-dir data exp
 """
+
 import argparse
 import logging
 
@@ -28,18 +29,27 @@ from oskdft.utils.logging import setup_logging
 
 def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
-    parser.add_argument("--order", default="",
-                        help="systems listed first, in this order (run.conf's), space-separated")
-    parser.add_argument("--eval-sets", required=True,
-                        help="evaluation sets whose trial lists are reported, space-separated, "
-                        "as run.conf writes them (run.sh's stage-5 hash covers the string)")
-    parser.add_argument("--data-dir", required=True,
-                        help="the recipe's data directory (the trials' speakers)")
-    parser.add_argument("--resamples", type=int, default=RESAMPLES,
-                        help="bootstrap resamples per trial list")
+    parser.add_argument(
+        "--order",
+        default="",
+        help="systems listed first, in this order (run.conf's), space-separated",
+    )
+    parser.add_argument(
+        "--eval-sets",
+        required=True,
+        help="evaluation sets whose trial lists are reported, space-separated, "
+        "as run.conf writes them (run.sh's stage-5 hash covers the string)",
+    )
+    parser.add_argument(
+        "--data-dir", required=True, help="the recipe's data directory (the trials' speakers)"
+    )
+    parser.add_argument(
+        "--resamples", type=int, default=RESAMPLES, help="bootstrap resamples per trial list"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seeds the bootstrap resamples")
-    parser.add_argument("--reference", default=REFERENCE,
-                        help="the system whose EER the others are compared with")
+    parser.add_argument(
+        "--reference", default=REFERENCE, help="the system whose EER the others are compared with"
+    )
     parser.add_argument("exp_dir", help="the recipe's experiment directory")
     return parser
 
@@ -52,10 +62,18 @@ def main(argv=None) -> None:
     setup_logging()
     logging.info("%s", vars(args))
     systems = current_systems(args.exp_dir, args.order.split(), args.eval_sets)
-    print(make_results(exp_dir=args.exp_dir, data_dir=args.data_dir,
-                       systems=systems, eval_sets=args.eval_sets.split(),
-                       resamples=args.resamples, seed=args.seed, reference=args.reference),
-          end="")
+    print(
+        make_results(
+            exp_dir=args.exp_dir,
+            data_dir=args.data_dir,
+            systems=systems,
+            eval_sets=args.eval_sets.split(),
+            resamples=args.resamples,
+            seed=args.seed,
+            reference=args.reference,
+        ),
+        end="",
+    )
 
 
 if __name__ == "__main__":

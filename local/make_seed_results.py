@@ -10,6 +10,7 @@ Outputs: EXP_DIR/results_seeds.md (also printed), EXP_DIR/results_seeds.json
 
 Usage: local/make_seed_results.py --seeds "1 2 3" exp
 """
+
 import argparse
 import logging
 

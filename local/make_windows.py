@@ -15,6 +15,7 @@ Outputs: DATA_DIR/manifests/{train_windows,valid_cuts,backend_cuts}.jsonl.gz,
 Usage: local/make_windows.py --data-config conf/data.yaml --train-set train \\
            --aug-sets "musan_noise musan_music musan_speech rirs" data
 """
+
 import argparse
 import logging
 
@@ -27,9 +28,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
     parser.add_argument("--data-config", required=True, help="the recipe's data YAML")
     parser.add_argument("--train-set", required=True, help="the training set's data dir name")
-    parser.add_argument("--aug-sets", default="",
-                        help="augmentation sets, space-separated; each name contains noise, "
-                        "music, speech or rir")
+    parser.add_argument(
+        "--aug-sets",
+        default="",
+        help="augmentation sets, space-separated; each name contains noise, music, speech or rir",
+    )
     parser.add_argument("data_dir", help="the recipe's data directory")
     return parser
 

@@ -11,6 +11,7 @@ Outputs: EMBEDDINGS_DIR/<set>/xvector.scp, EMBEDDINGS_DIR/<set>/xvector_crops.sc
 Usage: local/merge_embeddings.py --sets "test valid backend" --num-jobs 4 \\
            data exp/oskdft/embeddings
 """
+
 import argparse
 import logging
 
@@ -22,8 +23,9 @@ from oskdft.utils.logging import setup_logging
 def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
     parser.add_argument("--sets", required=True, help="sets to merge, space-separated")
-    parser.add_argument("--num-jobs", type=int, required=True,
-                        help="the number of jobs that extracted them")
+    parser.add_argument(
+        "--num-jobs", type=int, required=True, help="the number of jobs that extracted them"
+    )
     parser.add_argument("data_dir", help="the recipe's data directory")
     parser.add_argument("embeddings_dir", help="the embeddings, e.g. exp/oskdft/embeddings")
     return parser

@@ -14,6 +14,7 @@ Outputs: EXP_CACHE/<key>/{cuts.jsonl.gz,meta.yaml}
 Usage: local/merge_teacher_cache.py --config conf/oskdft.yaml --data-config conf/data.yaml \\
            --num-jobs 4 data exp/teacher_cache
 """
+
 import argparse
 import logging
 
@@ -25,8 +26,9 @@ from oskdft.utils.logging import setup_logging
 def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
     add_system_args(parser)
-    parser.add_argument("--num-jobs", type=int, required=True,
-                        help="the number of jobs that wrote the shards")
+    parser.add_argument(
+        "--num-jobs", type=int, required=True, help="the number of jobs that wrote the shards"
+    )
     parser.add_argument("data_dir", help="the recipe's data directory")
     parser.add_argument("cache_root", help="where caches live, e.g. exp/teacher_cache")
     return parser

@@ -13,6 +13,7 @@ Outputs: DATA_DIR/manifests/<set>_{recordings,supervisions,cuts}.jsonl.gz
 Usage: local/prepare_manifests.py --train-set train --eval-sets "test" \\
            --aug-sets "musan_noise musan_music musan_speech rirs" data
 """
+
 import argparse
 import logging
 
@@ -27,13 +28,20 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-set", required=True, help="the training set's data dir name")
     parser.add_argument("--eval-sets", default="", help="evaluation sets, space-separated")
     parser.add_argument("--aug-sets", default="", help="augmentation sets, space-separated")
-    parser.add_argument("--min-utts-per-speaker", type=int, default=2,
-                        help="fewest utterances a training speaker may have")
-    parser.add_argument("--min-eval-seconds", type=float, default=MIN_EVAL_SECONDS,
-                        help="shortest evaluation utterance; a shorter one is an error naming "
-                        "its line (it has no embedding worth scoring)")
-    parser.add_argument("--num-threads", type=int, default=8,
-                        help="threads reading audio headers")
+    parser.add_argument(
+        "--min-utts-per-speaker",
+        type=int,
+        default=2,
+        help="fewest utterances a training speaker may have",
+    )
+    parser.add_argument(
+        "--min-eval-seconds",
+        type=float,
+        default=MIN_EVAL_SECONDS,
+        help="shortest evaluation utterance; a shorter one is an error naming "
+        "its line (it has no embedding worth scoring)",
+    )
+    parser.add_argument("--num-threads", type=int, default=8, help="threads reading audio headers")
     parser.add_argument("data_dir", help="the recipe's data directory")
     return parser
 

@@ -13,6 +13,7 @@ Outputs: SYSTEM_DIR/scores/{<name>.<backend>.score,<name>.det.png,<name>.hist.pn
 
 Usage: local/score_trials.py --eval-sets "test" data exp/oskdft
 """
+
 import argparse
 import logging
 from pathlib import Path
@@ -24,12 +25,21 @@ from oskdft.utils.logging import setup_logging
 
 def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
-    parser.add_argument("--eval-sets", required=True,
-                        help="evaluation sets whose trial lists are scored, space-separated")
-    parser.add_argument("--valid-set", default="valid",
-                        help="set of held-out training speakers with trials_valid (calibration)")
-    parser.add_argument("--backend-set", default="backend",
-                        help="training-speaker set for the mean, LDA/PLDA and AS-norm cohort")
+    parser.add_argument(
+        "--eval-sets",
+        required=True,
+        help="evaluation sets whose trial lists are scored, space-separated",
+    )
+    parser.add_argument(
+        "--valid-set",
+        default="valid",
+        help="set of held-out training speakers with trials_valid (calibration)",
+    )
+    parser.add_argument(
+        "--backend-set",
+        default="backend",
+        help="training-speaker set for the mean, LDA/PLDA and AS-norm cohort",
+    )
     parser.add_argument("data_dir", help="the recipe's data directory")
     parser.add_argument("system_dir", help="the system's experiment directory, exp/<system>")
     return parser

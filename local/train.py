@@ -19,6 +19,7 @@ Usage: local/train.py --device cpu --config conf/oskdft.yaml --data-config conf/
        torchrun --nproc_per_node=8 --nnodes=1 --rdzv_backend=c10d \\
            --rdzv_endpoint=127.0.0.1:29400 local/train.py --config ... data exp/oskdft
 """
+
 import argparse
 import logging
 
@@ -30,17 +31,30 @@ from oskdft.utils.logging import setup_logging
 def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
     add_system_args(parser)
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="auto: this rank's GPU when there is one")
-    parser.add_argument("--force", type=str2bool, default=False,
-                        help="start over when EXP_DIR holds a run of another config or other "
-                        "inputs (the old run is moved to EXP_DIR.bak-<time>)")
-    parser.add_argument("--inputs-hash", nargs="*", metavar="NAME=HASH",
-                        help="hashes of the run's inputs besides the config (run.sh: the "
-                        "markers of stage 1 and of the teacher's training); a run of other "
-                        "inputs is refused like one of another config")
-    parser.add_argument("--teacher-cache", default="exp/teacher_cache",
-                        help="stage 2's teacher cache root")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="auto: this rank's GPU when there is one",
+    )
+    parser.add_argument(
+        "--force",
+        type=str2bool,
+        default=False,
+        help="start over when EXP_DIR holds a run of another config or other "
+        "inputs (the old run is moved to EXP_DIR.bak-<time>)",
+    )
+    parser.add_argument(
+        "--inputs-hash",
+        nargs="*",
+        metavar="NAME=HASH",
+        help="hashes of the run's inputs besides the config (run.sh: the "
+        "markers of stage 1 and of the teacher's training); a run of other "
+        "inputs is refused like one of another config",
+    )
+    parser.add_argument(
+        "--teacher-cache", default="exp/teacher_cache", help="stage 2's teacher cache root"
+    )
     parser.add_argument("data_dir", help="the recipe's data directory")
     parser.add_argument("exp_dir", help="the system's experiment directory")
     return parser
@@ -59,8 +73,9 @@ def main(argv=None) -> None:
         device=args.device,
         force=args.force,
         teacher_cache=args.teacher_cache,
-        input_hashes=None if args.inputs_hash is None else dict(
-            pair.split("=", 1) for pair in args.inputs_hash),
+        input_hashes=None
+        if args.inputs_hash is None
+        else dict(pair.split("=", 1) for pair in args.inputs_hash),
     )
 
 

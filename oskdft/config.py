@@ -20,6 +20,7 @@ Rules:
 >>> apply_overrides(cfg, ["sv.margin=0.3"]).sv.margin
 0.3
 """
+
 from __future__ import annotations
 
 import copy
@@ -230,7 +231,8 @@ class AugmentConfig:
     # The easing curves drawn from, uniformly; the original also has "bounce", whose formula
     # jumps and ends at about 2 (a gain of up to 1.8).
     gain_curves: List[str] = field(
-        default_factory=lambda: ["sine", "quad", "cubic", "circ", "expo"])
+        default_factory=lambda: ["sine", "quad", "cubic", "circ", "expo"]
+    )
 
 
 @dataclass
@@ -344,14 +346,19 @@ class SystemConfig:
         """:raises InputError: naming ``where`` (the config file) when the system needs a
         teacher and names none, or distils one into filter banks."""
         if self.ssl.source == FBANK and self.kd.loss != NO_KD:
-            raise InputError(where, f"ssl.source={FBANK} has no hidden states to distil "
-                             f"kd.loss={self.kd.loss} into", hint="set kd.loss: none")
+            raise InputError(
+                where,
+                f"ssl.source={FBANK} has no hidden states to distil kd.loss={self.kd.loss} into",
+                hint="set kd.loss: none",
+            )
         if self.needs_teacher() and not self.teacher.path:
             raise InputError(
-                where, f"ssl.source={self.ssl.source} and kd.loss={self.kd.loss} need a "
+                where,
+                f"ssl.source={self.ssl.source} and kd.loss={self.kd.loss} need a "
                 "teacher, and teacher.path is not set",
                 hint="set teacher.path (a Hugging Face directory or hub name), or ssl.source: "
-                "scratch and kd.loss: none")
+                "scratch and kd.loss: none",
+            )
 
     def caches_teacher(self) -> bool:
         """Whether stage 2 caches this system's teacher: KD on, teacher in cached mode."""
@@ -385,21 +392,34 @@ class SystemConfig:
 SCORING_BACKENDS = ("cosine", "cosine_mean", "plda", "asnorm", "fused")
 CHOICES: Dict[type, Dict[str, tuple]] = {
     TeacherConfig: {"mode": (TEACHER_CACHED, TEACHER_ONLINE), "cache_storage": ("fp16", "lilcom")},
-    SSLConfig: {"source": ("student", "teacher", "scratch", FBANK),
-                "arch.model_type": ("wav2vec2", "hubert", "wavlm"),
-                "adapter_init": ("zero_up", "normal"), "thin_cnn_init": ("random", "sliced")},
+    SSLConfig: {
+        "source": ("student", "teacher", "scratch", FBANK),
+        "arch.model_type": ("wav2vec2", "hubert", "wavlm"),
+        "adapter_init": ("zero_up", "normal"),
+        "thin_cnn_init": ("random", "sliced"),
+    },
     BackendConfig: {"input": ("last", "weighted_sum")},
-    KDConfig: {"loss": (NO_KD, "mse_last", "distilhubert"),
-               "schedule": ("linear_decay", "constant"),
-               "front_end": (NO_KD, "mse", "l1_cosine")},
+    KDConfig: {
+        "loss": (NO_KD, "mse_last", "distilhubert"),
+        "schedule": ("linear_decay", "constant"),
+        "front_end": (NO_KD, "mse", "l1_cosine"),
+    },
     SVConfig: {"class_weights": ("inverse_frequency", "none")},
-    AugmentConfig: {"choices": ("none", "rir", "babble", "music", "noise", "speech_music"),
-                    "rir_mode": ("lhotse", "original"),
-                    "gain_curves": ("sine", "quad", "cubic", "circ", "expo", "bounce")},
-    OptimConfig: {"amp": ("none", "bf16", "fp16"), "backend_schedule": ("cosine", "restarts"),
-                  "ssl_schedule": ("constant", "backend")},
-    EvalConfig: {"backends": SCORING_BACKENDS, "deploy_backend": SCORING_BACKENDS,
-                 "valid_score": ("cosine", "fused")},
+    AugmentConfig: {
+        "choices": ("none", "rir", "babble", "music", "noise", "speech_music"),
+        "rir_mode": ("lhotse", "original"),
+        "gain_curves": ("sine", "quad", "cubic", "circ", "expo", "bounce"),
+    },
+    OptimConfig: {
+        "amp": ("none", "bf16", "fp16"),
+        "backend_schedule": ("cosine", "restarts"),
+        "ssl_schedule": ("constant", "backend"),
+    },
+    EvalConfig: {
+        "backends": SCORING_BACKENDS,
+        "deploy_backend": SCORING_BACKENDS,
+        "valid_score": ("cosine", "fused"),
+    },
 }
 
 
@@ -431,8 +451,11 @@ def _interval(low=None, high=None):
 
 
 def _weights(choices):
-    bad = [w for w in choices.values()
-           if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0]
+    bad = [
+        w
+        for w in choices.values()
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0
+    ]
     return "weights must be numbers >= 0" if bad else None
 
 
@@ -440,47 +463,85 @@ def _weights(choices):
 # value stops the run before any stage works on it. None (where allowed) is never checked.
 LIMITS = {
     DataConfig: {
-        "sample_rate": lambda v: None if v == SAMPLE_RATE else
-        f"must be {SAMPLE_RATE}: stage 0 converts all audio to it",
-        "window_seconds": _positive, "window_hop_seconds": _positive,
-        "valid_speakers": _at_least(0), "valid_utts_per_speaker": _at_least(1),
-        "valid_trials": _at_least(0), "backend_utts_per_speaker": _at_least(1),
+        "sample_rate": lambda v: (
+            None if v == SAMPLE_RATE else f"must be {SAMPLE_RATE}: stage 0 converts all audio to it"
+        ),
+        "window_seconds": _positive,
+        "window_hop_seconds": _positive,
+        "valid_speakers": _at_least(0),
+        "valid_utts_per_speaker": _at_least(1),
+        "valid_trials": _at_least(0),
+        "backend_utts_per_speaker": _at_least(1),
     },
-    FbankConfig: {"num_mel_bins": _at_least(4), "frame_length_ms": _positive,
-                  "frame_shift_ms": _positive, "dither": _at_least(0)},
+    FbankConfig: {
+        "num_mel_bins": _at_least(4),
+        "frame_length_ms": _positive,
+        "frame_shift_ms": _positive,
+        "dither": _at_least(0),
+    },
     SSLConfig: {
-        "num_layers": _at_least(1), "thin_cnn_dim": _at_least(1), "adapter_dim": _at_least(1),
-        "pos_conv_kernel": _at_least(1), "pos_conv_groups": _at_least(1),
-        "init_layers": lambda layers: None if all(i >= 0 for i in layers) else
-        "must be 0-based layer indices",
+        "num_layers": _at_least(1),
+        "thin_cnn_dim": _at_least(1),
+        "adapter_dim": _at_least(1),
+        "pos_conv_kernel": _at_least(1),
+        "pos_conv_groups": _at_least(1),
+        "init_layers": lambda layers: (
+            None if all(i >= 0 for i in layers) else "must be 0-based layer indices"
+        ),
     },
-    BackendConfig: {name: _at_least(1) for name in
-                    ("channels", "embed_dim", "pooled_channels", "attention_channels")},
-    KDConfig: {"scale": _at_least(0), "decay_epochs": _at_least(1), "until_epoch": _at_least(0),
-               "front_end_scale": _at_least(0)},
+    BackendConfig: {
+        name: _at_least(1)
+        for name in ("channels", "embed_dim", "pooled_channels", "attention_channels")
+    },
+    KDConfig: {
+        "scale": _at_least(0),
+        "decay_epochs": _at_least(1),
+        "until_epoch": _at_least(0),
+        "front_end_scale": _at_least(0),
+    },
     SVConfig: {"margin": _at_least(0), "scale": _positive, "from_epoch": _at_least(0)},
     AugmentConfig: {
-        "prob": _probability, "clip_prob": _probability, "gain_prob": _probability,
-        "choices": _weights, "babble_speakers": _interval(low=1), "babble_snr": _interval(),
-        "music_snr": _interval(), "noise_snr": _interval(),
-        "clip_level": _interval(low=0, high=1), "gain_floor": _interval(low=0, high=1),
+        "prob": _probability,
+        "clip_prob": _probability,
+        "gain_prob": _probability,
+        "choices": _weights,
+        "babble_speakers": _interval(low=1),
+        "babble_snr": _interval(),
+        "music_snr": _interval(),
+        "noise_snr": _interval(),
+        "clip_level": _interval(low=0, high=1),
+        "gain_floor": _interval(low=0, high=1),
         "snr_epsilon": _at_least(0),
         "gain_curves": lambda curves: None if curves else "must name at least one curve",
     },
     OptimConfig: {
-        "epochs": _at_least(1), "batch_size": _at_least(1), "backend_lr": _at_least(0),
-        "backend_lr_min": _at_least(0), "adapter_lr_mult": _at_least(0), "ssl_lr": _at_least(0),
-        "ssl_warmup_epochs": _at_least(0), "ssl_decay": _positive, "weight_decay": _at_least(0),
+        "epochs": _at_least(1),
+        "batch_size": _at_least(1),
+        "backend_lr": _at_least(0),
+        "backend_lr_min": _at_least(0),
+        "adapter_lr_mult": _at_least(0),
+        "ssl_lr": _at_least(0),
+        "ssl_warmup_epochs": _at_least(0),
+        "ssl_decay": _positive,
+        "weight_decay": _at_least(0),
         "grad_clip": _positive,
     },
     TrainConfig: {
-        "num_workers": _at_least(0), "log_every": _at_least(1), "keep_last": _at_least(0),
-        "average_last": _at_least(0), "max_steps_per_epoch": _at_least(1),
-        "checkpoint_every": _at_least(0), "num_threads": _at_least(1),
+        "num_workers": _at_least(0),
+        "log_every": _at_least(1),
+        "keep_last": _at_least(0),
+        "average_last": _at_least(0),
+        "max_steps_per_epoch": _at_least(1),
+        "checkpoint_every": _at_least(0),
+        "num_threads": _at_least(1),
     },
     EvalConfig: {
-        "crop_seconds": _positive, "num_crops": _at_least(1), "lda_dim": _at_least(1),
-        "plda_iters": _at_least(1), "asnorm_top_n": _at_least(1), "batch_seconds": _positive,
+        "crop_seconds": _positive,
+        "num_crops": _at_least(1),
+        "lda_dim": _at_least(1),
+        "plda_iters": _at_least(1),
+        "asnorm_top_n": _at_least(1),
+        "batch_seconds": _positive,
     },
 }
 
@@ -591,8 +652,9 @@ def _build(cls, raw: Dict[str, Any], path: Path, lines: Dict, prefix: str):
         dotted = f"{prefix}{key}"
         where, line = lines.get(dotted, (path, None))
         if key not in fields:
-            raise InputError(where, f"unknown config key {dotted!r}", line=line,
-                             hint=_known(fields))
+            raise InputError(
+                where, f"unknown config key {dotted!r}", line=line, hint=_known(fields)
+            )
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             values[key] = _build(hint, value or {}, path, lines, prefix=dotted + ".")
@@ -621,9 +683,12 @@ def _check_choices(cls, key: str, value, path: Path, lines: Dict, dotted: str) -
         for item in names:
             if item not in allowed:
                 # The line of the mapping key or inner key, else the field's.
-                where, line = lines.get(f"{dotted}.{inner or item}", lines.get(dotted, (path, None)))
-                raise InputError(where, f"{what} must be one of {', '.join(allowed)}, "
-                                 f"got {item!r}", line=line)
+                where, line = lines.get(
+                    f"{dotted}.{inner or item}", lines.get(dotted, (path, None))
+                )
+                raise InputError(
+                    where, f"{what} must be one of {', '.join(allowed)}, got {item!r}", line=line
+                )
 
 
 def _check_type(value, hint, where, line, dotted):

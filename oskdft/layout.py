@@ -4,6 +4,7 @@ Standard library only, so that serving an ONNX model (:mod:`oskdft.embedding.onn
 reads it without importing torch. ``docs/architecture.md`` draws the whole working directory;
 this module names its parts.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,8 @@ MANIFEST_KINDS = ("recordings", "supervisions", "cuts")
 # exp/<system>/ (stage 3 on); exp/<system>/final/ and export/ hold a CONFIG_NAME and META_NAME too.
 CONFIG_NAME = "config.yaml"  # the merged SystemConfig
 INPUTS_NAME = "inputs.yaml"  # hashes of the training run's other inputs
-FINAL_DIR = "final"          # what inference needs (oskdft.embedding.final)
-SCORES_DIR = "scores"        # stage 5's output
+FINAL_DIR = "final"  # what inference needs (oskdft.embedding.final)
+SCORES_DIR = "scores"  # stage 5's output
 # final/
 MODEL_NAME = "model.pt"
 SSL_DIR = "ssl"

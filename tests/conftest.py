@@ -1,4 +1,5 @@
 """What every test gets."""
+
 import logging
 
 import pytest

@@ -49,24 +49,30 @@ def test_wrong_type_is_an_error(tmp_path):
 
 def test_unknown_teacher_mode_is_an_error_at_load(tmp_path):
     conf = write(tmp_path / "sys.yaml", "teacher:\n  path: t\n  mode: cachd\n")
-    with pytest.raises(InputError, match=r"sys.yaml:3: teacher.mode must be one of cached, "
-                       r"online, got 'cachd'"):
+    with pytest.raises(
+        InputError,
+        match=r"sys.yaml:3: teacher.mode must be one of cached, "
+        r"online, got 'cachd'",
+    ):
         load_config(conf)
     with pytest.raises(InputError, match=r"--override: teacher.mode must be one of"):
         apply_overrides(SystemConfig(), ["teacher.mode=onlin"])
 
 
-@pytest.mark.parametrize("section, key, value, problem", [
-    ("augment", "prob", "1.5", "must be a probability in [0, 1]"),
-    ("augment", "noise_snr", "[15, 0]", "must be [low, high]"),
-    ("augment", "clip_level", "[0.5, 1.2]", "must end at 1 or below"),
-    ("augment", "babble_speakers", "[0, 3]", "must start at 1 or above"),
-    ("augment", "choices", "{rir: -1}", "weights must be numbers >= 0"),
-    ("optim", "epochs", "0", "must be at least 1"),
-    ("optim", "grad_clip", "0", "must be positive"),
-    ("eval", "num_crops", "0", "must be at least 1"),
-    ("sv", "scale", "-30", "must be positive"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, problem",
+    [
+        ("augment", "prob", "1.5", "must be a probability in [0, 1]"),
+        ("augment", "noise_snr", "[15, 0]", "must be [low, high]"),
+        ("augment", "clip_level", "[0.5, 1.2]", "must end at 1 or below"),
+        ("augment", "babble_speakers", "[0, 3]", "must start at 1 or above"),
+        ("augment", "choices", "{rir: -1}", "weights must be numbers >= 0"),
+        ("optim", "epochs", "0", "must be at least 1"),
+        ("optim", "grad_clip", "0", "must be positive"),
+        ("eval", "num_crops", "0", "must be at least 1"),
+        ("sv", "scale", "-30", "must be positive"),
+    ],
+)
 def test_a_value_out_of_range_is_an_error_at_load(tmp_path, section, key, value, problem):
     conf = write(tmp_path / "sys.yaml", f"description: x\n{section}:\n  {key}: {value}\n")
     with pytest.raises(InputError) as err:
@@ -80,8 +86,11 @@ def test_optional_values_may_be_null_and_data_limits_apply_to_data_yaml(tmp_path
     conf = write(tmp_path / "sys.yaml", "optim:\n  grad_clip: null\neval:\n  lda_dim: null\n")
     assert load_config(conf).optim.grad_clip is None
     data = write(tmp_path / "data.yaml", "window_seconds: 2.0\nsample_rate: 8000\n")
-    with pytest.raises(InputError, match=r"data.yaml:2: sample_rate must be 16000: stage 0 "
-                       r"converts all audio to it, got 8000"):
+    with pytest.raises(
+        InputError,
+        match=r"data.yaml:2: sample_rate must be 16000: stage 0 "
+        r"converts all audio to it, got 8000",
+    ):
         load_data_config(data)
 
 
@@ -115,8 +124,10 @@ def test_teacher_system_is_the_exp_dir_holding_the_teacher(tmp_path):
     assert cfg.teacher_system(exp) == "teacher_ft"
     elsewhere = apply_overrides(SystemConfig(), [f"teacher.path={tmp_path / 'models' / 'xlsr'}"])
     assert elsewhere.teacher_system(exp) is None
-    assert apply_overrides(SystemConfig(), ["teacher.path=some-org/ssl-base"]
-                           ).teacher_system(exp) is None
+    assert (
+        apply_overrides(SystemConfig(), ["teacher.path=some-org/ssl-base"]).teacher_system(exp)
+        is None
+    )
 
 
 def test_error_in_base_names_the_base_file(tmp_path):
@@ -127,7 +138,9 @@ def test_error_in_base_names_the_base_file(tmp_path):
 
 
 def test_overrides_are_typed_and_checked():
-    cfg = apply_overrides(SystemConfig(), ["optim.epochs=3", "kd.loss=none", "ssl.init_layers=[0, 2]"])
+    cfg = apply_overrides(
+        SystemConfig(), ["optim.epochs=3", "kd.loss=none", "ssl.init_layers=[0, 2]"]
+    )
     assert (cfg.optim.epochs, cfg.kd.loss, cfg.ssl.init_layers) == (3, "none", [0, 2])
     with pytest.raises(InputError, match="unknown key 'optim.lr'"):
         apply_overrides(SystemConfig(), ["optim.lr=0.1"])
@@ -152,8 +165,11 @@ def test_data_config_alone(tmp_path):
 def test_a_system_needs_a_teacher_when_it_copies_fine_tunes_or_distils_one(tmp_path):
     scratch = apply_overrides(SystemConfig(), ["ssl.source=scratch", "kd.loss=none"])
     scratch.check_teacher("sys.yaml")
-    for overrides in (["ssl.source=student", "kd.loss=none"], ["ssl.source=teacher",
-                      "kd.loss=none"], ["ssl.source=scratch", "kd.loss=mse_last"]):
+    for overrides in (
+        ["ssl.source=student", "kd.loss=none"],
+        ["ssl.source=teacher", "kd.loss=none"],
+        ["ssl.source=scratch", "kd.loss=mse_last"],
+    ):
         with pytest.raises(InputError, match=r"^sys.yaml: .*teacher.path is not set"):
             apply_overrides(SystemConfig(), overrides).check_teacher("sys.yaml")
     apply_overrides(SystemConfig(), ["teacher.path=t"]).check_teacher("sys.yaml")
@@ -162,16 +178,33 @@ def test_a_system_needs_a_teacher_when_it_copies_fine_tunes_or_distils_one(tmp_p
 def _choice_keys():
     """(section, dotted key inside it, allowed names) of every CHOICES entry of SystemConfig."""
     default = SystemConfig()
-    sections = {type(getattr(default, f.name)): f.name for f in dataclasses.fields(default)
-                if dataclasses.is_dataclass(getattr(default, f.name))}
-    return [(sections[cls], key, allowed) for cls, keys in CHOICES.items()
-            for key, allowed in keys.items()]
+    sections = {
+        type(getattr(default, f.name)): f.name
+        for f in dataclasses.fields(default)
+        if dataclasses.is_dataclass(getattr(default, f.name))
+    }
+    return [
+        (sections[cls], key, allowed)
+        for cls, keys in CHOICES.items()
+        for key, allowed in keys.items()
+    ]
 
 
 # The keys the issue names: each must stay checked.
-ENUMERATED = {"kd.loss", "kd.schedule", "optim.amp", "sv.class_weights", "backend.input",
-              "ssl.source", "ssl.arch.model_type", "teacher.mode", "teacher.cache_storage",
-              "augment.choices", "eval.backends", "eval.deploy_backend"}
+ENUMERATED = {
+    "kd.loss",
+    "kd.schedule",
+    "optim.amp",
+    "sv.class_weights",
+    "backend.input",
+    "ssl.source",
+    "ssl.arch.model_type",
+    "teacher.mode",
+    "teacher.cache_storage",
+    "augment.choices",
+    "eval.backends",
+    "eval.deploy_backend",
+}
 # String fields whose value is free (a path, a sentence): every other one has CHOICES.
 FREE_TEXT = {"description", "teacher.path"}
 
@@ -215,8 +248,9 @@ def _typo_yaml(section, key, allowed):
     return f"{section}:\n  {field_name}: {typo}\n", typo, f"{section}.{field_name}={typo}", 3
 
 
-@pytest.mark.parametrize("section, key, allowed", _choice_keys(),
-                         ids=[f"{s}.{k}" for s, k, _ in _choice_keys()])
+@pytest.mark.parametrize(
+    "section, key, allowed", _choice_keys(), ids=[f"{s}.{k}" for s, k, _ in _choice_keys()]
+)
 def test_a_typo_in_an_enumerated_key_is_refused_at_load(tmp_path, section, key, allowed):
     text, typo, override, line = _typo_yaml(section, key, allowed)
     conf = write(tmp_path / "sys.yaml", "description: x\n" + text)
@@ -241,9 +275,15 @@ def test_every_name_the_config_allows_is_implemented():
         for value in vars(importlib.import_module(module.name)).values():
             if isinstance(value, Registry) and value.allowed is not None:
                 registries.append(value)
-    assert {r.kind for r in registries} >= {"kd.loss", "kd.schedule", "ssl.source",
-                                           "backend.input", "sv.class_weights"}
+    assert {r.kind for r in registries} >= {
+        "kd.loss",
+        "kd.schedule",
+        "ssl.source",
+        "backend.input",
+        "sv.class_weights",
+    }
     for registry in registries:
         assert set(registry.allowed) - set(registry.names()) <= {NO_KD}, registry.kind
     from oskdft.training.trainer import AMP_DTYPES
+
     assert sorted(AMP_DTYPES) == sorted(CHOICES[OptimConfig]["amp"])

@@ -2,6 +2,7 @@
 only the layers the map lists for it, all listed before it (nothing imports upward); layers
 marked "no torch" stay free of torch, "no file I/O" layers do no file I/O, and only layers
 marked "parses arguments" import argparse."""
+
 import ast
 import re
 import subprocess
@@ -32,7 +33,9 @@ def read_module_map(doc: str):
         else:
             allowed = set(targets)
             above = allowed - set(layers)
-            assert not above, f"oskdft/__init__.py: {name} may not import {above}: not listed before it"
+            assert not above, (
+                f"oskdft/__init__.py: {name} may not import {above}: not listed before it"
+            )
         rules = {r.strip() for r in rules.split(",")} if rules else set()
         assert rules <= RULES, f"oskdft/__init__.py: {name}: unknown rule {rules - RULES}"
         layers[name] = (allowed, rules)
@@ -103,7 +106,8 @@ def test_module_map(path):
 
 
 @pytest.mark.parametrize(
-    "path", [p for p in python_files() if owner(p) in NO_FILE_IO],
+    "path",
+    [p for p in python_files() if owner(p) in NO_FILE_IO],
     ids=lambda p: str(p.relative_to(PACKAGE)),
 )
 def test_models_and_losses_do_no_file_io(path):
@@ -119,8 +123,10 @@ def test_models_and_losses_do_no_file_io(path):
 def test_onnx_serving_imports_no_torch():
     """`oskdft verify model.onnx` runs without torch: the runtime and the layout it reads load
     none of it, directly or through another oskdft module."""
-    probe = ("import sys, oskdft.layout, oskdft.embedding.onnx_runtime\n"
-             "heavy = sorted({'torch', 'lhotse', 'transformers'} & set(sys.modules))\n"
-             "assert not heavy, heavy\n")
+    probe = (
+        "import sys, oskdft.layout, oskdft.embedding.onnx_runtime\n"
+        "heavy = sorted({'torch', 'lhotse', 'transformers'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

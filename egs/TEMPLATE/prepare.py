@@ -12,6 +12,7 @@ Outputs: DATA_DIR/train/, DATA_DIR/test/ (with trials_NAME), DATA_DIR/{musan_*,r
 Usage: egs/<name>/prepare.py --train-dir /kaldi/data/train --eval-dir /kaldi/data/test \\
            --trials test=/kaldi/data/test/trials --musan /data/musan --rirs /data/RIRS_NOISES data
 """
+
 import argparse
 import logging
 from pathlib import Path
@@ -34,8 +35,13 @@ def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
     parser.add_argument("--train-dir", required=True, help="Kaldi data dir of the training set")
     parser.add_argument("--eval-dir", required=True, help="Kaldi data dir of the evaluation set")
-    parser.add_argument("--trials", type=name_and_path, action="append", required=True,
-                        help="NAME=FILE: a trial list of the evaluation set (repeatable)")
+    parser.add_argument(
+        "--trials",
+        type=name_and_path,
+        action="append",
+        required=True,
+        help="NAME=FILE: a trial list of the evaluation set (repeatable)",
+    )
     parser.add_argument("--musan", default=None, help="MUSAN root (music/ noise/ speech/)")
     parser.add_argument("--rirs", default=None, help="RIRS_NOISES root (simulated_rirs/)")
     parser.add_argument("data_dir", help="where the data dirs are written")

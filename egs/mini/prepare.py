@@ -15,6 +15,7 @@ Outputs: CORPUS_DIR/{wav/<spk>/<session>/<nnnnn>.wav, musan/{noise,music,speech}
 
 Usage: egs/mini/prepare.py [--seed 0] [--corpus-dir DIR] [--teacher DIR --teacher-sha256 HEX] data
 """
+
 import argparse
 import hashlib
 import logging
@@ -34,12 +35,17 @@ def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
     spec = MiniCorpusSpec()
     parser.add_argument("--seed", type=int, default=0, help="the corpus is a function of it")
-    parser.add_argument("--first-speaker", type=int, default=spec.first_speaker,
-                        help="index of the first training speaker (another index: other voices)")
+    parser.add_argument(
+        "--first-speaker",
+        type=int,
+        default=spec.first_speaker,
+        help="index of the first training speaker (another index: other voices)",
+    )
     parser.add_argument("--train-speakers", type=int, default=spec.train_speakers)
     parser.add_argument("--test-speakers", type=int, default=spec.test_speakers)
-    parser.add_argument("--corpus-dir", default=None,
-                        help="where the audio goes (default: DATA_DIR/mini_corpus)")
+    parser.add_argument(
+        "--corpus-dir", default=None, help="where the audio goes (default: DATA_DIR/mini_corpus)"
+    )
     parser.add_argument("--teacher", default=None, help="a Hugging Face model dir to install")
     parser.add_argument("--teacher-sha256", default=None, help="the sha256 of its safetensors")
     parser.add_argument("data_dir", help="where the data dirs are written")
@@ -50,12 +56,18 @@ def install_teacher(source: Path, sha256: str, data_dir: Path) -> None:
     """Copy the teacher to DATA_DIR/teacher if its weights are the ones run.conf names."""
     weights = source / TEACHER_FILES[1]
     if not weights.is_file():
-        raise InputError(weights, "the pre-trained teacher is missing",
-                         hint="egs/mini_pretrain/README.md makes it")
+        raise InputError(
+            weights,
+            "the pre-trained teacher is missing",
+            hint="egs/mini_pretrain/README.md makes it",
+        )
     found = hashlib.sha256(weights.read_bytes()).hexdigest()
     if found != sha256:
-        raise InputError(weights, f"sha256 {found}, but run.conf names {sha256}",
-                         hint="a new teacher needs its hash in run.conf (--teacher-sha256)")
+        raise InputError(
+            weights,
+            f"sha256 {found}, but run.conf names {sha256}",
+            hint="a new teacher needs its hash in run.conf (--teacher-sha256)",
+        )
     with atomic_dir(data_dir / "teacher") as tmp:
         for name in TEACHER_FILES:
             shutil.copyfile(source / name, tmp / name)
@@ -68,8 +80,11 @@ def main(argv=None) -> None:
         parser.error("--teacher and --teacher-sha256 go together")
     setup_logging()
     logging.info("%s", vars(args))
-    spec = MiniCorpusSpec(first_speaker=args.first_speaker, train_speakers=args.train_speakers,
-                          test_speakers=args.test_speakers)
+    spec = MiniCorpusSpec(
+        first_speaker=args.first_speaker,
+        train_speakers=args.train_speakers,
+        test_speakers=args.test_speakers,
+    )
     prepare_mini_corpus(args.data_dir, corpus_dir=args.corpus_dir, seed=args.seed, spec=spec)
     if args.teacher:
         install_teacher(Path(args.teacher), args.teacher_sha256, Path(args.data_dir))

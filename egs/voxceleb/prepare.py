@@ -14,6 +14,7 @@ Outputs: DATA_DIR/{voxceleb1,voxceleb1_dev,voxceleb2_dev,musan_music,musan_noise
 Usage: egs/voxceleb/prepare.py --voxceleb1 /data/VoxCeleb1 --voxceleb2 /data/VoxCeleb2 \\
            --trials-dir /data/VoxCeleb1/trials --musan /data/musan --rirs /data/RIRS_NOISES data
 """
+
 import argparse
 import logging
 
@@ -27,9 +28,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--voxceleb1", required=True, help="VoxCeleb1 root (holding wav/)")
     parser.add_argument("--trials-dir", required=True, help="directory of the cleaned trial lists")
     parser.add_argument("--voxceleb2", default=None, help="VoxCeleb2 root (holding dev/aac/)")
-    parser.add_argument("--voxceleb2-wav-dir", default=None,
-                        help="VoxCeleb2 dev as wav: read if it exists, else written by the m4a "
-                        "conversion (default: VOXCELEB2/dev/wav)")
+    parser.add_argument(
+        "--voxceleb2-wav-dir",
+        default=None,
+        help="VoxCeleb2 dev as wav: read if it exists, else written by the m4a "
+        "conversion (default: VOXCELEB2/dev/wav)",
+    )
     parser.add_argument("--musan", default=None, help="MUSAN root (music/ noise/ speech/)")
     parser.add_argument("--rirs", default=None, help="RIRS_NOISES root (simulated_rirs/)")
     parser.add_argument("--nj", type=int, default=8, help="parallel ffmpeg conversions")

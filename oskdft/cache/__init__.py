@@ -3,6 +3,7 @@
 Importing the package registers the fp16 storage backend with lhotse, which reading cached
 windows needs (:mod:`oskdft.cache.storage`).
 """
+
 from oskdft.cache.key import CacheSpec, cache_spec
 from oskdft.cache.storage import STORAGES, get_storage
 from oskdft.cache.teacher_cache import (

@@ -10,6 +10,7 @@ goes into :class:`CacheSpec`, whose :attr:`~CacheSpec.key` names the directory:
 e.g. ``exp-teacher_ft-final-ssl_L4_sr16000_w2.0h1.0_fp16_3f2a9c1e``. The readable parts are for
 people; the hash is what keeps a config that differs from ever reading a stale cache.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,8 +63,10 @@ class CacheSpec:
         """
         digest = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode())
         layers = "-".join(str(layer) for layer in self.layers)
-        return (f"{_slug(self.teacher)}_L{layers}_sr{self.sample_rate}_w{self.window_seconds}"
-                f"h{self.hop_seconds}_{self.storage}_{digest.hexdigest()[:8]}")
+        return (
+            f"{_slug(self.teacher)}_L{layers}_sr{self.sample_rate}_w{self.window_seconds}"
+            f"h{self.hop_seconds}_{self.storage}_{digest.hexdigest()[:8]}"
+        )
 
     @property
     def array_shape(self) -> Tuple[int, int, int]:
@@ -106,8 +109,11 @@ def teacher_fingerprint(name_or_path: str) -> str:
         try:
             root = Path(snapshot_download(name_or_path, local_files_only=True))
         except Exception as e:  # the hub client raises several unrelated types
-            raise InputError(name_or_path, f"teacher not found locally: {e}",
-                             hint="download it into the Hugging Face cache first") from e
+            raise InputError(
+                name_or_path,
+                f"teacher not found locally: {e}",
+                hint="download it into the Hugging Face cache first",
+            ) from e
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")

@@ -13,6 +13,7 @@ lhotse ``TemporalArray``; anything that can read lhotse manifests loads it back.
 
 Importing this module (``import oskdft.cache`` does) registers the fp16 backend with lhotse.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -111,8 +112,9 @@ class Storage:
     requires: Optional[str] = None
 
 
-STORAGES: Registry = Registry("teacher.cache_storage",
-                              names=CHOICES[TeacherConfig]["cache_storage"])
+STORAGES: Registry = Registry(
+    "teacher.cache_storage", names=CHOICES[TeacherConfig]["cache_storage"]
+)
 STORAGES.register("fp16")(Storage(Float16ChunkyWriter, ".f16", 2.0))
 # lilcom's size depends on the values; 1 byte per value is a typical figure (an estimate).
 # The suffix is the one lhotse's writer insists on.
@@ -126,10 +128,16 @@ def get_storage(name: str) -> Storage:
     '.f16'
     """
     if name not in STORAGES:
-        raise InputError("teacher.cache_storage", f"unknown storage {name!r}",
-                         hint=f"one of {', '.join(STORAGES.names())}")
+        raise InputError(
+            "teacher.cache_storage",
+            f"unknown storage {name!r}",
+            hint=f"one of {', '.join(STORAGES.names())}",
+        )
     storage = STORAGES.get(name)
     if storage.requires and importlib.util.find_spec(storage.requires) is None:
-        raise InputError("teacher.cache_storage", f"{name} needs the {storage.requires} package",
-                         hint=f"pip install {storage.requires}, or use fp16")
+        raise InputError(
+            "teacher.cache_storage",
+            f"{name} needs the {storage.requires} package",
+            hint=f"pip install {storage.requires}, or use fp16",
+        )
     return storage

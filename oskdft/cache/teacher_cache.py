@@ -16,6 +16,7 @@ rest, and never leaves a half-written shard under its final name. The merge chec
 window is there exactly once, in order, with the expected shape, and that no fp16 file is cut
 short; the values were checked to be finite by the job that stored them.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -104,8 +105,17 @@ def cache_teacher_job(
     log_size_estimate(spec, job, num_jobs, shard_size)
     device = resolve_device(device)
     teacher = load_teacher(cfg.teacher.path).to(device)
-    write_job_shards(windows_path(data_dir), out_dir, spec, teacher, job, num_jobs,
-                     shard_size=shard_size, batch_size=batch_size, device=device)
+    write_job_shards(
+        windows_path(data_dir),
+        out_dir,
+        spec,
+        teacher,
+        job,
+        num_jobs,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        device=device,
+    )
     return out_dir
 
 
@@ -143,8 +153,11 @@ def open_teacher_cache(
     spec = cache_spec(cfg, data_cfg, windows_path(data_dir))
     cache = TeacherCache(Path(cache_root) / spec.key, spec)
     if not cache.cuts_path.is_file():
-        raise InputError(cache.path, "no complete teacher cache for this teacher, these layers "
-                         "and these windows", hint="run stage 2 (run.sh --stage 2)")
+        raise InputError(
+            cache.path,
+            "no complete teacher cache for this teacher, these layers and these windows",
+            hint="run stage 2 (run.sh --stage 2)",
+        )
     return cache
 
 
@@ -182,14 +195,24 @@ def estimated_bytes(spec: CacheSpec, num_windows: int) -> int:
 
 def log_size_estimate(spec: CacheSpec, job: int, num_jobs: int, shard_size: int) -> None:
     """Print, before anything is written, what the cache will take on disk."""
-    own = sum(min(shard_size, spec.num_windows - s * shard_size)
-              for s in range(job - 1, num_shards(spec, shard_size), num_jobs))
+    own = sum(
+        min(shard_size, spec.num_windows - s * shard_size)
+        for s in range(job - 1, num_shards(spec, shard_size), num_jobs)
+    )
     layers, frames, dim = spec.array_shape
     logging.info(
         "teacher cache %s: %d windows x %d layers x %d frames x %d dims (%s) = about %s on "
         "disk; this job (%d of %d): %d windows, about %s",
-        spec.key, spec.num_windows, layers, frames, dim, spec.storage,
-        human_bytes(estimated_bytes(spec, spec.num_windows)), job, num_jobs, own,
+        spec.key,
+        spec.num_windows,
+        layers,
+        frames,
+        dim,
+        spec.storage,
+        human_bytes(estimated_bytes(spec, spec.num_windows)),
+        job,
+        num_jobs,
+        own,
         human_bytes(estimated_bytes(spec, own)),
     )
 
@@ -230,11 +253,17 @@ def write_job_shards(
     """
     own = range(job - 1, num_shards(spec, shard_size), num_jobs)
     todo = [s for s in own if not shard_paths(out_dir, s, spec.storage)[0].exists()]
-    logging.info("job %d of %d: %d shards to write, %d already done", job, num_jobs,
-                 len(todo), len(own) - len(todo))
+    logging.info(
+        "job %d of %d: %d shards to write, %d already done",
+        job,
+        num_jobs,
+        len(todo),
+        len(own) - len(todo),
+    )
     total = sum(min(shard_size, spec.num_windows - s * shard_size) for s in todo)
-    with tqdm(total=total, desc=f"teacher cache, job {job}", unit="window",
-              mininterval=30) as progress:
+    with tqdm(
+        total=total, desc=f"teacher cache, job {job}", unit="window", mininterval=30
+    ) as progress:
         for shard, windows in read_shards(manifest, shard_size, set(todo)):
             write_shard(out_dir, shard, windows, teacher, spec, batch_size, device)
             progress.update(len(windows))
@@ -277,10 +306,12 @@ def write_shard(
         stale.unlink()
     # Leaving the with-block renames data_path before cuts_path.
     with atomic_path(cuts_path) as cuts_tmp, atomic_path(data_path) as data_tmp:
-        with get_storage(spec.storage).writer(data_tmp) as storage, \
-                CutSet.open_writer(cuts_tmp) as cut_writer:
+        with (
+            get_storage(spec.storage).writer(data_tmp) as storage,
+            CutSet.open_writer(cuts_tmp) as cut_writer,
+        ):
             for first in range(0, len(windows), batch_size):
-                batch = windows[first:first + batch_size]
+                batch = windows[first : first + batch_size]
                 wav = torch.from_numpy(np.stack([load_audio(w) for w in batch])).to(device)
                 with torch.inference_mode():
                     hidden_states = teacher(wav)
@@ -288,7 +319,10 @@ def write_shard(
                 for window, array in zip(batch, stacked.float().cpu().numpy()):
                     _check_array(window, array, spec)
                     manifest = storage.store_array(
-                        window.id, array, frame_shift=spec.frame_shift, temporal_dim=1,
+                        window.id,
+                        array,
+                        frame_shift=spec.frame_shift,
+                        temporal_dim=1,
                         start=window.start,
                     )
                     # The arrays are written under a temporary name; point at the final one.
@@ -300,8 +334,9 @@ def write_shard(
 
 def _check_array(window: Cut, array: np.ndarray, spec: CacheSpec) -> None:
     if tuple(array.shape) != spec.array_shape:
-        raise RuntimeError(f"window {window.id}: teacher output {array.shape}, expected "
-                           f"{spec.array_shape}")
+        raise RuntimeError(
+            f"window {window.id}: teacher output {array.shape}, expected {spec.array_shape}"
+        )
     with np.errstate(over="ignore"):  # overflow is what the check below reports
         stored = array.astype(np.float16) if spec.storage == "fp16" else array
     if not np.isfinite(stored).all():
@@ -334,20 +369,23 @@ def merge_shards(
     :return: the number of windows.
     """
     total_shards = num_shards(spec, shard_size)
-    missing = [s for s in range(total_shards)
-               if not shard_paths(out_dir, s, spec.storage)[0].exists()]
+    missing = [
+        s for s in range(total_shards) if not shard_paths(out_dir, s, spec.storage)[0].exists()
+    ]
     if missing:
         jobs = sorted({s % num_jobs + 1 for s in missing})
         raise InputError(
-            out_dir / SHARD_DIR, f"{len(missing)} of {total_shards} shards are missing "
+            out_dir / SHARD_DIR,
+            f"{len(missing)} of {total_shards} shards are missing "
             f"(jobs {', '.join(map(str, jobs))} of {num_jobs} did not finish)",
             hint="rerun stage 2: finished shards are kept",
         )
     expected = _window_ids(manifest)
     count, size = 0, 0
     with atomic_path(out_dir / CUTS_NAME) as tmp, CutSet.open_writer(tmp) as writer:
-        for shard in tqdm(range(total_shards), desc="verify teacher cache", unit="shard",
-                          mininterval=30):
+        for shard in tqdm(
+            range(total_shards), desc="verify teacher cache", unit="shard", mininterval=30
+        ):
             cuts_path, data_path = shard_paths(out_dir, shard, spec.storage)
             data_size = data_path.stat().st_size
             needed = 0
@@ -357,22 +395,33 @@ def merge_shards(
                 writer.write(cut)
                 count += 1
             if needed > data_size:
-                raise InputError(data_path, f"{data_size} bytes, but {cuts_path.name} points "
-                                 f"up to byte {needed}: the file is cut short",
-                                 hint="delete this shard's files and rerun stage 2")
+                raise InputError(
+                    data_path,
+                    f"{data_size} bytes, but {cuts_path.name} points "
+                    f"up to byte {needed}: the file is cut short",
+                    hint="delete this shard's files and rerun stage 2",
+                )
             size += data_size
         if next(expected, None) is not None or count != spec.num_windows:
-            raise InputError(out_dir / SHARD_DIR, f"the shards hold {count} windows, the "
-                             f"manifest {spec.num_windows}",
-                             hint="delete the cache directory and rerun stage 2")
+            raise InputError(
+                out_dir / SHARD_DIR,
+                f"the shards hold {count} windows, the manifest {spec.num_windows}",
+                hint="delete the cache directory and rerun stage 2",
+            )
         # meta.yaml before cuts.jsonl.gz, whose rename on leaving the block marks the cache
         # complete.
-        meta = {**asdict(spec), "layers": list(spec.layers), "num_shards": total_shards,
-                "shard_size": shard_size, "bytes": size}
+        meta = {
+            **asdict(spec),
+            "layers": list(spec.layers),
+            "num_shards": total_shards,
+            "shard_size": shard_size,
+            "bytes": size,
+        }
         with atomic_write(out_dir / META_NAME) as f:
             yaml.safe_dump(meta, f, sort_keys=False)
-    logging.info("teacher cache %s: %d windows verified, %s on disk", out_dir, count,
-                 human_bytes(size))
+    logging.info(
+        "teacher cache %s: %d windows verified, %s on disk", out_dir, count, human_bytes(size)
+    )
     return count
 
 
@@ -392,15 +441,21 @@ def _window_ids(manifest: Path) -> Iterator[str]:
             yield json.loads(line)["id"]
 
 
-def _verify_window(cut: Cut, expected_id: Optional[str], spec: CacheSpec, path: Path,
-                   line: int) -> None:
+def _verify_window(
+    cut: Cut, expected_id: Optional[str], spec: CacheSpec, path: Path, line: int
+) -> None:
     hint = "delete this shard's files and rerun stage 2"
     if cut.id != expected_id:
-        raise InputError(path, f"window {cut.id}, but the manifest has {expected_id} here",
-                         line=line, hint=hint)
+        raise InputError(
+            path, f"window {cut.id}, but the manifest has {expected_id} here", line=line, hint=hint
+        )
     if not cut.has_custom(TEACHER_FIELD):
         raise InputError(path, f"window {cut.id} has no {TEACHER_FIELD}", line=line, hint=hint)
     shape = tuple(getattr(cut, TEACHER_FIELD).shape)
     if shape != spec.array_shape:
-        raise InputError(path, f"window {cut.id}: array of shape {shape}, expected "
-                         f"{spec.array_shape}", line=line, hint=hint)
+        raise InputError(
+            path,
+            f"window {cut.id}: array of shape {shape}, expected {spec.array_shape}",
+            line=line,
+            hint=hint,
+        )

@@ -1,4 +1,5 @@
 """Argument plumbing shared by the stage scripts in ``local/`` and the ``oskdft`` command."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,9 @@ def add_system_args(parser: argparse.ArgumentParser) -> None:
     """The system's YAML, the recipe's data YAML and dotted overrides (run.sh's --override)."""
     parser.add_argument("--config", required=True, help="the system's YAML")
     parser.add_argument("--data-config", required=True, help="the recipe's data YAML")
-    parser.add_argument("--override", nargs="*", default=[],
-                        help="dotted config overrides, e.g. optim.epochs=2")
+    parser.add_argument(
+        "--override", nargs="*", default=[], help="dotted config overrides, e.g. optim.epochs=2"
+    )
 
 
 def add_job_args(parser: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ torch-based modules below are imported inside the functions that need them.
 A subcommand is a function ``add_<name>(subparsers)`` that adds its parser and sets
 ``func`` to the function that runs it; :data:`SUBCOMMANDS` lists them in help order.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,18 +45,27 @@ from oskdft.utils.logging import setup_logging
 # ssl.source values that build the system from the teacher's architecture.
 _NEEDS_TEACHER = ("student", "teacher")
 _CONFIG_SUFFIXES = (".yaml", ".yml")
-_MODEL_HELP = ("a trained model, exp/<system>/final/, or an exported ONNX file, "
-               "exp/<system>/export/model.onnx (no torch needed)")
-_AUDIO_HELP = ("an audio file (any sample rate and channel count: the first channel is "
-               "used, resampled to 16 kHz) or a piped command ending in '|'")
+_MODEL_HELP = (
+    "a trained model, exp/<system>/final/, or an exported ONNX file, "
+    "exp/<system>/export/model.onnx (no torch needed)"
+)
+_AUDIO_HELP = (
+    "an audio file (any sample rate and channel count: the first channel is "
+    "used, resampled to 16 kHz) or a piped command ending in '|'"
+)
 
 
-def _add_subcommand(subparsers, name: str, func: Callable, help: str, description: str,
-                    model: bool = False) -> argparse.ArgumentParser:
+def _add_subcommand(
+    subparsers, name: str, func: Callable, help: str, description: str, model: bool = False
+) -> argparse.ArgumentParser:
     """A subcommand's parser, showing defaults, that runs ``func``; with ``model``, its first
     argument is a MODEL."""
-    parser = subparsers.add_parser(name, help=help, description=description,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.set_defaults(func=func)
     if model:
         parser.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
@@ -64,7 +74,9 @@ def _add_subcommand(subparsers, name: str, func: Callable, help: str, descriptio
 
 def add_info(subparsers) -> None:
     parser = _add_subcommand(
-        subparsers, "info", run_info,
+        subparsers,
+        "info",
+        run_info,
         help="parameter counts and compute of a system config, or what a trained model is",
         description="With a YAML config: parameter counts per component of the system it "
         "defines and its multiply-accumulates per second of audio, next to the teacher with "
@@ -72,16 +84,30 @@ def add_info(subparsers) -> None:
         "or an exported .onnx): its parameters, compute, teacher, training config, "
         "calibration and results.",
     )
-    parser.add_argument("config", metavar="CONFIG_OR_MODEL",
-                        help="a system YAML config, e.g. egs/mini/conf/oskdft.yaml, or "
-                        + _MODEL_HELP)
-    parser.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config only: dotted config overrides, e.g. ssl.num_layers=2")
-    parser.add_argument("--num-speakers", type=int, default=None,
-                        help="config only: training speakers, to count the AAM-softmax head")
-    parser.add_argument("--dir", default=".",
-                        help="config only: the recipe's working directory, against which a "
-                        "relative teacher.path is resolved")
+    parser.add_argument(
+        "config",
+        metavar="CONFIG_OR_MODEL",
+        help="a system YAML config, e.g. egs/mini/conf/oskdft.yaml, or " + _MODEL_HELP,
+    )
+    parser.add_argument(
+        "--override",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config only: dotted config overrides, e.g. ssl.num_layers=2",
+    )
+    parser.add_argument(
+        "--num-speakers",
+        type=int,
+        default=None,
+        help="config only: training speakers, to count the AAM-softmax head",
+    )
+    parser.add_argument(
+        "--dir",
+        default=".",
+        help="config only: the recipe's working directory, against which a "
+        "relative teacher.path is resolved",
+    )
 
 
 def run_info(args: argparse.Namespace) -> None:
@@ -106,13 +132,18 @@ def _config_info(args: argparse.Namespace) -> str:
     if args.num_speakers is not None:
         aam_head = AAMSoftmax(cfg.backend.embed_dim, args.num_speakers)
     description = describe_system(cfg, teacher_config, aam_head)
-    return (format_description(Path(args.config).stem, description) + "\n\n"
-            + format_schedule(cfg.optim))
+    return (
+        format_description(Path(args.config).stem, description)
+        + "\n\n"
+        + format_schedule(cfg.optim)
+    )
 
 
 def add_verify(subparsers) -> None:
     parser = _add_subcommand(
-        subparsers, "verify", run_verify,
+        subparsers,
+        "verify",
+        run_verify,
         help="whether two utterances share a speaker: score, calibrated LLR, decision",
         description="Embed two utterances, score them with the back end stage 5 chose for "
         "deployment, calibrate the score to a log-likelihood ratio (fitted on the validation "
@@ -121,13 +152,19 @@ def add_verify(subparsers) -> None:
     )
     parser.add_argument("enrol", help="the first utterance: " + _AUDIO_HELP)
     parser.add_argument("test", help="the second utterance, the same way")
-    parser.add_argument("--operating-point", default="eer",
-                        help="the threshold to decide with: eer (the equal-error point of the "
-                        "validation trials) or p_target=0.01 (the Bayes threshold for a 1%% "
-                        "target prior)")
-    parser.add_argument("--backend", default=None,
-                        help="score with this back end of stage 5 (cosine, cosine_mean, plda, "
-                        "asnorm, fused) instead of the deployment back end it chose")
+    parser.add_argument(
+        "--operating-point",
+        default="eer",
+        help="the threshold to decide with: eer (the equal-error point of the "
+        "validation trials) or p_target=0.01 (the Bayes threshold for a 1%% "
+        "target prior)",
+    )
+    parser.add_argument(
+        "--backend",
+        default=None,
+        help="score with this back end of stage 5 (cosine, cosine_mean, plda, "
+        "asnorm, fused) instead of the deployment back end it chose",
+    )
 
 
 def run_verify(args: argparse.Namespace) -> None:
@@ -144,33 +181,54 @@ def run_verify(args: argparse.Namespace) -> None:
 
 def add_embed(subparsers) -> None:
     parser = _add_subcommand(
-        subparsers, "embed", run_embed,
+        subparsers,
+        "embed",
+        run_embed,
         help="embeddings of every utterance of a wav.scp, as Kaldi ark/scp",
         description="Embed every utterance of a Kaldi wav.scp (whole recordings) into "
         "OUT/xvector.scp with its arks, batched by length. Resumable: a rerun into the same "
         "OUT keeps the finished chunks.",
         model=True,
     )
-    parser.add_argument("--wav-scp", required=True,
-                        help="<utt> <path or command |> lines; " + _AUDIO_HELP)
+    parser.add_argument(
+        "--wav-scp", required=True, help="<utt> <path or command |> lines; " + _AUDIO_HELP
+    )
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--batch-seconds", type=float, default=None,
-                        help="the most padded audio per model call; None: the model's "
-                        "eval.batch_seconds, as in stage 4")
-    parser.add_argument("--chunk-size", type=int, default=200,
-                        help="utterances per output table: the unit of resuming")
-    parser.add_argument("--device", default="cpu",
-                        help="cpu, or cuda[:i] for a final/ directory's model")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="embed the other utterances when some entries are missing, "
-                        "unreadable or too short, and list those in OUT/skipped.txt (default: "
-                        "name every bad entry and stop)")
+    parser.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=None,
+        help="the most padded audio per model call; None: the model's "
+        "eval.batch_seconds, as in stage 4",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=200,
+        help="utterances per output table: the unit of resuming",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="cpu, or cuda[:i] for a final/ directory's model"
+    )
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="embed the other utterances when some entries are missing, "
+        "unreadable or too short, and list those in OUT/skipped.txt (default: "
+        "name every bad entry and stop)",
+    )
 
 
 def run_embed(args: argparse.Namespace) -> None:
     deployment = load_deployment(args.model, args.device)
-    index = embed_wav_scp(deployment, args.wav_scp, args.out, batch_seconds=args.batch_seconds,
-                          chunk_size=args.chunk_size, skip_bad=args.skip_bad)
+    index = embed_wav_scp(
+        deployment,
+        args.wav_scp,
+        args.out,
+        batch_seconds=args.batch_seconds,
+        chunk_size=args.chunk_size,
+        skip_bad=args.skip_bad,
+    )
     logging.info("embeddings indexed in %s", index)
 
 

@@ -18,6 +18,7 @@ mp3). Anything else (m4a, shortened sphere, ...) enters as a Kaldi piped command
 ``<utt> ffmpeg -nostdin -i x.m4a -f wav - |``: such a command is **run by the shell** once when
 its header is probed, and again every time its audio is loaded.
 """
+
 from __future__ import annotations
 
 import io
@@ -140,13 +141,15 @@ def _command_info(command: str):
     if run.returncode != 0:
         stderr = run.stderr.decode(errors="replace").strip()[-300:]
         raise InputError(
-            command, f"piped command failed with exit status {run.returncode}: {stderr}",
+            command,
+            f"piped command failed with exit status {run.returncode}: {stderr}",
             hint="run the command by hand to see why",
         )
     try:
         return soundfile.info(io.BytesIO(run.stdout))
     except RuntimeError as e:
         raise InputError(
-            command, f"the command's output is not readable audio ({e})",
+            command,
+            f"the command's output is not readable audio ({e})",
             hint="make it write wav to stdout, e.g. 'sox x -t wav - |'",
         ) from e

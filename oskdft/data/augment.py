@@ -32,6 +32,7 @@ in the loader, as in the reference.
 Every random choice comes from the generator the caller passes, so the dataset can make the
 result a function of (seed, epoch, window) only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -131,8 +132,9 @@ def crop(source: Cut, duration: float, rng: np.random.Generator) -> Cut:
     return source.truncate(offset=offset, duration=duration, preserve_id=True)
 
 
-def babble(sources: AugmentSources, cfg: AugmentConfig, duration: float,
-           rng: np.random.Generator) -> Cut:
+def babble(
+    sources: AugmentSources, cfg: AugmentConfig, duration: float, rng: np.random.Generator
+) -> Cut:
     """The average of ``cfg.babble_speakers`` (inclusive range) speech crops at their own levels
     (the reference's average; it matters only with ``snr_epsilon``, the mixer rescales the sum)."""
     low, high = cfg.babble_speakers
@@ -174,8 +176,10 @@ class UnitEnergyReverb(AudioTransform):
     def __call__(self, samples: np.ndarray, sampling_rate: int) -> np.ndarray:
         rir = torch.from_numpy(load_audio(self.rir).astype(np.float64))
         rir = rir / rir.square().sum().sqrt()
-        out = [convolve1d(torch.from_numpy(channel.astype(np.float64)), rir)[: samples.shape[-1]]
-               for channel in samples]
+        out = [
+            convolve1d(torch.from_numpy(channel.astype(np.float64)), rir)[: samples.shape[-1]]
+            for channel in samples
+        ]
         return torch.stack(out).numpy().astype(samples.dtype)
 
     def reverse_timestamps(self, offset, duration, sampling_rate):
@@ -285,8 +289,9 @@ class StudentAugmenter:
         weights = np.array([cfg.choices[name] for name in self.names], dtype=np.float64)
         self.probs = weights / weights.sum() if len(weights) else weights
 
-    def __call__(self, window: Cut, rng: np.random.Generator,
-                 clean: Optional[np.ndarray] = None) -> np.ndarray:
+    def __call__(
+        self, window: Cut, rng: np.random.Generator, clean: Optional[np.ndarray] = None
+    ) -> np.ndarray:
         """The student's samples for ``window``: float32, as many as the window has.
 
         :param clean: ``window``'s samples when the caller has decoded them already; returned
@@ -317,12 +322,16 @@ def _check_config(cfg: AugmentConfig, sources: AugmentSources) -> None:
     # Probabilities and ranges are checked at config load (oskdft.config.LIMITS).
     for name, weight in cfg.choices.items():
         if name not in AUGMENTATIONS:
-            raise InputError(f"augment.choices.{name}", "unknown augmentation",
-                             hint=f"known: {', '.join(AUGMENTATIONS.names())}")
+            raise InputError(
+                f"augment.choices.{name}",
+                "unknown augmentation",
+                hint=f"known: {', '.join(AUGMENTATIONS.names())}",
+            )
         missing = [kind for kind in AUGMENTATIONS.get(name).needs if not getattr(sources, kind)]
         if weight > 0 and cfg.prob > 0 and missing:
             raise InputError(
-                f"augment.choices.{name}", f"needs {' and '.join(missing)} sources, and stage 1 "
+                f"augment.choices.{name}",
+                f"needs {' and '.join(missing)} sources, and stage 1 "
                 f"wrote none (data/manifests/aug_{missing[0]}_cuts.jsonl.gz)",
                 hint=f"add such a set to aug_sets in run.conf, or set augment.choices.{name}: 0",
             )

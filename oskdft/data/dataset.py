@@ -18,6 +18,7 @@ window), since VoxCeleb2 has ~7.6M windows of 2 s; every other window is made fr
 utterance's first one with :func:`~oskdft.data.windows.shift_window`. Window cuts are read as
 plain JSON for speed; the fields used are lhotse's ``MonoCut`` serialisation.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -61,19 +62,31 @@ class _WindowIndex:
                 window = json.loads(line)
                 custom = window.get("custom") or {}
                 if "utterance" not in custom:
-                    raise InputError(manifest, "not a windows manifest (no custom utterance)",
-                                     line=line_no, hint="rerun stage 1")
+                    raise InputError(
+                        manifest,
+                        "not a windows manifest (no custom utterance)",
+                        line=line_no,
+                        hint="rerun stage 1",
+                    )
                 locations.add(custom.pop(TEACHER_FIELD, None), window["id"], line_no)
                 if custom["utterance"] != last_utt:
                     last_utt = custom["utterance"]
                     if last_utt in seen:
-                        raise InputError(manifest, f"the windows of {last_utt} are not together",
-                                         line=line_no, hint="rerun stage 1")
+                        raise InputError(
+                            manifest,
+                            f"the windows of {last_utt} are not together",
+                            line=line_no,
+                            hint="rerun stage 1",
+                        )
                     seen.add(last_utt)
                     speaker = window["supervisions"][0]["speaker"]
                     if speaker not in class_of:
-                        raise InputError(manifest, f"speaker {speaker} is not a training class",
-                                         line=line_no, hint="rerun stages 1-2")
+                        raise InputError(
+                            manifest,
+                            f"speaker {speaker} is not a training class",
+                            line=line_no,
+                            hint="rerun stages 1-2",
+                        )
                     utt_speakers.append(class_of[speaker])
                     utt_first_window.append(len(starts))
                     self.first_json += json.dumps(window).encode()
@@ -95,7 +108,7 @@ class _WindowIndex:
         """The cut of window ``index``; ``utt``: its utterance, when the caller knows it."""
         if utt is None:
             utt = self.utterance_of(index)
-        text = self.first_json[self.json_offsets[utt]:self.json_offsets[utt + 1]]
+        text = self.first_json[self.json_offsets[utt] : self.json_offsets[utt + 1]]
         first = deserialize_item(json.loads(text))
         position = index - int(self.first_window[utt])
         return first if position == 0 else shift_window(first, self.starts[index], position)
@@ -118,17 +131,26 @@ class _ArrayLocations:
             self.with_arrays = temporal_array is not None
         self.count += 1
         if (temporal_array is not None) != self.with_arrays:
-            raise InputError(self.manifest, f"window {window_id}: some windows have a "
-                             f"{TEACHER_FIELD} and some not", line=line, hint="rerun stage 2")
+            raise InputError(
+                self.manifest,
+                f"window {window_id}: some windows have a {TEACHER_FIELD} and some not",
+                line=line,
+                hint="rerun stage 2",
+            )
         if temporal_array is None:
             return
         stored = temporal_array["array"]
         if self.storage_type is None:
             self.storage_type, self.shape = stored["storage_type"], stored["shape"]
         if (stored["storage_type"], stored["shape"]) != (self.storage_type, self.shape):
-            raise InputError(self.manifest, f"window {window_id}: {TEACHER_FIELD} stored as "
-                             f"{stored['storage_type']} {stored['shape']}, unlike the windows "
-                             f"before it", line=line, hint="rerun stage 2")
+            raise InputError(
+                self.manifest,
+                f"window {window_id}: {TEACHER_FIELD} stored as "
+                f"{stored['storage_type']} {stored['shape']}, unlike the windows "
+                f"before it",
+                line=line,
+                hint="rerun stage 2",
+            )
         path = stored["storage_path"]
         self.path_index.append(self.path_of.setdefault(path, len(self.path_of)))
         self.keys.append(stored["storage_key"].encode())
@@ -138,16 +160,21 @@ class _ArrayLocations:
         if not self.with_arrays:
             return None
         if get_reader(self.storage_type) is None:
-            raise RuntimeError(f"no lhotse reader for {self.storage_type!r}: import oskdft.cache "
-                               "before loading teacher-cache windows (it registers the storage)")
+            raise RuntimeError(
+                f"no lhotse reader for {self.storage_type!r}: import oskdft.cache "
+                "before loading teacher-cache windows (it registers the storage)"
+            )
         self.paths = list(self.path_of)
         self.keys = np.array(self.keys, dtype=np.bytes_)
         return self
 
     def load(self, index: int) -> np.ndarray:
-        stored = Array(storage_type=self.storage_type,
-                       storage_path=self.paths[self.path_index[index]],
-                       storage_key=self.keys[index].decode(), shape=self.shape)
+        stored = Array(
+            storage_type=self.storage_type,
+            storage_path=self.paths[self.path_index[index]],
+            storage_key=self.keys[index].decode(),
+            shape=self.shape,
+        )
         return stored.load()
 
 
@@ -199,8 +226,14 @@ class TrainingWindows(Dataset):
         augmenter = None
         if augment is not None and augment.prob > 0:
             augmenter = StudentAugmenter(augment, AugmentSources.from_data_dir(data_dir))
-        return cls(cache_cuts or windows_path(data_dir), read_train_speakers(data_dir),
-                   augmenter, seed, teacher_wav, teacher_layers)
+        return cls(
+            cache_cuts or windows_path(data_dir),
+            read_train_speakers(data_dir),
+            augmenter,
+            seed,
+            teacher_wav,
+            teacher_layers,
+        )
 
     @property
     def num_utterances(self) -> int:
@@ -285,10 +318,10 @@ class OneWindowPerUtteranceSampler(Sampler):
         picks = self.first_window + (rng.random(len(self.counts)) * self.counts).astype(np.int64)
         size = self.num_samples * self.num_replicas
         order = np.resize(order, size) if size > len(order) else order[:size]
-        return picks[order[self.rank::self.num_replicas]]
+        return picks[order[self.rank :: self.num_replicas]]
 
     def __iter__(self) -> Iterator[Tuple[int, int]]:
-        epoch, windows = self.epoch, self.epoch_windows(self.epoch)[self.start:]
+        epoch, windows = self.epoch, self.epoch_windows(self.epoch)[self.start :]
         self.start = 0  # a resumed epoch is resumed once
         return iter([(epoch, int(w)) for w in windows])
 
@@ -301,8 +334,12 @@ class OneWindowPerUtteranceSampler(Sampler):
         :param consumed: examples of the current epoch this rank has trained on, counted from
             the epoch's start (the loader prefetches, so the sampler cannot know it).
         """
-        return {"epoch": self.epoch, "consumed": consumed, "seed": self.seed,
-                "num_replicas": self.num_replicas}
+        return {
+            "epoch": self.epoch,
+            "consumed": consumed,
+            "seed": self.seed,
+            "num_replicas": self.num_replicas,
+        }
 
     def load_state_dict(self, state: Dict[str, int]) -> None:
         """Resume: the next iteration continues ``state``'s epoch after its consumed examples."""

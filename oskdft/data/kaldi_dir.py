@@ -22,6 +22,7 @@ below and reports the first broken one with the file, the line and what to do:
 :func:`import_data_dir` copies an existing Kaldi data dir (and trial lists, Kaldi- or
 VoxCeleb-style) into a recipe, which is all a port to a new corpus needs.
 """
+
 from __future__ import annotations
 
 import glob
@@ -132,8 +133,12 @@ def replace_data_dir(
     with atomic_dir(path) as tmp:
         write_data_dir(tmp, wav_scp, utt2spk, trials, segments)
     utterances = segments if segments is not None else wav_scp
-    logging.info("%s: %d utterances%s", path, len(utterances),
-                 f", {len(set(utt2spk.values()))} speakers" if utt2spk is not None else "")
+    logging.info(
+        "%s: %d utterances%s",
+        path,
+        len(utterances),
+        f", {len(set(utt2spk.values()))} speakers" if utt2spk is not None else "",
+    )
 
 
 def spk2utt_table(utt2spk: Mapping[str, str]) -> Dict[str, str]:
@@ -176,13 +181,17 @@ def read_table(
             key = fields[0]
             if key in table:
                 raise InputError(
-                    path, f"duplicate key {key!r} (first on line {find_line(path, key)})",
-                    line=line_no, hint="remove one of the two lines",
+                    path,
+                    f"duplicate key {key!r} (first on line {find_line(path, key)})",
+                    line=line_no,
+                    hint="remove one of the two lines",
                 )
             if require_sorted and previous is not None and key < previous:
                 raise InputError(
-                    path, f"key {key!r} comes after {previous!r}: not sorted in C byte order",
-                    line=line_no, hint=f"sort it with: LC_ALL=C sort -o {path} {path}",
+                    path,
+                    f"key {key!r} comes after {previous!r}: not sorted in C byte order",
+                    line=line_no,
+                    hint=f"sort it with: LC_ALL=C sort -o {path} {path}",
                 )
             table[key] = fields[1].strip() if num_fields is None else " ".join(fields[1:])
             previous = key
@@ -203,7 +212,9 @@ def read_segments(path: Pathlike, require_sorted: bool = True) -> Dict[str, Segm
             ) from None
         if start_s < 0 or (end_s != -1 and end_s <= start_s):
             raise InputError(
-                path, f"segment {utt!r} has start {start} and end {end}", line=line_no,
+                path,
+                f"segment {utt!r} has start {start} and end {end}",
+                line=line_no,
                 hint="a segment needs 0 <= start < end (or end -1 for the end of the recording)",
             )
         segments[utt] = Segment(recording_id, start_s, None if end_s == -1 else end_s)
@@ -260,7 +271,9 @@ def read_trials(
                 for utt in trial[:2]:
                     if utt not in utterances:
                         raise InputError(
-                            path, f"trial names unknown utterance {utt!r}", line=line_no,
+                            path,
+                            f"trial names unknown utterance {utt!r}",
+                            line=line_no,
                             hint="every trial utterance must be in the data dir's wav.scp "
                             "(or segments): add it, or drop the trial",
                         )
@@ -280,13 +293,16 @@ def read_data_dir(path: Pathlike, require_speakers: bool = True) -> DataDir:
         raise InputError(path, "data dir not found", hint="run the recipe's prepare.py first")
     wav_scp = read_table(path / "wav.scp")
     if not wav_scp:
-        raise InputError(path / "wav.scp", "no recordings", hint="is prepare.py's corpus path right?")
+        raise InputError(
+            path / "wav.scp", "no recordings", hint="is prepare.py's corpus path right?"
+        )
     segments = read_segments(path / "segments") if (path / "segments").exists() else None
     if segments is not None:
         for utt, segment in segments.items():
             if segment.recording_id not in wav_scp:
                 raise InputError(
-                    path / "segments", f"recording {segment.recording_id!r} is not in wav.scp",
+                    path / "segments",
+                    f"recording {segment.recording_id!r} is not in wav.scp",
                     line=find_line(path / "segments", utt),
                 )
     data = DataDir(path=path, wav_scp=wav_scp, segments=segments)
@@ -299,12 +315,13 @@ def read_data_dir(path: Pathlike, require_speakers: bool = True) -> DataDir:
             _check_spk2utt(path / "spk2utt", data.utt2spk)
     elif require_speakers:
         raise InputError(
-            path / "utt2spk", "file not found",
+            path / "utt2spk",
+            "file not found",
             hint="write '<utt> <speaker>' lines; with unknown speakers, map each utterance to "
             "itself (Kaldi's convention)",
         )
     for trials_file in sorted(path.glob("trials_*")):
-        data.trials[trials_file.name[len("trials_"):]] = read_trials(trials_file, utterances)
+        data.trials[trials_file.name[len("trials_") :]] = read_trials(trials_file, utterances)
     return data
 
 
@@ -323,12 +340,20 @@ def _check_same_keys(
     fix = "keep utt2spk and wav.scp/segments in step (Kaldi's utils/fix_data_dir.sh drops both)"
     for utt in utt2spk:
         if utt not in utterances:
-            raise InputError(utt2spk_path, f"utterance {utt!r} is not in {utt_path.name}",
-                             line=find_line(utt2spk_path, utt), hint=fix)
+            raise InputError(
+                utt2spk_path,
+                f"utterance {utt!r} is not in {utt_path.name}",
+                line=find_line(utt2spk_path, utt),
+                hint=fix,
+            )
     if len(utt2spk) != len(utterances):
         missing = next(utt for utt in sorted(utterances) if utt not in utt2spk)
-        raise InputError(utt_path, f"utterance {missing!r} has no speaker in utt2spk",
-                         line=find_line(utt_path, missing), hint=fix)
+        raise InputError(
+            utt_path,
+            f"utterance {missing!r} has no speaker in utt2spk",
+            line=find_line(utt_path, missing),
+            hint=fix,
+        )
 
 
 def _check_spk2utt(path: Path, utt2spk: Mapping[str, str]) -> None:
@@ -337,7 +362,9 @@ def _check_spk2utt(path: Path, utt2spk: Mapping[str, str]) -> None:
     for spk in sorted(set(expected) | set(found)):
         if set(found.get(spk, "").split()) != set(expected.get(spk, "").split()):
             raise InputError(
-                path, f"speaker {spk!r} disagrees with utt2spk", line=find_line(path, spk),
+                path,
+                f"speaker {spk!r} disagrees with utt2spk",
+                line=find_line(path, spk),
                 hint="delete spk2utt (it is derived from utt2spk) or regenerate it with "
                 "Kaldi's utils/utt2spk_to_spk2utt.pl",
             )
@@ -385,10 +412,16 @@ def probe_recordings(data: DataDir, num_threads: int = 8) -> Dict[str, Recording
 
     items = iter(data.wav_scp.items())
     # A few thousand at a time: a failure stops soon, and no million futures are queued.
-    with ThreadPoolExecutor(num_threads) as pool, tqdm(
-        total=len(data.wav_scp), desc=f"{data.path.name}: audio headers", unit="file",
-        disable=len(data.wav_scp) < 10000, mininterval=5,
-    ) as progress:
+    with (
+        ThreadPoolExecutor(num_threads) as pool,
+        tqdm(
+            total=len(data.wav_scp),
+            desc=f"{data.path.name}: audio headers",
+            unit="file",
+            disable=len(data.wav_scp) < 10000,
+            mininterval=5,
+        ) as progress,
+    ):
         while batch := list(islice(items, 4096)):
             for (rec_id, _), result in zip(batch, pool.map(probe, batch)):
                 if isinstance(result, InputError):
@@ -404,8 +437,10 @@ def probe_recordings(data: DataDir, num_threads: int = 8) -> Dict[str, Recording
             etc = ", ..." if len(errors) > 6 else ""
             more = f"; {len(errors) - 1} more bad entries, on lines {lines}{etc}"
         raise InputError(
-            wav_scp, f"{rec_id}: {first.problem}: {first.path}{more}",
-            line=find_line(wav_scp, rec_id), hint=first.hint,
+            wav_scp,
+            f"{rec_id}: {first.problem}: {first.path}{more}",
+            line=find_line(wav_scp, rec_id),
+            hint=first.hint,
         )
     return recordings
 
@@ -421,7 +456,8 @@ def check_segments(data: DataDir, recordings: Mapping[str, Recording]) -> None:
                 data.path / "segments",
                 f"segment {utt!r} ({segment.start}-{segment.end} s) lies outside recording "
                 f"{segment.recording_id!r} ({duration:.3f} s)",
-                line=find_line(data.path / "segments", utt), hint="fix or drop the segment",
+                line=find_line(data.path / "segments", utt),
+                hint="fix or drop the segment",
             )
 
 
@@ -444,7 +480,8 @@ def validate_data_dir(
     data = read_data_dir(path, require_speakers=require_speakers)
     if require_trials and not data.trials:
         raise InputError(
-            data.path / "trials_<name>", "an evaluation set needs at least one trial list",
+            data.path / "trials_<name>",
+            "an evaluation set needs at least one trial list",
             hint="write '<utt1> <utt2> target|nontarget' lines to trials_<name> in prepare.py",
         )
     if min_utts_per_speaker and data.utt2spk is not None:
@@ -452,9 +489,12 @@ def validate_data_dir(
     if data.utt2spk is not None:
         strays = sum(not utt.startswith(spk) for utt, spk in data.utt2spk.items())
         if strays:
-            logging.warning("%s: %d utterance ids do not start with their speaker id (Kaldi's "
-                            "convention, which keeps utt2spk and spk2utt in one order)",
-                            data.path / "utt2spk", strays)
+            logging.warning(
+                "%s: %d utterance ids do not start with their speaker id (Kaldi's "
+                "convention, which keeps utt2spk and spk2utt in one order)",
+                data.path / "utt2spk",
+                strays,
+            )
     recordings = probe_recordings(data, num_threads=num_threads)
     check_segments(data, recordings)
     check_durations(data, recordings, min_seconds)
@@ -473,25 +513,30 @@ def utterance_seconds(data: DataDir, recordings: Mapping[str, Recording]) -> Dic
     return durations
 
 
-def check_durations(data: DataDir, recordings: Mapping[str, Recording],
-                    min_seconds: float) -> None:
+def check_durations(data: DataDir, recordings: Mapping[str, Recording], min_seconds: float) -> None:
     """Every utterance must last ``min_seconds`` or more.
 
     :raises InputError: naming the line (of segments, else wav.scp) of the first shorter
         utterance, its duration, and how many more there are.
     """
-    short = [(utt, seconds) for utt, seconds in utterance_seconds(data, recordings).items()
-             if seconds < min_seconds]
+    short = [
+        (utt, seconds)
+        for utt, seconds in utterance_seconds(data, recordings).items()
+        if seconds < min_seconds
+    ]
     if not short:
         return
     utt, seconds = short[0]
     table = data.path / ("segments" if data.segments is not None else "wav.scp")
     more = f"; {len(short) - 1} more utterances are too" if len(short) > 1 else ""
-    raise InputError(table, f"utterance {utt!r} lasts {seconds:.3f} s, shorter than the "
-                     f"{min_seconds:g} s an evaluation utterance needs{more}",
-                     line=find_line(table, utt),
-                     hint="drop such utterances (and their trials) in prepare.py, or lower "
-                     "--min-eval-seconds of local/prepare_manifests.py")
+    raise InputError(
+        table,
+        f"utterance {utt!r} lasts {seconds:.3f} s, shorter than the "
+        f"{min_seconds:g} s an evaluation utterance needs{more}",
+        line=find_line(table, utt),
+        hint="drop such utterances (and their trials) in prepare.py, or lower "
+        "--min-eval-seconds of local/prepare_manifests.py",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,12 +556,14 @@ def scan_audio_tree(root: Pathlike, pattern: str) -> Dict[str, str]:
     for path in sorted(glob.glob(str(root / pattern), recursive=True)):
         utt = utt_id_from_path(os.path.relpath(path, root))
         if utt in table:
-            raise InputError(path, f"has the same utterance id {utt!r} as {table[utt]}",
-                             hint="rename one of the two files")
+            raise InputError(
+                path,
+                f"has the same utterance id {utt!r} as {table[utt]}",
+                hint="rename one of the two files",
+            )
         table[utt] = path
     if not table:
-        raise InputError(root, f"no audio files match {pattern!r}",
-                         hint="check the corpus path")
+        raise InputError(root, f"no audio files match {pattern!r}", hint="check the corpus path")
     return table
 
 
@@ -539,10 +586,16 @@ def import_data_dir(
     """
     src = Path(src)
     wav_scp = read_table(src / "wav.scp", require_sorted=False)
-    utt2spk = (read_table(src / "utt2spk", num_fields=2, require_sorted=False)
-               if (src / "utt2spk").exists() else None)
-    segments = (read_segments(src / "segments", require_sorted=False)
-                if (src / "segments").exists() else None)
+    utt2spk = (
+        read_table(src / "utt2spk", num_fields=2, require_sorted=False)
+        if (src / "utt2spk").exists()
+        else None
+    )
+    segments = (
+        read_segments(src / "segments", require_sorted=False)
+        if (src / "segments").exists()
+        else None
+    )
     utterances = set(segments if segments is not None else wav_scp)
     converted = {
         name: read_trials(trial_path, utterances, voxceleb_ids=utt_id_from_path)

@@ -17,6 +17,7 @@ trees where every speaker has a ``00001.wav`` (lhotse's ``RecordingSet.from_dir`
 Cuts are built one by one rather than by ``CutSet.from_manifests``, which makes a ``MultiCut``
 of every multi-channel recording and names cuts ``<recording>-<index>``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -71,17 +72,25 @@ def build_manifests(data: DataDir, recordings: Mapping[str, Recording]) -> Manif
         cut_supervisions = []
         if data.utt2spk is not None:
             supervision = SupervisionSegment(
-                id=utt, recording_id=recording.id, start=start, duration=duration,
-                channel=CHANNEL, speaker=data.utt2spk[utt],
+                id=utt,
+                recording_id=recording.id,
+                start=start,
+                duration=duration,
+                channel=CHANNEL,
+                speaker=data.utt2spk[utt],
             )
             supervisions.append(supervision)
             cut_supervisions.append(supervision.with_offset(-start))
-        cuts.append(mono_cut(recording, cut_id=utt, start=start, duration=duration,
-                             supervisions=cut_supervisions))
+        cuts.append(
+            mono_cut(
+                recording, cut_id=utt, start=start, duration=duration, supervisions=cut_supervisions
+            )
+        )
     return Manifests(
         recordings=RecordingSet.from_recordings(resampled.values()),
-        supervisions=(SupervisionSet.from_segments(supervisions)
-                      if data.utt2spk is not None else None),
+        supervisions=(
+            SupervisionSet.from_segments(supervisions) if data.utt2spk is not None else None
+        ),
         cuts=CutSet.from_cuts(cuts),
     )
 
@@ -143,8 +152,10 @@ def prepare_manifests(
     :return: speakers, utterances and hours per set (also logged as a table).
     """
     rules = [(train_set, dict(require_speakers=True, min_utts_per_speaker=min_utts_per_speaker))]
-    rules += [(name, dict(require_speakers=True, require_trials=True,
-                          min_seconds=min_eval_seconds)) for name in eval_sets]
+    rules += [
+        (name, dict(require_speakers=True, require_trials=True, min_seconds=min_eval_seconds))
+        for name in eval_sets
+    ]
     rules += [(name, dict(require_speakers=False)) for name in aug_sets]
     stats = []
     for name, set_rules in rules:

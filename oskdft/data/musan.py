@@ -7,6 +7,7 @@ Ids are the paths below each set's root without suffix, '/' replaced by '-': RIR
 repeat across room sizes (``smallroom/Room001/Room001-00001.wav`` and ``mediumroom/...``), so a
 file's stem alone is not unique.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -20,6 +20,7 @@ Everything is a pure function of a seed: each speaker, session and file draws fr
 ``numpy.random.default_rng([seed, kind, index...])``, so the corpus is the same bytes on
 every run and does not depend on the order of generation.
 """
+
 from __future__ import annotations
 
 import logging
@@ -155,9 +156,17 @@ class _Controls:
     sources: List[Tuple[float, ...]] = field(default_factory=list)
     frames: List[int] = field(default_factory=list)
 
-    def add(self, formants: np.ndarray, ms: float, voicing: float = 0.0, frication: float = 0.0,
-            fric_center: float = 3000.0, fric_octaves: float = 1.0, aspiration: float = 0.0,
-            nasal: float = 0.0) -> None:
+    def add(
+        self,
+        formants: np.ndarray,
+        ms: float,
+        voicing: float = 0.0,
+        frication: float = 0.0,
+        fric_center: float = 3000.0,
+        fric_octaves: float = 1.0,
+        aspiration: float = 0.0,
+        nasal: float = 0.0,
+    ) -> None:
         self.formants.append(formants)
         self.sources.append((voicing, frication, fric_center, fric_octaves, aspiration, nasal))
         self.frames.append(_frames(ms))
@@ -200,17 +209,23 @@ def _phone_controls(voice: Voice, n_frames: int, rng: np.random.Generator) -> np
     return np.concatenate([_smooth(formants, _frames(50)), _smooth(sources, _frames(25))], axis=1)
 
 
-def _add_consonant(controls: _Controls, c: Consonant, voice: Voice,
-                   rng: np.random.Generator) -> None:
+def _add_consonant(
+    controls: _Controls, c: Consonant, voice: Voice, rng: np.random.Generator
+) -> None:
     formants = VOWELS.mean(axis=0).copy()
     formants[0], formants[1] = 300.0, c.locus_f2
     formants = formants * voice.vtl_scale * voice.formant_scales
     if c.closure_ms:
         controls.add(formants, c.closure_ms / voice.rate, voicing=c.voicing * 0.3)
     controls.add(
-        formants, rng.uniform(*c.ms) / voice.rate, voicing=c.voicing, frication=c.frication,
-        fric_center=c.fric_center * voice.vtl_scale, fric_octaves=c.fric_octaves,
-        aspiration=c.aspiration, nasal=float(c.nasal),
+        formants,
+        rng.uniform(*c.ms) / voice.rate,
+        voicing=c.voicing,
+        frication=c.frication,
+        fric_center=c.fric_center * voice.vtl_scale,
+        fric_octaves=c.fric_octaves,
+        aspiration=c.aspiration,
+        nasal=float(c.nasal),
     )
 
 
@@ -253,12 +268,13 @@ def _overlap_add(spectra: np.ndarray) -> np.ndarray:
     n_frames, blocks = len(frames), NFFT // HOP
     out = np.zeros((n_frames + blocks, HOP))
     for b, block in enumerate(frames.reshape(n_frames, blocks, HOP).transpose(1, 0, 2)):
-        out[b:b + n_frames] += block
+        out[b : b + n_frames] += block
     return out.reshape(-1)
 
 
-def synthesize_speech(voice: Voice, seconds: float, rng: np.random.Generator,
-                      f0_shift_semitones: float = 0.0) -> np.ndarray:
+def synthesize_speech(
+    voice: Voice, seconds: float, rng: np.random.Generator, f0_shift_semitones: float = 0.0
+) -> np.ndarray:
     """A clean utterance of ``voice`` (16 kHz, float, RMS 0.1) with random phone content.
 
     :param f0_shift_semitones: offset of the whole F0 contour (a session's mood or effort).
@@ -272,20 +288,26 @@ def synthesize_speech(voice: Voice, seconds: float, rng: np.random.Generator,
     # F0: declination, slow intonation, jitter; sample-accurate phase from the frame track.
     intonation = _smooth(rng.standard_normal((n_frames, 1)), _frames(200))[:, 0]
     intonation *= voice.f0_range_semitones / (intonation.std() + 1e-9)
-    semitones = (f0_shift_semitones + intonation + np.linspace(1.0, -1.0, n_frames)
-                 + rng.normal(0.0, voice.jitter_semitones, n_frames))
+    semitones = (
+        f0_shift_semitones
+        + intonation
+        + np.linspace(1.0, -1.0, n_frames)
+        + rng.normal(0.0, voice.jitter_semitones, n_frames)
+    )
     frame_centres = np.arange(n_frames) * HOP + WIN // 2  # in the signal padded by WIN
     samples = np.arange(n + 2 * WIN)
     f0 = np.interp(samples, frame_centres, voice.f0_hz * 2.0 ** (semitones / 12.0))
-    flow = _glottal_flow(np.cumsum(f0 / SAMPLE_RATE) % 1.0, voice.open_quotient,
-                         voice.speed_quotient)
+    flow = _glottal_flow(
+        np.cumsum(f0 / SAMPLE_RATE) % 1.0, voice.open_quotient, voice.speed_quotient
+    )
     # Lip radiation differentiates the flow; per unit of cycle phase, so loudness ignores F0.
     pulses = np.diff(flow, prepend=0.0) * SAMPLE_RATE / f0
-    pulses /= np.sqrt(np.mean(pulses ** 2)) + 1e-9
+    pulses /= np.sqrt(np.mean(pulses**2)) + 1e-9
     breath = rng.standard_normal(len(flow)) * (0.25 + flow)  # aspiration, pitch-synchronous
     breath_gain = aspiration + voicing * voice.breathiness
-    excitation = (pulses * np.interp(samples, frame_centres, voicing)
-                  + breath * np.interp(samples, frame_centres, breath_gain))
+    excitation = pulses * np.interp(samples, frame_centres, voicing) + breath * np.interp(
+        samples, frame_centres, breath_gain
+    )
 
     # Excitation through the vocal tract, plus frication noise through its band, per frame.
     bandwidths = BANDWIDTHS * voice.bandwidth_scale * (1.0 + nasal[:, None])
@@ -294,12 +316,14 @@ def synthesize_speech(voice: Voice, seconds: float, rng: np.random.Generator,
     spectra *= tilt
     spectra *= _stft(excitation)
     active = frication > 1e-3
-    octaves = ((_LOG2_FREQS - np.log2(fric_center[active, None]))
-               / (0.5 * fric_octaves[active, None]))
+    octaves = (_LOG2_FREQS - np.log2(fric_center[active, None])) / (
+        0.5 * fric_octaves[active, None]
+    )
     spectra[active] += _stft(rng.standard_normal(len(flow)), active) * (
-        frication[active, None] * np.exp(-0.5 * octaves ** 2))
-    speech = _overlap_add(spectra)[WIN:WIN + n]
-    return speech * (0.1 / (np.sqrt(np.mean(speech ** 2)) + 1e-9))
+        frication[active, None] * np.exp(-0.5 * octaves**2)
+    )
+    speech = _overlap_add(spectra)[WIN : WIN + n]
+    return speech * (0.1 / (np.sqrt(np.mean(speech**2)) + 1e-9))
 
 
 @dataclass(frozen=True)
@@ -321,11 +345,14 @@ def random_channel(rng: np.random.Generator) -> Channel:
     """Draw a session's channel. Its equaliser and background move an utterance's mean
     spectrum as much as a change of speaker does (egs/mini/README.md measures the effect)."""
     n_peaks = rng.integers(3, 7)
-    peaks = np.stack([
-        np.exp(rng.uniform(np.log(150.0), np.log(7000.0), n_peaks)),
-        rng.uniform(0.3, 1.5, n_peaks),
-        rng.normal(0.0, 3.0, n_peaks),
-    ], axis=1)
+    peaks = np.stack(
+        [
+            np.exp(rng.uniform(np.log(150.0), np.log(7000.0), n_peaks)),
+            rng.uniform(0.3, 1.5, n_peaks),
+            rng.normal(0.0, 3.0, n_peaks),
+        ],
+        axis=1,
+    )
     return Channel(
         tilt_db_per_octave=float(rng.normal(0.0, 1.5)),
         peaks=peaks,
@@ -395,14 +422,14 @@ def _mains_hum(n: int, hum_hz: float) -> np.ndarray:
 def _convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Linear convolution by FFT, truncated to ``len(x)``."""
     m = _fft_size(len(x) + len(h) - 1)
-    return np.fft.irfft(np.fft.rfft(x, m) * np.fft.rfft(h, m), m)[:len(x)]
+    return np.fft.irfft(np.fft.rfft(x, m) * np.fft.rfft(h, m), m)[: len(x)]
 
 
 def apply_channel(speech: np.ndarray, channel: Channel, rng: np.random.Generator) -> np.ndarray:
     """Record ``speech`` through ``channel``: mains hum, reverb, background noise, equaliser
     and level, all in one FFT pass. Each call draws fresh noise and jitters SNR and level."""
     n = len(speech)
-    noise_power = np.mean(speech ** 2) * 10.0 ** (-(channel.snr_db + rng.normal(0.0, 2.0)) / 10)
+    noise_power = np.mean(speech**2) * 10.0 ** (-(channel.snr_db + rng.normal(0.0, 2.0)) / 10)
     x = speech
     if channel.hum_hz:
         x = speech + np.sqrt(noise_power) * _mains_hum(n, channel.hum_hz)
@@ -417,11 +444,12 @@ def apply_channel(speech: np.ndarray, channel: Channel, rng: np.random.Generator
     spectrum += noise * np.sqrt(noise_power * m * m / (2.0 * np.sum(np.abs(noise) ** 2)))
     y = np.fft.irfft(spectrum * _gain_at(m, equaliser_db(channel, FREQS)), m)[:n]
     level_db = channel.level_db + rng.normal(0.0, 1.5)
-    return y * (10.0 ** (level_db / 20.0) / (np.sqrt(np.mean(y ** 2)) + 1e-12))
+    return y * (10.0 ** (level_db / 20.0) / (np.sqrt(np.mean(y**2)) + 1e-12))
 
 
-def synthesize_rir(rng: np.random.Generator,
-                   rt60_range: Tuple[float, float] = (0.2, 0.9)) -> np.ndarray:
+def synthesize_rir(
+    rng: np.random.Generator, rt60_range: Tuple[float, float] = (0.2, 0.9)
+) -> np.ndarray:
     """A room impulse response: direct path, a few early reflections, then an exponentially
     decaying noise tail whose high frequencies die out faster. Peak 1 at the direct path."""
     rt60 = rng.uniform(*rt60_range)
@@ -475,7 +503,10 @@ def _clicks(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 NOISE_KINDS: Tuple[Callable[[int, np.random.Generator], np.ndarray], ...] = (
-    _stationary_noise, _modulated_noise, _hum, _clicks,
+    _stationary_noise,
+    _modulated_noise,
+    _hum,
+    _clicks,
 )
 
 
@@ -483,7 +514,7 @@ def synthesize_noise(seconds: float, rng: np.random.Generator) -> np.ndarray:
     """A MUSAN-like noise recording of one random kind (stationary, modulated, hum, clicks)."""
     n = int(round(seconds * SAMPLE_RATE))
     noise = NOISE_KINDS[rng.integers(len(NOISE_KINDS))](n, rng)
-    return 0.1 * noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
+    return 0.1 * noise / (np.sqrt(np.mean(noise**2)) + 1e-12)
 
 
 def synthesize_music(seconds: float, rng: np.random.Generator) -> np.ndarray:
@@ -493,8 +524,10 @@ def synthesize_music(seconds: float, rng: np.random.Generator) -> np.ndarray:
     beat = int(SAMPLE_RATE * 60.0 / rng.uniform(60.0, 180.0))
     scale = np.array([0, 2, 4, 5, 7, 9, 11, 12]) + rng.integers(0, 12)
     music = np.zeros(n)
-    for octave_base, beats_per_note in ((rng.integers(57, 70), rng.choice([1, 2])),
-                                        (rng.integers(33, 45), rng.choice([2, 4]))):
+    for octave_base, beats_per_note in (
+        (rng.integers(57, 70), rng.choice([1, 2])),
+        (rng.integers(33, 45), rng.choice([2, 4])),
+    ):
         harmonics = np.arange(1, 9)[:, None]
         timbre = rng.uniform(0.0, 1.0, (8, 1)) / harmonics ** rng.uniform(0.5, 2.0)
         decay = rng.uniform(2.0, 10.0)
@@ -506,13 +539,13 @@ def synthesize_music(seconds: float, rng: np.random.Generator) -> np.ndarray:
             f0 = 440.0 * 2.0 ** ((midi - 69) / 12.0)
             tone = np.sum(timbre * np.sin(2 * np.pi * f0 * harmonics * t), axis=0) * envelope
             stop = min(n, start + length)
-            music[start:stop] += tone[:stop - start]
+            music[start:stop] += tone[: stop - start]
     if rng.random() < 0.6:
         hit = rng.standard_normal(2000) * np.exp(-np.arange(2000) / 200.0)
         beats = np.zeros(n)
         beats[::beat] = 1.0
         music += 0.5 * _convolve(beats, hit)
-    return 0.1 * music / (np.sqrt(np.mean(music ** 2)) + 1e-12)
+    return 0.1 * music / (np.sqrt(np.mean(music**2)) + 1e-12)
 
 
 @dataclass(frozen=True)
@@ -591,11 +624,18 @@ def _plan_speakers(first: int, count: int, spec: MiniCorpusSpec, seed: int) -> L
             f0_shift = rng.normal(0.0, 0.3)  # the speaker's mood or effort that day
             low, high = spec.utts_per_session
             for u in range(1, rng.integers(low, high + 1) + 1):
-                plan.append(_Utterance(
-                    f"{spk}-{session}-{u:05d}", spk, session,
-                    Path("wav", spk, session, f"{u:05d}.wav"),
-                    voice, channel, f0_shift, (seed, _UTTERANCE, k, s, u),
-                ))
+                plan.append(
+                    _Utterance(
+                        f"{spk}-{session}-{u:05d}",
+                        spk,
+                        session,
+                        Path("wav", spk, session, f"{u:05d}.wav"),
+                        voice,
+                        channel,
+                        f0_shift,
+                        (seed, _UTTERANCE, k, s, u),
+                    )
+                )
     return plan
 
 
@@ -610,12 +650,13 @@ def _write_wav(path: Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) ->
     sf.write(str(path), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16")
 
 
-def _write_utterances(plan: List[_Utterance], root: Path, spec: MiniCorpusSpec,
-                      layout_rng: np.random.Generator) -> None:
+def _write_utterances(
+    plan: List[_Utterance], root: Path, spec: MiniCorpusSpec, layout_rng: np.random.Generator
+) -> None:
     """Synthesise and record every planned utterance into ``root``. A few, drawn by
     ``layout_rng``, are written stereo or at ``spec.other_sample_rate``."""
     odd = layout_rng.choice(len(plan), spec.stereo_files + spec.resampled_files, replace=False)
-    stereo, resampled = set(odd[:spec.stereo_files]), set(odd[spec.stereo_files:])
+    stereo, resampled = set(odd[: spec.stereo_files]), set(odd[spec.stereo_files :])
     for i, utt in enumerate(plan):
         rng = np.random.default_rng(utt.keys)
         speech = synthesize_speech(utt.voice, rng.uniform(*spec.utt_seconds), rng, utt.f0_shift)
@@ -640,19 +681,35 @@ def _source_makers(spec: MiniCorpusSpec) -> Dict[str, Tuple[str, str, int, Synth
         return rng.uniform(*spec.aug_seconds)
 
     return {
-        "musan_noise": ("musan/noise", "noise", spec.noise_files,
-                        lambda rng: synthesize_noise(seconds(rng), rng)),
-        "musan_music": ("musan/music", "music", spec.music_files,
-                        lambda rng: synthesize_music(seconds(rng), rng)),
+        "musan_noise": (
+            "musan/noise",
+            "noise",
+            spec.noise_files,
+            lambda rng: synthesize_noise(seconds(rng), rng),
+        ),
+        "musan_music": (
+            "musan/music",
+            "music",
+            spec.music_files,
+            lambda rng: synthesize_music(seconds(rng), rng),
+        ),
         # Babble sources: clean speech of further speakers, each drawn from its file's stream.
-        "musan_speech": ("musan/speech", "speech", spec.babble_files,
-                         lambda rng: synthesize_speech(random_voice(rng), seconds(rng), rng)),
+        "musan_speech": (
+            "musan/speech",
+            "speech",
+            spec.babble_files,
+            lambda rng: synthesize_speech(random_voice(rng), seconds(rng), rng),
+        ),
         "rirs": ("rirs", "rir", spec.rir_files, lambda rng: 0.9 * synthesize_rir(rng)),
     }
 
 
-def make_trials(utt2spk: Mapping[str, str], utt2session: Mapping[str, str],
-                rng: np.random.Generator, nontargets_per_target: int = 1) -> List[Trial]:
+def make_trials(
+    utt2spk: Mapping[str, str],
+    utt2session: Mapping[str, str],
+    rng: np.random.Generator,
+    nontargets_per_target: int = 1,
+) -> List[Trial]:
     """Every same-speaker pair from different sessions, and ``nontargets_per_target`` times as
     many different-speaker pairs drawn without replacement, sorted. Same-session pairs are left
     out: a target trial must bridge a change of channel.
@@ -672,14 +729,20 @@ def make_trials(utt2spk: Mapping[str, str], utt2session: Mapping[str, str],
             targets.append((a, b, True))
     wanted = len(targets) * nontargets_per_target
     if len(nontargets) < wanted:
-        raise ValueError(f"{wanted} non-target trials wanted but only {len(nontargets)} "
-                         "different-speaker pairs: use more speakers")
+        raise ValueError(
+            f"{wanted} non-target trials wanted but only {len(nontargets)} "
+            "different-speaker pairs: use more speakers"
+        )
     chosen = rng.choice(len(nontargets), wanted, replace=False)
     return sorted(targets + [nontargets[i] for i in chosen])
 
 
-def prepare_mini_corpus(data_dir: Pathlike, corpus_dir: Optional[Pathlike] = None,
-                        seed: int = 0, spec: MiniCorpusSpec = MiniCorpusSpec()) -> None:
+def prepare_mini_corpus(
+    data_dir: Pathlike,
+    corpus_dir: Optional[Pathlike] = None,
+    seed: int = 0,
+    spec: MiniCorpusSpec = MiniCorpusSpec(),
+) -> None:
     """Synthesise the egs/mini corpus and write its Kaldi data dirs.
 
     Audio goes to ``corpus_dir`` (default ``data_dir/mini_corpus``): the speakers in VoxCeleb
@@ -699,8 +762,12 @@ def prepare_mini_corpus(data_dir: Pathlike, corpus_dir: Optional[Pathlike] = Non
     layout_rng = _rng(seed, _LAYOUT)
     sources = {}
     with atomic_dir(corpus_dir) as tmp:
-        logger.info("synthesising %d training and %d test speakers into %s",
-                    spec.train_speakers, spec.test_speakers, corpus_dir)
+        logger.info(
+            "synthesising %d training and %d test speakers into %s",
+            spec.train_speakers,
+            spec.test_speakers,
+            corpus_dir,
+        )
         _write_utterances(train, tmp, spec, layout_rng)
         _write_utterances(test, tmp, spec, layout_rng)
         logger.info("synthesising noise, music, babble and room impulse responses")
@@ -711,14 +778,19 @@ def prepare_mini_corpus(data_dir: Pathlike, corpus_dir: Optional[Pathlike] = Non
                 _write_wav(tmp / path, make(_rng(seed, _SOURCE, key, i)))
                 sources[name][path.stem] = str(corpus_dir / path)
 
-    trials = make_trials({u.utt_id: u.speaker for u in test},
-                         {u.utt_id: u.session for u in test}, layout_rng,
-                         spec.nontargets_per_target)
+    trials = make_trials(
+        {u.utt_id: u.speaker for u in test},
+        {u.utt_id: u.session for u in test},
+        layout_rng,
+        spec.nontargets_per_target,
+    )
     for name, plan in (("train", train), ("test", test)):
-        replace_data_dir(data_dir / name,
-                         wav_scp={u.utt_id: str(corpus_dir / u.path) for u in plan},
-                         utt2spk={u.utt_id: u.speaker for u in plan},
-                         trials={"mini": trials} if name == "test" else None)
+        replace_data_dir(
+            data_dir / name,
+            wav_scp={u.utt_id: str(corpus_dir / u.path) for u in plan},
+            utt2spk={u.utt_id: u.speaker for u in plan},
+            trials={"mini": trials} if name == "test" else None,
+        )
     for name, wav_scp in sources.items():
         replace_data_dir(data_dir / name, wav_scp)
     logger.info("%d trials (%d target)", len(trials), sum(t[2] for t in trials))

@@ -20,6 +20,7 @@ Utterance ids are ``<spk>-<video>-<nnnnn>``: they start with the speaker id and 
 unlike file names. Trial lines ``1 id10270/x6uYqmx31kE/00001.wav id10270/...`` become
 ``id10270-x6uYqmx31kE-00001 id10270-... target``.
 """
+
 from __future__ import annotations
 
 import glob
@@ -104,8 +105,9 @@ def prepare_voxceleb(
     if voxceleb2 is not None or voxceleb2_wav_dir is not None:
         tree = voxceleb2_dev_tree(voxceleb2, voxceleb2_wav_dir, num_jobs)
         wav_scp2 = scan_audio_tree(tree, f"{UTT_PATTERN}.wav")
-        replace_data_dir(output_dir / "voxceleb2_dev", wav_scp2,
-                         {utt: speaker_of(utt) for utt in wav_scp2})
+        replace_data_dir(
+            output_dir / "voxceleb2_dev", wav_scp2, {utt: speaker_of(utt) for utt in wav_scp2}
+        )
         names.append("voxceleb2_dev")
     if musan is not None:
         names += prepare_musan(musan, output_dir)
@@ -114,9 +116,7 @@ def prepare_voxceleb(
     return names
 
 
-def read_voxceleb_trials(
-    trials_dir: Pathlike, wav_scp: Dict[str, str]
-) -> Dict[str, List[Trial]]:
+def read_voxceleb_trials(trials_dir: Pathlike, wav_scp: Dict[str, str]) -> Dict[str, List[Trial]]:
     """The cleaned O/E/H lists found in ``trials_dir``, as trials over ``wav_scp``'s ids."""
     trials = {}
     for name, file_name in TRIAL_LISTS.items():
@@ -127,7 +127,8 @@ def read_voxceleb_trials(
             logging.warning("%s not found: trials_%s is not made", path, name)
     if not trials:
         raise InputError(
-            trials_dir, f"none of the trial lists {', '.join(TRIAL_LISTS.values())} is here",
+            trials_dir,
+            f"none of the trial lists {', '.join(TRIAL_LISTS.values())} is here",
             hint="put the cleaned VoxCeleb1 lists there (nothing is downloaded)",
         )
     return trials
@@ -148,7 +149,8 @@ def voxceleb2_dev_tree(
         if tree is not None and next(glob.iglob(str(tree / f"{UTT_PATTERN}.wav")), None):
             return tree
     raise InputError(
-        aac or wav_dir, "no VoxCeleb2 dev audio (<spk>/<video>/<nnnnn>.m4a or .wav) found",
+        aac or wav_dir,
+        "no VoxCeleb2 dev audio (<spk>/<video>/<nnnnn>.m4a or .wav) found",
         hint="pass --voxceleb2 <root holding dev/aac> or --voxceleb2-wav-dir <wav tree>",
     )
 
@@ -172,22 +174,30 @@ def convert_m4a_tree(src: Pathlike, dst: Pathlike, num_jobs: int = 4) -> int:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise InputError(
-            src, f"{len(todo)} m4a files need converting to wav and ffmpeg is not installed",
+            src,
+            f"{len(todo)} m4a files need converting to wav and ffmpeg is not installed",
             hint="install ffmpeg, or convert the tree elsewhere and pass --voxceleb2-wav-dir",
         )
-    logging.info("converting %d m4a files from %s to %s with %d jobs", len(todo), src, dst,
-                 num_jobs)
+    logging.info(
+        "converting %d m4a files from %s to %s with %d jobs", len(todo), src, dst, num_jobs
+    )
     failures = []
     with ThreadPoolExecutor(num_jobs) as pool:
         results = pool.map(lambda item: _convert(ffmpeg, *item), todo)
-        for (m4a, _), error in tqdm(zip(todo, results), total=len(todo), unit="file",
-                                    disable=len(todo) < 1000, mininterval=10):
+        for (m4a, _), error in tqdm(
+            zip(todo, results),
+            total=len(todo),
+            unit="file",
+            disable=len(todo) < 1000,
+            mininterval=10,
+        ):
             if error is not None:
                 failures.append((m4a, error))
     if failures:
         m4a, error = failures[0]
         raise InputError(
-            m4a, f"ffmpeg failed: {error} ({len(failures)} of {len(todo)} files failed)",
+            m4a,
+            f"ffmpeg failed: {error} ({len(failures)} of {len(todo)} files failed)",
             hint="check these files; a rerun keeps the converted ones and retries the rest",
         )
     return len(todo)
@@ -199,9 +209,24 @@ def _convert(ffmpeg: str, m4a: str, wav: Path) -> Optional[str]:
     tmp = tmp_path_for(wav)  # hidden, so scans skip it; keeps .wav for ffmpeg
     try:
         run = subprocess.run(
-            [ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", m4a,
-             "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", str(tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                ffmpeg,
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                m4a,
+                "-ac",
+                "1",
+                "-ar",
+                "16000",
+                "-c:a",
+                "pcm_s16le",
+                str(tmp),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         if run.returncode != 0:
             message = "; ".join(run.stderr.decode(errors="replace").strip().splitlines())

@@ -24,6 +24,7 @@ Reads ``data/manifests/<train>_cuts.jsonl.gz``, the Kaldi dir ``data/<train>/`` 
 Every random choice comes from ``DataConfig.seed``. Cut manifests are streamed, never held whole
 in memory, and per-speaker choices are vectorised (VoxCeleb2: 1.09M utterances).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,13 @@ from tqdm import tqdm
 
 from oskdft.config import DataConfig, load_data_config
 from oskdft.data.kaldi_dir import DataDir, Trial, read_data_dir, replace_data_dir
-from oskdft.layout import (aug_cuts_path, manifest_path, speaker_counts_path, train_speakers_path,
-                           windows_path)
+from oskdft.layout import (
+    aug_cuts_path,
+    manifest_path,
+    speaker_counts_path,
+    train_speakers_path,
+    windows_path,
+)
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike, atomic_path, atomic_write
 
@@ -94,7 +100,9 @@ def shift_window(first: Cut, start: float, index: int) -> Cut:
     the training dataset keep one cut per utterance instead of one per window."""
     delta = start - first.start
     return fastcopy(
-        first, id=window_id(first.custom["utterance"], index), start=start,
+        first,
+        id=window_id(first.custom["utterance"], index),
+        start=start,
         supervisions=[s.with_offset(-delta) for s in first.supervisions],
     )
 
@@ -226,8 +234,9 @@ def make_windows_from_config(
     for name, path in aug_manifests.items():
         aug_kind(name)
         if not path.is_file():
-            raise InputError(path, "manifest not found",
-                             hint="list the set in stage 0's --aug-sets")
+            raise InputError(
+                path, "manifest not found", hint="list the set in stage 0's --aug-sets"
+            )
     cuts_path = manifest_path(data_dir, train_set, "cuts")
     table = read_utterance_table(cuts_path, cfg.sample_rate)
     speaker_names, speakers = np.unique(table.speakers, return_inverse=True)
@@ -243,7 +252,9 @@ def make_windows_from_config(
         speakers, cfg.backend_utts_per_speaker, backend_rng
     )
     trials = sample_balanced_trials(
-        table.ids[in_valid], speakers[in_valid], cfg.valid_trials,
+        table.ids[in_valid],
+        speakers[in_valid],
+        cfg.valid_trials,
         np.random.default_rng([cfg.seed, _TRIALS]),
     )
     window = round(cfg.window_seconds * cfg.sample_rate)
@@ -254,8 +265,9 @@ def make_windows_from_config(
     _check_in_data_dir(kaldi, table.ids[in_valid | in_backend], cuts_path)
 
     selected = {VALID_SET: set(table.ids[in_valid]), BACKEND_SET: set(table.ids[in_backend])}
-    written = _write_cut_subsets(data_dir, cuts_path, cfg, selected,
-                                 train_ids=set(table.ids[windows > 0]))
+    written = _write_cut_subsets(
+        data_dir, cuts_path, cfg, selected, train_ids=set(table.ids[windows > 0])
+    )
     assert written == windows.sum(), "window count differs from the plan"
     _write_speaker_lists(data_dir, classes)
     write_subset_dir(data_dir / VALID_SET, kaldi, table.ids[in_valid], {"valid": trials})
@@ -276,12 +288,21 @@ def make_windows_from_config(
         "stage 1: %d training speakers, %d utterances -> %d windows (%.1f s every %.1f s; "
         "%d utterances shorter than a window skipped); validation: %d held-out speakers, "
         "%d utterances, %d trials; back end: %d utterances",
-        stats.train_speakers, stats.train_utterances, stats.windows, cfg.window_seconds,
-        cfg.window_hop_seconds, stats.skipped_short, stats.valid_speakers,
-        stats.valid_utterances, stats.valid_trials, stats.backend_utterances,
+        stats.train_speakers,
+        stats.train_utterances,
+        stats.windows,
+        cfg.window_seconds,
+        cfg.window_hop_seconds,
+        stats.skipped_short,
+        stats.valid_speakers,
+        stats.valid_utterances,
+        stats.valid_trials,
+        stats.backend_utterances,
     )
-    logging.info("speakers held out for validation: %s",
-                 " ".join(speaker_names[held_out][:20]) + (" ..." if len(held_out) > 20 else ""))
+    logging.info(
+        "speakers held out for validation: %s",
+        " ".join(speaker_names[held_out][:20]) + (" ..." if len(held_out) > 20 else ""),
+    )
     return stats
 
 
@@ -303,12 +324,18 @@ def read_utterance_table(cuts_path: Path, sample_rate: int) -> UtteranceTable:
     for line, cut in enumerate(CutSet.from_jsonl_lazy(cuts_path), 1):
         if cut.sampling_rate != sample_rate:
             raise InputError(
-                cuts_path, f"cut {cut.id} is at {cut.sampling_rate} Hz, not {sample_rate}",
-                line=line, hint="rerun stage 0, which resamples",
+                cuts_path,
+                f"cut {cut.id} is at {cut.sampling_rate} Hz, not {sample_rate}",
+                line=line,
+                hint="rerun stage 0, which resamples",
             )
         if not cut.supervisions or cut.supervisions[0].speaker is None:
-            raise InputError(cuts_path, f"cut {cut.id} has no speaker", line=line,
-                             hint="the training set needs utt2spk")
+            raise InputError(
+                cuts_path,
+                f"cut {cut.id} has no speaker",
+                line=line,
+                hint="the training set needs utt2spk",
+            )
         ids.append(cut.id)
         speakers.append(cut.supervisions[0].speaker)
         num_samples.append(cut.num_samples)
@@ -337,7 +364,10 @@ def choose_valid_speakers(
 
 
 def _training_classes(
-    names: np.ndarray, speakers: np.ndarray, windows: np.ndarray, training: np.ndarray,
+    names: np.ndarray,
+    speakers: np.ndarray,
+    windows: np.ndarray,
+    training: np.ndarray,
     cuts_path: Path,
 ) -> Dict[str, np.ndarray]:
     """Speakers with at least one window (C order), their utterances with windows and their
@@ -346,16 +376,25 @@ def _training_classes(
     window_sum = np.bincount(speakers, weights=windows, minlength=len(names)).astype(np.int64)
     has_windows = window_sum > 0
     if not has_windows.any():
-        raise InputError(cuts_path, "no training utterance is as long as one window",
-                         hint="lower data.window_seconds")
+        raise InputError(
+            cuts_path,
+            "no training utterance is as long as one window",
+            hint="lower data.window_seconds",
+        )
     training_speakers = np.unique(speakers[training])
     dropped = training_speakers[~has_windows[training_speakers]]
     if len(dropped):
-        logging.warning("%d speakers have no utterance as long as a window and are not "
-                        "training classes: %s", len(dropped), " ".join(names[dropped][:20]))
+        logging.warning(
+            "%d speakers have no utterance as long as a window and are not training classes: %s",
+            len(dropped),
+            " ".join(names[dropped][:20]),
+        )
     # np.unique sorted the names by code point: the C (byte) order of their UTF-8.
-    return {"speaker": names[has_windows], "utterances": utterances[has_windows],
-            "windows": window_sum[has_windows]}
+    return {
+        "speaker": names[has_windows],
+        "utterances": utterances[has_windows],
+        "windows": window_sum[has_windows],
+    }
 
 
 def _write_cut_subsets(
@@ -378,8 +417,7 @@ def _write_cut_subsets(
             name: stack.enter_context(CutSet.open_writer(stack.enter_context(atomic_path(path))))
             for name, path in targets.items()
         }
-        cuts = tqdm(CutSet.from_jsonl_lazy(cuts_path), desc="windows", unit="utt",
-                    mininterval=10)
+        cuts = tqdm(CutSet.from_jsonl_lazy(cuts_path), desc="windows", unit="utt", mininterval=10)
         for cut in cuts:
             for name, ids in selected.items():
                 if cut.id in ids:
@@ -395,8 +433,10 @@ def _write_speaker_lists(data_dir: Path, classes: Dict[str, np.ndarray]) -> None
     with atomic_write(train_speakers_path(data_dir)) as f:
         f.writelines(f"{s}\n" for s in classes["speaker"])
     with atomic_write(speaker_counts_path(data_dir)) as f:
-        f.writelines(f"{s} {u} {w}\n" for s, u, w in
-                     zip(classes["speaker"], classes["utterances"], classes["windows"]))
+        f.writelines(
+            f"{s} {u} {w}\n"
+            for s, u, w in zip(classes["speaker"], classes["utterances"], classes["windows"])
+        )
 
 
 def _check_in_data_dir(source: DataDir, utterances: Iterable[str], cuts_path: Path) -> None:
@@ -404,9 +444,11 @@ def _check_in_data_dir(source: DataDir, utterances: Iterable[str], cuts_path: Pa
     edited after stage 0 is caught before stage 1 writes anything."""
     for utt in utterances:
         if utt not in source.utt2spk:
-            raise InputError(source.path / "utt2spk",
-                             f"utterance {utt!r} is missing, though {cuts_path} has it",
-                             hint="the data dir changed after stage 0: rerun stage 0")
+            raise InputError(
+                source.path / "utt2spk",
+                f"utterance {utt!r} is missing, though {cuts_path} has it",
+                hint="the data dir changed after stage 0: rerun stage 0",
+            )
 
 
 def write_subset_dir(
@@ -439,7 +481,8 @@ def aug_kind(set_name: str) -> str:
     kinds = [kind for kind in AUG_KINDS if kind in set_name]
     if len(kinds) != 1:
         raise InputError(
-            set_name, f"an augmentation set's name must contain exactly one of "
+            set_name,
+            f"an augmentation set's name must contain exactly one of "
             f"{', '.join(AUG_KINDS)}; it contains {len(kinds)}",
             hint="rename the set, e.g. musan_noise, musan_music, musan_speech, rirs",
         )
@@ -486,4 +529,3 @@ def speaker_counts(data_dir: Pathlike, unit: str = "utterances") -> np.ndarray:
         raise InputError(path, "file not found", hint="run stage 1 first")
     rows = [line.split() for line in path.read_text().splitlines()]
     return np.array([int(row[column[unit]]) for row in rows], dtype=np.int64)
-

@@ -10,6 +10,7 @@ no dither). The score is stage 5's ``cosine_mean`` back end with the mean embedd
 utterances scored: the cosine after subtracting it, so it compares what is particular to each
 utterance.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,16 +40,22 @@ NUM_MEL_BINS = 40
 def mfcc(waveform: torch.Tensor) -> torch.Tensor:
     """MFCCs c1..c19. c0, the frame's overall level, is left out: with it, the recording
     level would decide the score."""
-    feats = kaldi.mfcc(_int16_scale(waveform), num_ceps=20, num_mel_bins=NUM_MEL_BINS,
-                       sample_frequency=SAMPLE_RATE, dither=0.0)
+    feats = kaldi.mfcc(
+        _int16_scale(waveform),
+        num_ceps=20,
+        num_mel_bins=NUM_MEL_BINS,
+        sample_frequency=SAMPLE_RATE,
+        dither=0.0,
+    )
     return feats[:, 1:]
 
 
 @FEATURES.register("logmel")
 def log_mel(waveform: torch.Tensor) -> torch.Tensor:
     """Log mel filterbank energies, level included."""
-    return kaldi.fbank(_int16_scale(waveform), num_mel_bins=NUM_MEL_BINS,
-                       sample_frequency=SAMPLE_RATE, dither=0.0)
+    return kaldi.fbank(
+        _int16_scale(waveform), num_mel_bins=NUM_MEL_BINS, sample_frequency=SAMPLE_RATE, dither=0.0
+    )
 
 
 def _int16_scale(waveform: torch.Tensor) -> torch.Tensor:
@@ -104,8 +111,11 @@ def baseline_eers(
         FEATURES.get(feature)
     data = read_data_dir(data_dir)
     if data.segments is not None:
-        raise InputError(data.path / "segments", "the baseline reads whole recordings only",
-                         hint="score a data dir without segments")
+        raise InputError(
+            data.path / "segments",
+            "the baseline reads whole recordings only",
+            hint="score a data dir without segments",
+        )
     needed = {utt for trials in data.trials.values() for t in trials for utt in t[:2]}
     wav_scp = {utt: entry for utt, entry in data.wav_scp.items() if utt in needed}
     logger.info("%s: mean %s of %d utterances", data_dir, ", ".join(features), len(wav_scp))

@@ -34,6 +34,7 @@ found, and the run fails. With ``skip_bad`` the others are embedded, and the bad
 listed in ``skipped.txt`` (``<utt> <wav.scp>:<line>: <reason>``; per chunk in
 ``skipped.<k>.txt``, which a resumed run reads to know the chunk is done).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -74,15 +75,27 @@ SKIPPED_NAME = "skipped.txt"
 # dead channel. Recordings' noise floors lie far above it (16-bit quantisation: -101 dBFS).
 SILENCE_DBFS = -80.0
 # Dotted config keys that `oskdft info` shows as the training summary.
-TRAINING_SUMMARY = ("ssl.source", "ssl.num_layers", "ssl.adapters", "ssl.thin_cnn_dim",
-                    "kd.loss", "kd.scale", "sv.margin", "optim.epochs", "optim.batch_size",
-                    "backend.channels", "backend.embed_dim")
+TRAINING_SUMMARY = (
+    "ssl.source",
+    "ssl.num_layers",
+    "ssl.adapters",
+    "ssl.thin_cnn_dim",
+    "kd.loss",
+    "kd.scale",
+    "sv.margin",
+    "optim.epochs",
+    "optim.batch_size",
+    "backend.channels",
+    "backend.embed_dim",
+)
 PARAMETER_ORDER = ("ssl", "adapters", "backend", "aam_head", "total")
 
 Embedder = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
-_MODEL_HINT = ("give a trained system's exp/<system>/final/ directory, an exported .onnx file "
-               "or its export directory (stage 6)")
+_MODEL_HINT = (
+    "give a trained system's exp/<system>/final/ directory, an exported .onnx file "
+    "or its export directory (stage 6)"
+)
 
 
 @dataclass
@@ -112,11 +125,13 @@ def locate_model(model: Pathlike) -> ModelFiles:
     if path.suffix == ".onnx":
         if not path.is_file():
             raise InputError(path, "ONNX model not found", hint=_MODEL_HINT)
-        return ModelFiles(ONNX, path, path.parent / CONFIG_NAME, path.parent / META_NAME,
-                          path.parent)
+        return ModelFiles(
+            ONNX, path, path.parent / CONFIG_NAME, path.parent / META_NAME, path.parent
+        )
     if path.is_dir() and (path / MODEL_NAME).is_file():
-        return ModelFiles(FINAL, path, path / CONFIG_NAME, path / META_NAME,
-                          path.parent / SCORES_DIR)
+        return ModelFiles(
+            FINAL, path, path / CONFIG_NAME, path / META_NAME, path.parent / SCORES_DIR
+        )
     problem = "no such file or directory" if not path.exists() else "not a model"
     raise InputError(path, problem, hint=_MODEL_HINT)
 
@@ -149,9 +164,13 @@ class Deployment:
         """
         samples = self.read_audio(entry)
         if self.min_samples is not None and len(samples) < self.min_samples:
-            raise InputError(entry, f"audio is {_ms(len(samples))} long; the model needs at "
-                             f"least {_ms(self.min_samples)} ({self.min_samples} samples at "
-                             f"{SAMPLE_RATE} Hz)", hint="give a longer utterance")
+            raise InputError(
+                entry,
+                f"audio is {_ms(len(samples))} long; the model needs at "
+                f"least {_ms(self.min_samples)} ({self.min_samples} samples at "
+                f"{SAMPLE_RATE} Hz)",
+                hint="give a longer utterance",
+            )
         return samples
 
 
@@ -178,18 +197,33 @@ def load_deployment(model: Pathlike, device: str = "cpu") -> Deployment:
     files = locate_model(model)
     if files.kind == ONNX:
         if device != "cpu":
-            raise InputError(files.model, f"an ONNX model runs on the CPU, not {device}",
-                             hint="give the final/ directory to use a GPU")
+            raise InputError(
+                files.model,
+                f"an ONNX model runs on the CPU, not {device}",
+                hint="give the final/ directory to use a GPU",
+            )
         meta = _read_json(files.meta) or {}
-        return Deployment(files, load_config(files.config), OnnxEmbedder(files.model),
-                          read_audio, _file_fingerprint(files.model), meta.get("min_samples"))
+        return Deployment(
+            files,
+            load_config(files.config),
+            OnnxEmbedder(files.model),
+            read_audio,
+            _file_fingerprint(files.model),
+            meta.get("min_samples"),
+        )
     # Imported here, not at the top: an ONNX model must run without torch installed.
     from oskdft.data.audio import load_audio
     from oskdft.embedding.final import TorchEmbedder, final_fingerprint, load_final
 
     speaker_model, config, _ = load_final(files.model, device)
-    return Deployment(files, config, TorchEmbedder(speaker_model, device), load_audio,
-                      final_fingerprint(files.model), speaker_model.min_samples)
+    return Deployment(
+        files,
+        config,
+        TorchEmbedder(speaker_model, device),
+        load_audio,
+        final_fingerprint(files.model),
+        speaker_model.min_samples,
+    )
 
 
 def _file_fingerprint(path: Path) -> str:
@@ -215,8 +249,9 @@ class Scorer:
         try:
             return self.calibration.threshold(operating_point)
         except KeyError as e:
-            raise InputError(self.calibration_path, e.args[0],
-                             hint="pass --operating-point with one of them") from e
+            raise InputError(
+                self.calibration_path, e.args[0], hint="pass --operating-point with one of them"
+            ) from e
 
 
 def load_scorer(deployment: Deployment, backend: Optional[str] = None) -> Scorer:
@@ -226,8 +261,11 @@ def load_scorer(deployment: Deployment, backend: Optional[str] = None) -> Scorer
     :raises InputError: when stage 5's files are missing (the hint says which stage to run).
     """
     files = deployment.files
-    hint = ("run stage 5, then stage 6 again to copy its files into the export"
-            if files.kind == ONNX else "run stage 5 for this system")
+    hint = (
+        "run stage 5, then stage 6 again to copy its files into the export"
+        if files.kind == ONNX
+        else "run stage 5 for this system"
+    )
     path = files.scoring_dir / CALIBRATION_NAME
     if not path.is_file():
         raise InputError(path, "no calibration, so no decision threshold", hint=hint)
@@ -255,8 +293,9 @@ class Verdict:
     silent: List[str] = field(default_factory=list)
 
 
-def verify_pair(deployment: Deployment, scorer: Scorer, enrol: str, test: str,
-                operating_point: str = "eer") -> Verdict:
+def verify_pair(
+    deployment: Deployment, scorer: Scorer, enrol: str, test: str, operating_point: str = "eer"
+) -> Verdict:
     """Whether audio files (or piped commands) ``enrol`` and ``test`` share a speaker."""
     threshold = scorer.threshold(operating_point)
     audio = [deployment.load(enrol), deployment.load(test)]
@@ -266,11 +305,14 @@ def verify_pair(deployment: Deployment, scorer: Scorer, enrol: str, test: str,
         eval_cfg = deployment.config.eval
         crop_samples = round(eval_cfg.crop_seconds * SAMPLE_RATE)
         # As stage 5 reduces stage 4's crops.
-        crop_means = np.stack([
-            mean_unit_crops(deployment.embed(list(crop_audio(samples, crop_samples,
-                                                             eval_cfg.num_crops))))
-            for samples in audio
-        ])
+        crop_means = np.stack(
+            [
+                mean_unit_crops(
+                    deployment.embed(list(crop_audio(samples, crop_samples, eval_cfg.num_crops)))
+                )
+                for samples in audio
+            ]
+        )
     embeddings = Embeddings(["enrol", "test"], vectors, crop_means)
     score = float(scorer.backend.score(embeddings, np.array([0]), np.array([1]))[0])
     seconds = np.array([len(samples) / SAMPLE_RATE for samples in audio])
@@ -315,7 +357,7 @@ def embed_wav_scp(
     chunks = list(enumerate(range(0, len(keys), chunk_size), 1))
     with tqdm(total=len(keys), unit="utt", desc="embed", disable=not progress) as bar:
         for index, start in chunks:
-            chunk = keys[start:start + chunk_size]
+            chunk = keys[start : start + chunk_size]
             ark, scp = out_dir / f"xvector.{index}.ark", out_dir / f"xvector.{index}.scp"
             skipped = _skipped_path(out_dir, index)
             if scp.is_file() and _chunk_done(scp, skipped, chunk, skip_bad):
@@ -335,23 +377,31 @@ def embed_wav_scp(
                 continue
             bar.update(len(chunk_bad))
             good = [key for key in chunk if key in audio]
-            vectors = embed_by_length(deployment.embedder, [audio[key] for key in good],
-                                      max_samples, bar) if good else []
+            vectors = (
+                embed_by_length(deployment.embedder, [audio[key] for key in good], max_samples, bar)
+                if good
+                else []
+            )
             _write_skipped(skipped, chunk_bad)
             write_ark_scp(ark, scp, zip(good, vectors))
             lines.extend(scp.read_text().splitlines(keepends=True))
     if bad and not skip_bad:
         more = f"; {len(bad) - 1} more bad entries, logged above" if len(bad) > 1 else ""
-        raise InputError(bad[0].path, bad[0].problem + more, line=bad[0].line,
-                         hint="fix or remove them, or pass --skip-bad to embed the others")
+        raise InputError(
+            bad[0].path,
+            bad[0].problem + more,
+            line=bad[0].line,
+            hint="fix or remove them, or pass --skip-bad to embed the others",
+        )
     _merge_skipped(out_dir, len(chunks))
     index_path = out_dir / "xvector.scp"
     write_scp_index(index_path, lines)
     return index_path
 
 
-def _read_entry(deployment: Deployment, wav_scp: Pathlike, key: str, source: str,
-                line: int) -> np.ndarray:
+def _read_entry(
+    deployment: Deployment, wav_scp: Pathlike, key: str, source: str, line: int
+) -> np.ndarray:
     """The audio of one wav.scp entry; a bad one is named by its wav.scp line and utterance,
     one without signal energy is logged."""
     try:
@@ -359,8 +409,15 @@ def _read_entry(deployment: Deployment, wav_scp: Pathlike, key: str, source: str
     except InputError as e:
         raise InputError(wav_scp, f"utterance {key!r}: {e}", line=line) from e
     if is_silent(samples):
-        logging.warning("%s:%d: utterance %r: %s has no signal energy (RMS below %g dBFS): "
-                        "its embedding means nothing", wav_scp, line, key, source, SILENCE_DBFS)
+        logging.warning(
+            "%s:%d: utterance %r: %s has no signal energy (RMS below %g dBFS): "
+            "its embedding means nothing",
+            wav_scp,
+            line,
+            key,
+            source,
+            SILENCE_DBFS,
+        )
     return samples
 
 
@@ -398,12 +455,12 @@ def _merge_skipped(out_dir: Path, num_chunks: int) -> None:
         return
     with atomic_write(out_dir / SKIPPED_NAME) as f:
         f.write(text)
-    logging.warning("%d utterances skipped, listed in %s", text.count("\n"),
-                    out_dir / SKIPPED_NAME)
+    logging.warning("%d utterances skipped, listed in %s", text.count("\n"), out_dir / SKIPPED_NAME)
 
 
-def embed_by_length(embedder: Embedder, audio: Sequence[np.ndarray], max_samples: int,
-                    bar: Optional[tqdm] = None) -> np.ndarray:
+def embed_by_length(
+    embedder: Embedder, audio: Sequence[np.ndarray], max_samples: int, bar: Optional[tqdm] = None
+) -> np.ndarray:
     """``[N, D]`` embeddings of ``audio`` in its order, computed in zero-padded batches of
     similar length (:func:`~oskdft.embedding.views.length_batches`); ``bar`` advances by each
     batch's utterances."""
@@ -418,16 +475,22 @@ def embed_by_length(embedder: Embedder, audio: Sequence[np.ndarray], max_samples
 
 def _claim_out_dir(out_dir: Path, deployment: Deployment, chunk_size: int) -> None:
     """Record which model and chunking fill ``out_dir``; refuse one that another filled."""
-    claim = {"model": str(deployment.files.model), "fingerprint": deployment.fingerprint,
-             "chunk_size": chunk_size}
+    claim = {
+        "model": str(deployment.files.model),
+        "fingerprint": deployment.fingerprint,
+        "chunk_size": chunk_size,
+    }
     path = out_dir / EMBED_META_NAME
     if path.is_file():
         previous = json.loads(path.read_text())
         if any(previous.get(key) != claim[key] for key in ("fingerprint", "chunk_size")):
-            raise InputError(path, f"{out_dir} holds embeddings of {previous.get('model')} "
-                             f"(chunk size {previous.get('chunk_size')}), not of this model "
-                             f"with chunk size {chunk_size}",
-                             hint="choose another --out, or delete it to start over")
+            raise InputError(
+                path,
+                f"{out_dir} holds embeddings of {previous.get('model')} "
+                f"(chunk size {previous.get('chunk_size')}), not of this model "
+                f"with chunk size {chunk_size}",
+                hint="choose another --out, or delete it to start over",
+            )
         return
     with atomic_write(path) as f:
         json.dump(claim, f, indent=2)
@@ -466,60 +529,91 @@ def describe_model(model: Pathlike) -> Dict[str, Any]:
 def format_model_info(info: Dict[str, Any]) -> str:
     """:func:`describe_model`'s facts as the text ``oskdft info`` prints."""
     kind = "ONNX export" if info["kind"] == ONNX else "PyTorch, trained-model directory"
-    lines = [f"model        {info['model']} ({kind})",
-             f"system       {info['system']}" + (f": {info['description']}"
-                                                  if info["description"] else ""),
-             f"teacher      {info['teacher'] or '-'}"]
+    lines = [
+        f"model        {info['model']} ({kind})",
+        f"system       {info['system']}"
+        + (f": {info['description']}" if info["description"] else ""),
+        f"teacher      {info['teacher'] or '-'}",
+    ]
     if info["params"]:
         # The trainer's counts, in the order of the components in the model.
-        counts = sorted(info["params"].items(), key=lambda item: (
-            PARAMETER_ORDER.index(item[0]) if item[0] in PARAMETER_ORDER else -1))
+        counts = sorted(
+            info["params"].items(),
+            key=lambda item: PARAMETER_ORDER.index(item[0]) if item[0] in PARAMETER_ORDER else -1,
+        )
         lines.append("parameters   " + ", ".join(f"{name} {count:,}" for name, count in counts))
     if info["macs_per_second"]:
-        lines.append("compute      " + ", ".join(
-            f"{name} {count:,}" for name, count in info["macs_per_second"].items())
-            + " MACs per second of audio")
-    settings = " ".join(f"{dotted}={info['config'][dotted.split('.')[0]][dotted.split('.')[1]]}"
-                        for dotted in TRAINING_SUMMARY)
-    lines.append(textwrap.fill(settings, width=100, initial_indent="training     ",
-                               subsequent_indent=" " * 13, break_on_hyphens=False))
+        lines.append(
+            "compute      "
+            + ", ".join(f"{name} {count:,}" for name, count in info["macs_per_second"].items())
+            + " MACs per second of audio"
+        )
+    settings = " ".join(
+        f"{dotted}={info['config'][dotted.split('.')[0]][dotted.split('.')[1]]}"
+        for dotted in TRAINING_SUMMARY
+    )
+    lines.append(
+        textwrap.fill(
+            settings,
+            width=100,
+            initial_indent="training     ",
+            subsequent_indent=" " * 13,
+            break_on_hyphens=False,
+        )
+    )
     lines.append(f"config       {info['config_path']}")
     export = info["export"]
     if export:
-        lines.append(f"exported     from {export['exported_from']}, {export['embed_dim']}-d "
-                     f"embeddings of {export['sample_rate']} Hz audio; files: "
-                     + ", ".join(export["files"].values()))
+        lines.append(
+            f"exported     from {export['exported_from']}, {export['embed_dim']}-d "
+            f"embeddings of {export['sample_rate']} Hz audio; files: "
+            + ", ".join(export["files"].values())
+        )
         figures = export["parity"]
-        lines.append("parity       " + ", ".join(
-            f"{name} min cosine {figures[name]['min_cosine']:.6f}"
-            for name in ("onnx", "torchscript", "int8") if name in figures)
-            + f" (vs PyTorch, {len(figures['utterances'])} utterances of {figures['set']})")
+        lines.append(
+            "parity       "
+            + ", ".join(
+                f"{name} min cosine {figures[name]['min_cosine']:.6f}"
+                for name in ("onnx", "torchscript", "int8")
+                if name in figures
+            )
+            + f" (vs PyTorch, {len(figures['utterances'])} utterances of {figures['set']})"
+        )
     calibration = info["calibration"]
     if calibration:
         name = calibration["default_backend"]
         entry = calibration["backends"][name]
-        thresholds = ", ".join(f"{point} {value:.3f}"
-                               for point, value in entry["thresholds"].items())
-        lines.append(f"deployment   back end {name}: llr = {entry['scale']:.3f} x score "
-                     f"{entry['offset']:+.3f}; LLR thresholds {thresholds}")
+        thresholds = ", ".join(
+            f"{point} {value:.3f}" for point, value in entry["thresholds"].items()
+        )
+        lines.append(
+            f"deployment   back end {name}: llr = {entry['scale']:.3f} x score "
+            f"{entry['offset']:+.3f}; LLR thresholds {thresholds}"
+        )
     else:
-        lines.append("deployment   no calibration: run stage 5"
-                     + (", then stage 6 again" if info["kind"] == ONNX else ""))
+        lines.append(
+            "deployment   no calibration: run stage 5"
+            + (", then stage 6 again" if info["kind"] == ONNX else "")
+        )
     if info["metrics"]:
         lines += ["", _results_table(info["metrics"])]
     return "\n".join(lines)
 
 
 def _results_table(metrics: Dict[str, Any]) -> str:
-    header = f"{'trial list':<16} {'back end':<12} {'EER (%)':>8} {'minDCF0.01':>10} " \
-             f"{'Cllr':>7} {'min Cllr':>8}"
+    header = (
+        f"{'trial list':<16} {'back end':<12} {'EER (%)':>8} {'minDCF0.01':>10} "
+        f"{'Cllr':>7} {'min Cllr':>8}"
+    )
     rows = [header]
     for name, entry in metrics["trial_lists"].items():
         for backend, result in entry["results"].items():
             marker = "*" if backend == metrics.get("deploy_backend") else ""
-            rows.append(f"{name:<16} {backend + marker:<12} {100 * result['eer']:>8.2f} "
-                        f"{result['min_dcf_0.01']:>10.3f} {result.get('cllr', float('nan')):>7.3f} "
-                        f"{result['min_cllr']:>8.3f}")
+            rows.append(
+                f"{name:<16} {backend + marker:<12} {100 * result['eer']:>8.2f} "
+                f"{result['min_dcf_0.01']:>10.3f} {result.get('cllr', float('nan')):>7.3f} "
+                f"{result['min_cllr']:>8.3f}"
+            )
     rows.append("(* the deployment back end)")
     return "\n".join(rows)
 

@@ -39,6 +39,7 @@ every utterance alone and all of them in one padded batch. The stage fails when 
 (ONNX, TorchScript) has a cosine below :data:`PARITY_MIN_COSINE` to PyTorch on any row; the
 int8 model's figure is recorded and logged, never hidden, but does not fail the stage.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,16 @@ from oskdft.embedding.final import CONFIG_NAME as FINAL_CONFIG_NAME
 from oskdft.embedding.final import TorchEmbedder, final_fingerprint, load_final
 from oskdft.embedding.onnx_runtime import OnnxEmbedder
 from oskdft.embedding.views import kd_crops, pad_batch
-from oskdft.layout import (CALIBRATION_NAME, CONFIG_NAME, INT8_NAME, META_NAME, METRICS_NAME,
-                           ONNX_NAME, SCORES_DIR, TORCHSCRIPT_NAME)
+from oskdft.layout import (
+    CALIBRATION_NAME,
+    CONFIG_NAME,
+    INT8_NAME,
+    META_NAME,
+    METRICS_NAME,
+    ONNX_NAME,
+    SCORES_DIR,
+    TORCHSCRIPT_NAME,
+)
 from oskdft.scoring.calibration import load_calibration
 from oskdft.utils.io import Pathlike, atomic_dir
 
@@ -114,10 +123,18 @@ def export_onnx(model: nn.Module, path: Pathlike, opset: int = OPSET) -> None:
         # Its indices are aranges (Hugging Face's padding mask), never negative.
         warnings.filterwarnings("ignore", message="Exporting aten::index operator")
         torch.onnx.export(
-            model, _example_batch(), str(path), dynamo=False, opset_version=opset,
-            input_names=["wav", "lengths"], output_names=["embedding"],
-            dynamic_axes={"wav": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
-                          "embedding": {0: "batch"}},
+            model,
+            _example_batch(),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["wav", "lengths"],
+            output_names=["embedding"],
+            dynamic_axes={
+                "wav": {0: "batch", 1: "samples"},
+                "lengths": {0: "batch"},
+                "embedding": {0: "batch"},
+            },
         )
 
 
@@ -148,14 +165,19 @@ def quantize_int8(onnx_path: Pathlike, int8_path: Pathlike) -> None:
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:
-        quantize_dynamic(str(onnx_path), str(int8_path), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=INT8_OPS)
+        quantize_dynamic(
+            str(onnx_path),
+            str(int8_path),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=INT8_OPS,
+        )
     finally:
         logging.disable(previous)
 
 
-def parity(reference: Embedder, candidate: Embedder, utterances: Sequence[np.ndarray]
-           ) -> Dict[str, float]:
+def parity(
+    reference: Embedder, candidate: Embedder, utterances: Sequence[np.ndarray]
+) -> Dict[str, float]:
     """How close ``candidate``'s embeddings are to ``reference``'s, on every utterance alone
     and on all of them in one zero-padded batch.
 
@@ -166,14 +188,17 @@ def parity(reference: Embedder, candidate: Embedder, utterances: Sequence[np.nda
     for batch in [[u] for u in utterances] + [list(utterances)]:
         wav, lengths = pad_batch(batch)
         expected, actual = reference(wav, lengths), candidate(wav, lengths)
-        cosines.append(np.sum(expected * actual, axis=1)
-                       / (np.linalg.norm(expected, axis=1) * np.linalg.norm(actual, axis=1)))
+        cosines.append(
+            np.sum(expected * actual, axis=1)
+            / (np.linalg.norm(expected, axis=1) * np.linalg.norm(actual, axis=1))
+        )
         max_diff = max(max_diff, float(np.abs(expected - actual).max()))
     return {"min_cosine": float(np.concatenate(cosines).min()), "max_abs_diff": max_diff}
 
 
-def parity_utterances(data_dir: Pathlike, num_utterances: int = 4,
-                      max_seconds: float = 8.0) -> Dict[str, np.ndarray]:
+def parity_utterances(
+    data_dir: Pathlike, num_utterances: int = 4, max_seconds: float = 8.0
+) -> Dict[str, np.ndarray]:
     """``num_utterances`` recordings of a Kaldi data dir's wav.scp, evenly spaced over the
     list, each cut to at most ``max_seconds`` (parity needs real audio, not long audio)."""
     wav_scp = read_table(Path(data_dir) / "wav.scp")
@@ -203,8 +228,10 @@ def export_system(
     final_dir, export_dir = Path(final_dir), Path(export_dir)
     reference, cfg, train_meta = load_final(final_dir)
     utterances = parity_utterances(parity_set, num_parity_utterances, max_parity_seconds)
-    logging.info("parity set: %s", ", ".join(f"{key} ({len(audio) / SAMPLE_RATE:.1f} s)"
-                                              for key, audio in utterances.items()))
+    logging.info(
+        "parity set: %s",
+        ", ".join(f"{key} ({len(audio) / SAMPLE_RATE:.1f} s)" for key, audio in utterances.items()),
+    )
     audio = list(utterances.values())
     torch_embedder = TorchEmbedder(reference)
     # A second copy is folded and exported, so parity compares against the very model stage 4
@@ -220,29 +247,39 @@ def export_system(
             export_torchscript(exported, tmp / TORCHSCRIPT_NAME)
             files["torchscript"] = TORCHSCRIPT_NAME
             figures["torchscript"] = parity(
-                torch_embedder, TorchEmbedder(load_torchscript(tmp / TORCHSCRIPT_NAME)), audio)
+                torch_embedder, TorchEmbedder(load_torchscript(tmp / TORCHSCRIPT_NAME)), audio
+            )
         for name, figure in figures.items():
-            logging.info("parity %s vs PyTorch: min cosine %.7f, max |diff| %.2e", name,
-                         figure["min_cosine"], figure["max_abs_diff"])
+            logging.info(
+                "parity %s vs PyTorch: min cosine %.7f, max |diff| %.2e",
+                name,
+                figure["min_cosine"],
+                figure["max_abs_diff"],
+            )
             if not figure["min_cosine"] > PARITY_MIN_COSINE:
                 raise ParityError(
                     f"{export_dir}: the {name} export disagrees with PyTorch on {parity_set} "
-                    f"(min cosine {figure['min_cosine']:.6f}, needs > {PARITY_MIN_COSINE})")
+                    f"(min cosine {figure['min_cosine']:.6f}, needs > {PARITY_MIN_COSINE})"
+                )
         if int8:
             quantize_int8(tmp / ONNX_NAME, tmp / INT8_NAME)
             files["int8"] = INT8_NAME
             figures["int8"] = parity(torch_embedder, OnnxEmbedder(tmp / INT8_NAME), audio)
-            logging.info("parity int8 vs PyTorch (reported, not checked): min cosine %.5f, "
-                         "max |diff| %.2e", figures["int8"]["min_cosine"],
-                         figures["int8"]["max_abs_diff"])
+            logging.info(
+                "parity int8 vs PyTorch (reported, not checked): min cosine %.5f, max |diff| %.2e",
+                figures["int8"]["min_cosine"],
+                figures["int8"]["max_abs_diff"],
+            )
 
         shutil.copy(final_dir / FINAL_CONFIG_NAME, tmp / CONFIG_NAME)
         stage4_kd_crops = kd_crops(cfg.eval.num_crops, cfg.eval.original_crop_branches)
         if stage4_kd_crops:
-            logging.warning("eval.original_crop_branches: stage 4 embedded %d crop(s) per "
-                            "utterance on the KD branch, the export embeds every crop on the "
-                            "FT branch: its fused score differs from stage 5's",
-                            stage4_kd_crops)
+            logging.warning(
+                "eval.original_crop_branches: stage 4 embedded %d crop(s) per "
+                "utterance on the KD branch, the export embeds every crop on the "
+                "FT branch: its fused score differs from stage 5's",
+                stage4_kd_crops,
+            )
         meta = {
             "system": final_dir.parent.name,
             "description": cfg.description,
@@ -252,8 +289,10 @@ def export_system(
             "exported_from": str(final_dir),
             "final_fingerprint": final_fingerprint(final_dir),
             "files": files,
-            "inputs": {"wav": "float32 [batch, samples], 16 kHz mono in [-1, 1], zero-padded",
-                       "lengths": "int64 [batch], valid samples per row"},
+            "inputs": {
+                "wav": "float32 [batch, samples], 16 kHz mono in [-1, 1], zero-padded",
+                "lengths": "int64 [batch], valid samples per row",
+            },
             "outputs": {"embedding": f"float32 [batch, {reference.embed_dim}]"},
             "embed_dim": reference.embed_dim,
             "sample_rate": SAMPLE_RATE,
@@ -263,8 +302,12 @@ def export_system(
             "min_samples": reference.min_samples,
             "kd_crops_in_stage4": stage4_kd_crops,
             "exporter": f"torch.onnx.export, TorchScript-based (torch {torch.__version__})",
-            "parity": {"set": str(parity_set), "utterances": list(utterances),
-                       "min_cosine_required": PARITY_MIN_COSINE, **figures},
+            "parity": {
+                "set": str(parity_set),
+                "utterances": list(utterances),
+                "min_cosine_required": PARITY_MIN_COSINE,
+                **figures,
+            },
             "deploy_backend": _copy_scoring_files(final_dir.parent / SCORES_DIR, tmp),
         }
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
@@ -275,11 +318,17 @@ def _copy_scoring_files(scores_dir: Path, out_dir: Path) -> Optional[str]:
     """Copy stage 5's calibration, metrics and back-end models; return the deployment back end
     (None, with a warning, when stage 5 has not run)."""
     if not (scores_dir / CALIBRATION_NAME).is_file():
-        logging.warning("%s: no calibration.json (stage 5 has not run): the export can embed "
-                        "but not verify; run stage 5, then stage 6 again", scores_dir)
+        logging.warning(
+            "%s: no calibration.json (stage 5 has not run): the export can embed "
+            "but not verify; run stage 5, then stage 6 again",
+            scores_dir,
+        )
         return None
-    for path in [scores_dir / CALIBRATION_NAME, scores_dir / METRICS_NAME,
-                 *scores_dir.glob("*.npz")]:
+    for path in [
+        scores_dir / CALIBRATION_NAME,
+        scores_dir / METRICS_NAME,
+        *scores_dir.glob("*.npz"),
+    ]:
         if path.is_file():
             shutil.copy(path, out_dir / path.name)
     return load_calibration(scores_dir / CALIBRATION_NAME)[0]

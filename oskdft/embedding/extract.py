@@ -20,6 +20,7 @@ split balanced by duration, :mod:`oskdft.embedding.shards`), written as Kaldi ar
 A job whose tables exist for the same model skips that set, so a rerun redoes only missing or
 failed work.
 """
+
 from __future__ import annotations
 
 import functools
@@ -80,11 +81,15 @@ def _load_batch(cuts: List[Cut], crop_samples: int, num_crops: int) -> Dict:
     with ``num_crops``, their crops (``num_crops`` rows per cut)."""
     audio = [load_audio(cut) for cut in cuts]
     wav, lengths = pad_batch(audio)
-    batch = {"ids": [cut.id for cut in cuts], "wav": torch.from_numpy(wav),
-             "lengths": torch.from_numpy(lengths)}
+    batch = {
+        "ids": [cut.id for cut in cuts],
+        "wav": torch.from_numpy(wav),
+        "lengths": torch.from_numpy(lengths),
+    }
     if num_crops:
         batch["crops"] = torch.from_numpy(
-            np.concatenate([crop_audio(samples, crop_samples, num_crops) for samples in audio]))
+            np.concatenate([crop_audio(samples, crop_samples, num_crops) for samples in audio])
+        )
     return batch
 
 
@@ -97,8 +102,9 @@ def embed_cuts(
     num_workers: int = 0,
 ) -> Dict[str, np.ndarray]:
     """Full-utterance embeddings of ``cuts``: :func:`embed_views` without crops."""
-    return embed_views(model, cuts, device, batch_seconds, num_crops=0, progress=progress,
-                       num_workers=num_workers)[0]
+    return embed_views(
+        model, cuts, device, batch_seconds, num_crops=0, progress=progress, num_workers=num_workers
+    )[0]
 
 
 def embed_views(
@@ -131,30 +137,42 @@ def embed_views(
     cuts = list(cuts)
     lengths = [compute_num_samples(cut.duration, SAMPLE_RATE) for cut in cuts]
     batches = length_batches(lengths, int(batch_seconds * SAMPLE_RATE))
-    make = functools.partial(_load_batch, crop_samples=round(crop_seconds * SAMPLE_RATE),
-                             num_crops=num_crops)
-    loader = DataLoader(_AudioBatches([[cuts[i] for i in batch] for batch in batches], make),
-                        batch_size=None, shuffle=False, num_workers=num_workers)
+    make = functools.partial(
+        _load_batch, crop_samples=round(crop_seconds * SAMPLE_RATE), num_crops=num_crops
+    )
+    loader = DataLoader(
+        _AudioBatches([[cuts[i] for i in batch] for batch in batches], make),
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+    )
     crop_rows = max(1, crop_batch_size // max(num_crops, 1)) * num_crops
     full, crops = {}, {}
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), tqdm(total=len(cuts), desc="embed", unit="utt",
-                                           disable=not progress) as bar:
+        with (
+            torch.inference_mode(),
+            tqdm(total=len(cuts), desc="embed", unit="utt", disable=not progress) as bar,
+        ):
             for batch in loader:
                 ids = batch["ids"]
                 full.update(zip(ids, _embed(model, batch["wav"], batch["lengths"], device)))
                 if num_crops:
-                    rows = np.concatenate([_embed_crops(model, part, num_crops, num_kd_crops,
-                                                        device)
-                                           for part in batch["crops"].split(crop_rows)])
+                    rows = np.concatenate(
+                        [
+                            _embed_crops(model, part, num_crops, num_kd_crops, device)
+                            for part in batch["crops"].split(crop_rows)
+                        ]
+                    )
                     crops.update(zip(ids, rows.reshape(len(ids), num_crops, -1)))
                 bar.update(len(ids))
     finally:
         model.train(was_training)
-    return ({cut.id: full[cut.id] for cut in cuts},
-            {cut.id: crops[cut.id] for cut in cuts} if num_crops else {})
+    return (
+        {cut.id: full[cut.id] for cut in cuts},
+        {cut.id: crops[cut.id] for cut in cuts} if num_crops else {},
+    )
 
 
 def embed_eval_views(
@@ -169,15 +187,27 @@ def embed_eval_views(
     """:func:`embed_views` as a system's ``eval`` section ``cfg`` asks (batch size, crops and
     their branches), for stage 4 and validation; ``crops=False``: full utterances only."""
     num_crops = cfg.num_crops if crops else 0
-    return embed_views(model, cuts, device, batch_seconds=cfg.batch_seconds,
-                       crop_seconds=cfg.crop_seconds, num_crops=num_crops,
-                       crop_batch_size=max(1, int(cfg.batch_seconds // cfg.crop_seconds)),
-                       progress=progress, num_workers=num_workers,
-                       num_kd_crops=kd_crops(num_crops, cfg.original_crop_branches))
+    return embed_views(
+        model,
+        cuts,
+        device,
+        batch_seconds=cfg.batch_seconds,
+        crop_seconds=cfg.crop_seconds,
+        num_crops=num_crops,
+        crop_batch_size=max(1, int(cfg.batch_seconds // cfg.crop_seconds)),
+        progress=progress,
+        num_workers=num_workers,
+        num_kd_crops=kd_crops(num_crops, cfg.original_crop_branches),
+    )
 
 
-def _embed(model: nn.Module, wav: torch.Tensor, lengths: Optional[torch.Tensor],
-           device: Device, num_kd_rows: int = 0) -> np.ndarray:
+def _embed(
+    model: nn.Module,
+    wav: torch.Tensor,
+    lengths: Optional[torch.Tensor],
+    device: Device,
+    num_kd_rows: int = 0,
+) -> np.ndarray:
     lengths = None if lengths is None else lengths.to(device)
     if num_kd_rows:
         out = model.embed_rows(wav.to(device), lengths, num_kd_rows=num_kd_rows)
@@ -186,8 +216,9 @@ def _embed(model: nn.Module, wav: torch.Tensor, lengths: Optional[torch.Tensor],
     return out.float().cpu().numpy()
 
 
-def _embed_crops(model: nn.Module, crops: torch.Tensor, num_crops: int, num_kd_crops: int,
-                 device: Device) -> np.ndarray:
+def _embed_crops(
+    model: nn.Module, crops: torch.Tensor, num_crops: int, num_kd_crops: int, device: Device
+) -> np.ndarray:
     """Embeddings of whole utterances' crops, ``[U * num_crops, T]`` in utterance order; each
     utterance's first ``num_kd_crops`` on the KD branch. In eval mode every row is embedded
     on its own, so the KD crops of all utterances can share one call."""
@@ -234,8 +265,9 @@ def extract_embeddings_job(
         share = split_by_duration(read_cut_durations(manifest), num_jobs)[job - 1]
         set_dir = embeddings_dir / set_name
         if _job_done(set_dir, job, share, fingerprint):
-            logging.info("%s: job %d already done (%d utterances), skipped", set_name, job,
-                         len(share))
+            logging.info(
+                "%s: job %d already done (%d utterances), skipped", set_name, job, len(share)
+            )
         else:
             todo.append((set_name, manifest, share))
     if not todo:
@@ -248,10 +280,18 @@ def extract_embeddings_job(
         marker.unlink(missing_ok=True)
         wanted = set(share)
         cuts = [cut for cut in CutSet.from_jsonl_lazy(manifest) if cut.id in wanted]
-        logging.info("%s: job %d of %d embeds %d utterances (%.1f s of audio) on %s", set_name,
-                     job, num_jobs, len(cuts), sum(c.duration for c in cuts), device)
-        vectors, crops = embed_eval_views(model, cuts, device, cfg.eval, progress=progress,
-                                          num_workers=num_workers)
+        logging.info(
+            "%s: job %d of %d embeds %d utterances (%.1f s of audio) on %s",
+            set_name,
+            job,
+            num_jobs,
+            len(cuts),
+            sum(c.duration for c in cuts),
+            device,
+        )
+        vectors, crops = embed_eval_views(
+            model, cuts, device, cfg.eval, progress=progress, num_workers=num_workers
+        )
         _write_table(set_dir, "xvector", job, vectors)
         _write_table(set_dir, "xvector_crops", job, crops)
         with atomic_write(marker) as f:

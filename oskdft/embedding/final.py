@@ -17,6 +17,7 @@ Loading needs no teacher: the encoder is rebuilt from ``ssl/config.json`` (which
 the student's depth and thin CNN), the adapters and back end (and a filter bank) from
 ``config.yaml``, and ``model.pt`` is loaded strictly into that.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +41,9 @@ from oskdft.utils.io import Pathlike, atomic_dir
 _RERUN_HINT = "train the system first: run.sh --stage 3 --stop-stage 3 --systems <system>"
 
 
-def save_final(final_dir: Pathlike, model: SpeakerModel, cfg: SystemConfig,
-               meta: Dict[str, Any]) -> Path:
+def save_final(
+    final_dir: Pathlike, model: SpeakerModel, cfg: SystemConfig, meta: Dict[str, Any]
+) -> Path:
     """Write ``final_dir`` (see the module docstring) in a temporary directory renamed into
     place, so an existing final/ is replaced only by a complete one.
 
@@ -62,8 +64,9 @@ def save_final(final_dir: Pathlike, model: SpeakerModel, cfg: SystemConfig,
     return final_dir
 
 
-def load_final(final_dir: Pathlike, device: Union[str, torch.device] = "cpu"
-               ) -> Tuple[SpeakerModel, SystemConfig, Dict[str, Any]]:
+def load_final(
+    final_dir: Pathlike, device: Union[str, torch.device] = "cpu"
+) -> Tuple[SpeakerModel, SystemConfig, Dict[str, Any]]:
     """The trained model (in eval mode, on ``device``), its config and its meta.
 
     :raises InputError: naming the missing or unreadable file, or a ``model.pt`` that does
@@ -112,8 +115,10 @@ class TorchEmbedder:
 
     def __call__(self, wav: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(np.asarray(wav, dtype=np.float32)).to(self.device),
-                             torch.from_numpy(np.asarray(lengths, dtype=np.int64)).to(self.device))
+            out = self.model(
+                torch.from_numpy(np.asarray(wav, dtype=np.float32)).to(self.device),
+                torch.from_numpy(np.asarray(lengths, dtype=np.int64)).to(self.device),
+            )
         return out.float().cpu().numpy()
 
 

@@ -7,6 +7,7 @@ set's manifest), so a job that did not run, failed, or ran with another ``--num-
 with what it lacks, and the merged tables are written only when they hold every utterance of
 the set exactly once. Imports no torch: it runs in a fraction of a second.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,9 @@ from oskdft.utils.io import Pathlike
 from oskdft.utils.kaldi_io import write_scp_index
 
 
-def merge_embeddings(data_dir: Pathlike, embeddings_dir: Pathlike, sets: Sequence[str],
-                     num_jobs: int) -> Dict[str, int]:
+def merge_embeddings(
+    data_dir: Pathlike, embeddings_dir: Pathlike, sets: Sequence[str], num_jobs: int
+) -> Dict[str, int]:
     """Merge the job tables of every set in ``sets``.
 
     :param embeddings_dir: ``exp/<system>/embeddings``; job logs are expected in its ``log/``.
@@ -36,8 +38,7 @@ def merge_embeddings(data_dir: Pathlike, embeddings_dir: Pathlike, sets: Sequenc
     counts = {}
     for set_name in sets:
         counts[set_name] = merge_set(data_dir, Path(embeddings_dir), set_name, num_jobs)
-        logging.info("%s: %d utterances merged from %d jobs", set_name, counts[set_name],
-                     num_jobs)
+        logging.info("%s: %d utterances merged from %d jobs", set_name, counts[set_name], num_jobs)
     return counts
 
 
@@ -55,22 +56,23 @@ def merge_set(data_dir: Pathlike, embeddings_dir: Path, set_name: str, num_jobs:
         merged[table] = lines
     if problems:
         raise InputError(
-            set_dir, f"{len(problems)} incomplete job table(s) of {num_jobs} jobs: "
-            + "; ".join(problems),
+            set_dir,
+            f"{len(problems)} incomplete job table(s) of {num_jobs} jobs: " + "; ".join(problems),
             hint=f"see {embeddings_dir / 'log'}/extract.JOB.log, then rerun stage 4 (only "
             "unfinished jobs run again); --num-jobs must be the extraction's",
         )
     for table, lines in merged.items():
         # The per-job checks already imply this; it is the final guard on what gets written.
         if len(lines) != len(utterances):
-            raise InputError(set_dir / f"{table}.scp", f"{len(lines)} entries for "
-                             f"{len(utterances)} utterances of set {set_name}")
+            raise InputError(
+                set_dir / f"{table}.scp",
+                f"{len(lines)} entries for {len(utterances)} utterances of set {set_name}",
+            )
         write_scp_index(set_dir / f"{table}.scp", lines)
     return len(utterances)
 
 
-def _read_job_lines(set_dir: Path, table: str, job: int, share: List[str],
-                    lines: List[str]) -> str:
+def _read_job_lines(set_dir: Path, table: str, job: int, share: List[str], lines: List[str]) -> str:
     """Append job ``job``'s scp lines of ``table`` to ``lines``; describe what is wrong, if
     anything ('' when the part holds exactly ``share``)."""
     ark, scp = job_table_paths(set_dir, table, job)
@@ -84,11 +86,13 @@ def _read_job_lines(set_dir: Path, table: str, job: int, share: List[str],
     if missing or unexpected or len(keys) != len(share):
         parts = []
         if missing:
-            parts.append(f"lacks {len(missing)} of its {len(share)} utterances "
-                         f"(e.g. {missing[0]!r})")
+            parts.append(
+                f"lacks {len(missing)} of its {len(share)} utterances (e.g. {missing[0]!r})"
+            )
         if unexpected:
-            parts.append(f"has {len(unexpected)} utterances not in its share "
-                         f"(e.g. {unexpected[0]!r})")
+            parts.append(
+                f"has {len(unexpected)} utterances not in its share (e.g. {unexpected[0]!r})"
+            )
         if not parts:
             parts.append(f"has {len(keys)} entries for {len(share)} utterances (duplicates)")
         return f"{scp.name} " + " and ".join(parts)

@@ -14,6 +14,7 @@ The samples agree with :func:`oskdft.data.audio.load_audio` to float32 rounding 
 compare them at several rates). A wav.scp value ending in ``|`` is a Kaldi piped command, run by
 the shell, whose standard output is read as audio.
 """
+
 from __future__ import annotations
 
 import io
@@ -115,8 +116,11 @@ def _run_command(command: str) -> bytes:
     run = subprocess.run(command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if run.returncode != 0:
         stderr = run.stderr.decode(errors="replace").strip()[-300:]
-        raise InputError(command, f"piped command failed with exit status {run.returncode}: "
-                         f"{stderr}", hint="run the command by hand to see why")
+        raise InputError(
+            command,
+            f"piped command failed with exit status {run.returncode}: {stderr}",
+            hint="run the command by hand to see why",
+        )
     return run.stdout
 
 
@@ -136,11 +140,18 @@ def read_wav_scp(path: Pathlike) -> Dict[str, Tuple[str, int]]:
             if not fields:
                 continue
             if len(fields) != 2:
-                raise InputError(path, f"expected `<utt> <path or command |>`, got "
-                                 f"{line.strip()!r}", line=line_no)
+                raise InputError(
+                    path,
+                    f"expected `<utt> <path or command |>`, got {line.strip()!r}",
+                    line=line_no,
+                )
             if fields[0] in table:
-                raise InputError(path, f"duplicate utterance {fields[0]!r}", line=line_no,
-                                 hint="remove one of the two lines")
+                raise InputError(
+                    path,
+                    f"duplicate utterance {fields[0]!r}",
+                    line=line_no,
+                    hint="remove one of the two lines",
+                )
             table[fields[0]] = (fields[1].strip(), line_no)
     if not table:
         raise InputError(path, "no utterances")
@@ -165,9 +176,17 @@ class OnnxEmbedder:
                 str(path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as e:  # onnxruntime's own error types do not share a base class
-            raise InputError(path, f"not a readable ONNX model ({str(e).strip()[:200]})",
-                             hint="export it again with stage 6") from e
+            raise InputError(
+                path,
+                f"not a readable ONNX model ({str(e).strip()[:200]})",
+                hint="export it again with stage 6",
+            ) from e
 
     def __call__(self, wav: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"wav": np.asarray(wav, dtype=np.float32),
-                                       "lengths": np.asarray(lengths, dtype=np.int64)})[0]
+        return self.session.run(
+            None,
+            {
+                "wav": np.asarray(wav, dtype=np.float32),
+                "lengths": np.asarray(lengths, dtype=np.int64),
+            },
+        )[0]

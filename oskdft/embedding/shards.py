@@ -7,6 +7,7 @@ Stage 4 splits each set over N jobs by total duration and job ``j`` writes, in
 ``.done.j``. The merge writes ``xvector.scp`` and ``xvector_crops.scp``, whose lines point
 into the jobs' arks.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -26,8 +27,11 @@ def read_cut_durations(manifest: Pathlike) -> List[Tuple[str, float]]:
     read as plain JSON (without lhotse, so the merge stays light)."""
     manifest = Path(manifest)
     if not manifest.is_file():
-        raise InputError(manifest, "cut manifest not found",
-                         hint="run stage 0 (evaluation sets) or stage 1 (valid, backend)")
+        raise InputError(
+            manifest,
+            "cut manifest not found",
+            hint="run stage 0 (evaluation sets) or stage 1 (valid, backend)",
+        )
     items = []
     with gzip.open(manifest, "rt") as f:
         for line_number, line in enumerate(f, 1):
@@ -35,8 +39,12 @@ def read_cut_durations(manifest: Pathlike) -> List[Tuple[str, float]]:
                 cut = json.loads(line)
                 items.append((cut["id"], float(cut["duration"])))
             except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise InputError(manifest, f"not a cut ({e})", line=line_number,
-                                 hint="rerun the stage that wrote it") from e
+                raise InputError(
+                    manifest,
+                    f"not a cut ({e})",
+                    line=line_number,
+                    hint="rerun the stage that wrote it",
+                ) from e
     return items
 
 

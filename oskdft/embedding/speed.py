@@ -17,6 +17,7 @@ call.
 >>> fast_time < slow_time
 True
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,9 +35,14 @@ WARMUP_CALLS = 2
 SSLForward = Callable[[Tensor], Any]
 
 
-def median_times(forwards: List[SSLForward], seconds: float = 4.0, batch: int = 1,
-                 repeats: int = 10, threads: int = 2,
-                 device: Union[str, torch.device] = "cpu") -> List[float]:
+def median_times(
+    forwards: List[SSLForward],
+    seconds: float = 4.0,
+    batch: int = 1,
+    repeats: int = 10,
+    threads: int = 2,
+    device: Union[str, torch.device] = "cpu",
+) -> List[float]:
     """Median wall time of each of ``forwards`` on ``batch`` random waveforms of ``seconds``,
     timed side by side in interleaved rounds (see the module docstring).
 

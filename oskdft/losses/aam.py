@@ -9,6 +9,7 @@ cos(theta_y) - m sin(m) instead, keeping the logit monotonic.
 >>> loss.shape, bool(loss > 0)
 (torch.Size([]), True)
 """
+
 from __future__ import annotations
 
 import math

@@ -26,6 +26,7 @@ The trainer multiplies the loss by :func:`kd_weight` of the epoch.
 >>> kd_layers(cfg, teacher_num_layers=24), kd_weight(cfg, epoch=0), kd_weight(cfg, epoch=99)
 ([24], 0.99, 0.0)
 """
+
 from __future__ import annotations
 
 from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -45,8 +46,7 @@ KD_LOSSES: Registry = Registry("kd.loss", names=CHOICES[KDConfig]["loss"])
 class MSELastLoss(nn.Module):
     """The paper's loss: mean squared error of the last hidden states, times ``scale``."""
 
-    def __init__(self, cfg: KDConfig, student_dim: int, teacher_dim: int,
-                 teacher_num_layers: int):
+    def __init__(self, cfg: KDConfig, student_dim: int, teacher_dim: int, teacher_num_layers: int):
         super().__init__()
         if student_dim != teacher_dim:
             raise ValueError(
@@ -60,8 +60,9 @@ class MSELastLoss(nn.Module):
     def target_layers(cfg: KDConfig, teacher_num_layers: int) -> List[int]:
         return [teacher_num_layers]
 
-    def forward(self, student_hidden_states: Sequence[Tensor], teacher_hidden_states: TeacherStates
-                ) -> Tensor:
+    def forward(
+        self, student_hidden_states: Sequence[Tensor], teacher_hidden_states: TeacherStates
+    ) -> Tensor:
         student, teacher = student_hidden_states[-1], teacher_hidden_states[self.layers[0]]
         _check_frames(student, teacher)
         return self.scale * F.mse_loss(student, teacher)
@@ -72,8 +73,7 @@ class DistilHuBERTLoss(nn.Module):
     """DistilHuBERT's layer-prediction loss (see the module docstring); ``heads[str(layer)]``
     predicts teacher hidden state ``layer``."""
 
-    def __init__(self, cfg: KDConfig, student_dim: int, teacher_dim: int,
-                 teacher_num_layers: int):
+    def __init__(self, cfg: KDConfig, student_dim: int, teacher_dim: int, teacher_num_layers: int):
         super().__init__()
         self.layers = self.target_layers(cfg, teacher_num_layers)
         self.scale = cfg.scale
@@ -90,8 +90,9 @@ class DistilHuBERTLoss(nn.Module):
             )
         return layers
 
-    def forward(self, student_hidden_states: Sequence[Tensor], teacher_hidden_states: TeacherStates
-                ) -> Tensor:
+    def forward(
+        self, student_hidden_states: Sequence[Tensor], teacher_hidden_states: TeacherStates
+    ) -> Tensor:
         student = student_hidden_states[-1]
         total = student.new_zeros(())
         for layer in self.layers:
@@ -110,7 +111,8 @@ def _l1_cosine(prediction: Tensor, target: Tensor) -> Tensor:
 
 # kd.front_end -> the distance between the student's and the teacher's hidden state 0.
 FRONT_END_DISTANCES: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry(
-    "kd.front_end", names=CHOICES[KDConfig]["front_end"])
+    "kd.front_end", names=CHOICES[KDConfig]["front_end"]
+)
 FRONT_END_DISTANCES.register("mse")(F.mse_loss)
 FRONT_END_DISTANCES.register("l1_cosine")(_l1_cosine)
 
@@ -123,22 +125,26 @@ class WithFrontEnd(nn.Module):
         if student_dim != teacher_dim:
             raise ValueError(
                 f"kd.front_end={cfg.front_end} needs equal widths, got student {student_dim} and "
-                f"teacher {teacher_dim}; set kd.front_end: {NO_KD}")
+                f"teacher {teacher_dim}; set kd.front_end: {NO_KD}"
+            )
         self.loss = loss
         self.layers = [0] + loss.layers
         self.distance = FRONT_END_DISTANCES.get(cfg.front_end)
         self.scale = cfg.front_end_scale
 
-    def forward(self, student_hidden_states: Sequence[Tensor], teacher_hidden_states: TeacherStates
-                ) -> Tensor:
+    def forward(
+        self, student_hidden_states: Sequence[Tensor], teacher_hidden_states: TeacherStates
+    ) -> Tensor:
         student, teacher = student_hidden_states[0], teacher_hidden_states[0]
         _check_frames(student, teacher)
-        return (self.loss(student_hidden_states, teacher_hidden_states)
-                + self.scale * self.distance(student, teacher))
+        return self.loss(student_hidden_states, teacher_hidden_states) + self.scale * self.distance(
+            student, teacher
+        )
 
 
-def build_kd_loss(cfg: SystemConfig, student_dim: int, teacher_dim: int,
-                  teacher_num_layers: int) -> Optional[nn.Module]:
+def build_kd_loss(
+    cfg: SystemConfig, student_dim: int, teacher_dim: int, teacher_num_layers: int
+) -> Optional[nn.Module]:
     """The configured KD loss module (None for ``kd.loss: none``)."""
     _check_front_end(cfg.kd)
     if cfg.kd.loss == NO_KD:
@@ -160,15 +166,18 @@ def kd_layers(cfg: SystemConfig, teacher_num_layers: int) -> List[int]:
 
 def _check_front_end(cfg: KDConfig) -> None:
     if cfg.front_end != NO_KD and cfg.loss == NO_KD:
-        raise ValueError(f"kd.front_end={cfg.front_end} is a term of the KD loss, and "
-                         f"kd.loss={NO_KD}; set kd.front_end: {NO_KD} or choose a kd.loss")
+        raise ValueError(
+            f"kd.front_end={cfg.front_end} is a term of the KD loss, and "
+            f"kd.loss={NO_KD}; set kd.front_end: {NO_KD} or choose a kd.loss"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # The weight of the KD loss per epoch (epochs counted from 0)
 
 KD_SCHEDULES: Registry[Callable[[KDConfig, int], float]] = Registry(
-    "kd.schedule", names=CHOICES[KDConfig]["schedule"])
+    "kd.schedule", names=CHOICES[KDConfig]["schedule"]
+)
 
 
 @KD_SCHEDULES.register("linear_decay")

@@ -16,6 +16,7 @@ True
 >>> 0 < system["macs_per_second"]["ssl"] < system["macs_per_second"]["total"]
 True
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,8 +36,7 @@ from oskdft.models.teacher import build_ssl_from_arch
 COMPONENTS = ("ssl", "adapters", "backend", "aam_head", "total")
 
 
-def count_parameters(model: SpeakerModel, aam_head: Optional[nn.Module] = None
-                     ) -> Dict[str, int]:
+def count_parameters(model: SpeakerModel, aam_head: Optional[nn.Module] = None) -> Dict[str, int]:
     """Parameters of ``ssl`` (the encoder), ``adapters``, ``backend`` (ECAPA and its input
     layer), ``aam_head`` (only when given) and their ``total``."""
     counts = {name: _numel(params) for name, params in model.param_groups().items()}
@@ -85,9 +85,13 @@ def describe_system(
         if teacher is not None:
             ssl = dataclasses.replace(cfg.ssl, source="teacher", adapters=False)
             models["teacher"] = (build_model(dataclasses.replace(cfg, ssl=ssl), teacher), None)
-        return {name: {"params": count_parameters(model, head),
-                       "macs_per_second": macs_per_second(model)}
-                for name, (model, head) in models.items()}
+        return {
+            name: {
+                "params": count_parameters(model, head),
+                "macs_per_second": macs_per_second(model),
+            }
+            for name, (model, head) in models.items()
+        }
 
 
 def format_description(name: str, description: Dict[str, Dict[str, Any]]) -> str:
@@ -114,8 +118,10 @@ def format_description(name: str, description: Dict[str, Dict[str, Any]]) -> str
     for label, section, row in rows:
         if not any(row in value[section] for value in columns.values()):
             continue
-        cells = [f"{value[section][row]:,}" if row in value[section] else "-"
-                 for value in columns.values()]
+        cells = [
+            f"{value[section][row]:,}" if row in value[section] else "-"
+            for value in columns.values()
+        ]
         lines.append(f"{label:<13}" + "".join(f"{c:>{w + 2}}" for c, w in zip(cells, widths)))
     if "teacher" in description:
         system, teacher = description["system"], description["teacher"]

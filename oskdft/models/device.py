@@ -1,4 +1,5 @@
 """The ``--device`` flag of every stage as a torch device."""
+
 from __future__ import annotations
 
 from typing import Optional, Union
@@ -6,8 +7,9 @@ from typing import Optional, Union
 import torch
 
 
-def resolve_device(device: Union[str, torch.device],
-                   local_rank: Optional[int] = None) -> torch.device:
+def resolve_device(
+    device: Union[str, torch.device], local_rank: Optional[int] = None
+) -> torch.device:
     """``auto``: the GPU when there is one, else the CPU. With ``local_rank`` (a torchrun
     rank), ``auto`` and ``cuda`` name that rank's GPU.
 

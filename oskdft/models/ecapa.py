@@ -12,6 +12,7 @@ would give), and averages and the attention softmax skip padded frames.
 >>> model(torch.randn(2, 16, 50)).shape
 torch.Size([2, 8])
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple

@@ -32,6 +32,7 @@ and the frame mask marks the ``1 + (length - frame) // shift`` frames of each ro
 >>> out.hidden_states[0].shape, out.frame_mask.sum(dim=1).tolist()
 (torch.Size([2, 98, 80]), [98, 48])
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -62,8 +63,14 @@ class FbankFrontEnd(nn.Module):
     num_layers = 0  # no layers: hidden_states holds the features alone
     adapters = None
 
-    def __init__(self, num_mel_bins: int = 80, frame_length_ms: float = 25.0,
-                 frame_shift_ms: float = 10.0, dither: float = 0.0, sample_rate: int = 16000):
+    def __init__(
+        self,
+        num_mel_bins: int = 80,
+        frame_length_ms: float = 25.0,
+        frame_shift_ms: float = 10.0,
+        dither: float = 0.0,
+        sample_rate: int = 16000,
+    ):
         super().__init__()
         # Kaldi truncates the window and shift to whole samples.
         self.frame_length = int(sample_rate * frame_length_ms / 1000)
@@ -74,9 +81,15 @@ class FbankFrontEnd(nn.Module):
         with warnings.catch_warnings(), torch.device("cpu"):
             # lhotse warns that snip_edges breaks its own cut durations; not used here.
             warnings.simplefilter("ignore", UserWarning)
-            preprocess = Wav2Win(sample_rate, frame_length_ms / 1000, frame_shift_ms / 1000,
-                                 pad_length=fft_length, window_type="povey", dither=0.0,
-                                 snip_edges=True)
+            preprocess = Wav2Win(
+                sample_rate,
+                frame_length_ms / 1000,
+                frame_shift_ms / 1000,
+                pad_length=fft_length,
+                window_type="povey",
+                dither=0.0,
+                snip_edges=True,
+            )
         # Computed on the CPU (lhotse's Mel scale uses numpy), then moved to the device being
         # built on: the meta device too, where counting builds models.
         device = torch.get_default_device()
@@ -85,8 +98,9 @@ class FbankFrontEnd(nn.Module):
             impulses, _ = preprocess(torch.eye(self.frame_length, dtype=torch.float64))
             spectra = torch.fft.rfft(impulses[:, 0], dim=-1)  # [frame_length, bins]
             kernel = torch.cat([spectra.real, spectra.imag], dim=1).T
-            mel, _ = get_mel_banks(num_mel_bins, fft_length, float(sample_rate),
-                                   low_freq=20.0, high_freq=0.0)
+            mel, _ = get_mel_banks(
+                num_mel_bins, fft_length, float(sample_rate), low_freq=20.0, high_freq=0.0
+            )
             # lhotse's filters leave out the Nyquist bin; torchaudio pads it with a zero weight.
             mel = F.pad(mel, (0, 1))
         self.register_buffer("dft_kernel", kernel[:, None, :].float().to(device))
@@ -101,8 +115,13 @@ class FbankFrontEnd(nn.Module):
         """The shortest input with a frame."""
         return self.frame_length
 
-    def forward(self, wav: Tensor, lengths: Optional[Tensor] = None, kd_branch: bool = False,
-                num_kd_rows: int = 0) -> SSLOutput:
+    def forward(
+        self,
+        wav: Tensor,
+        lengths: Optional[Tensor] = None,
+        kd_branch: bool = False,
+        num_kd_rows: int = 0,
+    ) -> SSLOutput:
         """The features of ``[B, T]`` audio as :class:`SSLOutput` (one hidden state).
 
         :param lengths: valid samples per row of a zero-padded batch.
@@ -112,13 +131,17 @@ class FbankFrontEnd(nn.Module):
             raise ValueError("a filter bank has no hidden states to distil (set kd.loss: none)")
         # In float32 under any autocast: the power spectrum spans more than bf16 resolves.
         device = wav.device.type
-        with (torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device)
-              else contextlib.nullcontext()):  # the meta device has no autocast
+        with (
+            torch.autocast(device, enabled=False)
+            if torch.amp.is_autocast_available(device)
+            else contextlib.nullcontext()
+        ):  # the meta device has no autocast
             features = self._log_mel(wav.float()).transpose(1, 2)  # [B, frames, mels]
         mask = None
         if lengths is not None:
-            valid = torch.div(lengths - self.frame_length, self.frame_shift,
-                              rounding_mode="floor") + 1
+            valid = (
+                torch.div(lengths - self.frame_length, self.frame_shift, rounding_mode="floor") + 1
+            )
             frames = torch.arange(features.shape[1], device=wav.device)
             mask = frames[None, :] < valid[:, None]
         return SSLOutput((self._subtract_mean(features, mask),), None, mask)

@@ -26,6 +26,7 @@ Training options (``ssl.*``), each off by default and on in the original code:
   they run once and their output is duplicated (both halves are the same audio): half the
   front end's cost, one mask for both halves.
 """
+
 from __future__ import annotations
 
 import copy
@@ -40,8 +41,13 @@ from transformers import PreTrainedModel
 from transformers.masking_utils import create_bidirectional_mask
 
 from oskdft.models.teacher import (
-    SUPPORTED_MODEL_TYPES, build_ssl_from_arch, frame_mask, min_samples, sample_mask,
-    uses_attention_mask)
+    SUPPORTED_MODEL_TYPES,
+    build_ssl_from_arch,
+    frame_mask,
+    min_samples,
+    sample_mask,
+    uses_attention_mask,
+)
 from oskdft.utils.registry import Registry
 
 
@@ -53,8 +59,14 @@ class Adapter(nn.Module):
         original's, both projections ``N(0, std)`` with zero bias.
     """
 
-    def __init__(self, dim: int, bottleneck: int = 64, scale: float = 0.1,
-                 init: str = "zero_up", std: float = 0.02):
+    def __init__(
+        self,
+        dim: int,
+        bottleneck: int = 64,
+        scale: float = 0.1,
+        init: str = "zero_up",
+        std: float = 0.02,
+    ):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.down = nn.Linear(dim, bottleneck)
@@ -167,8 +179,13 @@ class BranchedSSL(nn.Module):
         self.doubled_front_end = doubled_front_end
         self.adapters = (
             nn.ModuleList(
-                Adapter(config.hidden_size, adapter_dim, adapter_scale, adapter_init,
-                        config.initializer_range)
+                Adapter(
+                    config.hidden_size,
+                    adapter_dim,
+                    adapter_scale,
+                    adapter_init,
+                    config.initializer_range,
+                )
                 for _ in range(config.num_hidden_layers)
             )
             if adapters
@@ -189,7 +206,10 @@ class BranchedSSL(nn.Module):
         return min_samples(self.model.config)
 
     def forward(
-        self, wav: Tensor, lengths: Optional[Tensor] = None, kd_branch: bool = False,
+        self,
+        wav: Tensor,
+        lengths: Optional[Tensor] = None,
+        kd_branch: bool = False,
         num_kd_rows: int = 0,
     ) -> SSLOutput:
         """Run ``[B, T]`` audio on the FT branch; with ``kd_branch`` also the KD branch (stacked
@@ -252,8 +272,7 @@ class BranchedSSL(nn.Module):
         position_bias = None
         for index, layer in enumerate(self.model.encoder.layers):
             # HF's LayerDrop: one draw for the whole batch, so both branches skip the layer.
-            if (self.layer_drop and self.training
-                    and torch.rand(()) < self.model.config.layerdrop):
+            if self.layer_drop and self.training and torch.rand(()) < self.model.config.layerdrop:
                 hidden_states.append(hidden)
                 continue
             hidden, position_bias = self._layer(
@@ -384,10 +403,14 @@ def _set_pos_conv(config, kernel: Optional[int], groups: Optional[int]) -> bool:
     kernel = config.num_conv_pos_embeddings if kernel is None else kernel
     groups = config.num_conv_pos_embedding_groups if groups is None else groups
     if config.hidden_size % groups:
-        raise ValueError(f"ssl.pos_conv_groups={groups} must divide the teacher's hidden size "
-                         f"{config.hidden_size}")
-    changed = (kernel, groups) != (config.num_conv_pos_embeddings,
-                                   config.num_conv_pos_embedding_groups)
+        raise ValueError(
+            f"ssl.pos_conv_groups={groups} must divide the teacher's hidden size "
+            f"{config.hidden_size}"
+        )
+    changed = (kernel, groups) != (
+        config.num_conv_pos_embeddings,
+        config.num_conv_pos_embedding_groups,
+    )
     config.num_conv_pos_embeddings, config.num_conv_pos_embedding_groups = kernel, groups
     return changed
 

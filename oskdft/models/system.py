@@ -16,6 +16,7 @@ without its teacher from the encoder's saved Hugging Face config:
 ``build_model(cfg, ssl_config=AutoConfig.from_pretrained("final/ssl"))``, then its state dict;
 an fbank system from its config alone.
 """
+
 from __future__ import annotations
 
 import copy
@@ -70,8 +71,7 @@ class WeightedLayerSum(nn.Module):
     def forward(self, hidden_states: Tuple[Tensor, ...], mask: Optional[Tensor]) -> Tensor:
         weights = torch.softmax(self.layer_logits, dim=0)
         return sum(
-            w * _channels_first(h, mask, self.instance_norm)
-            for w, h in zip(weights, hidden_states)
+            w * _channels_first(h, mask, self.instance_norm) for w, h in zip(weights, hidden_states)
         )
 
 
@@ -121,16 +121,18 @@ class SpeakerModel(nn.Module):
         """Inference: the FT branch alone. ``lengths``: valid samples per row of a padded batch."""
         return self.embed_rows(wav, lengths)
 
-    def embed_rows(self, wav: Tensor, lengths: Optional[Tensor] = None,
-                   num_kd_rows: int = 0) -> Tensor:
+    def embed_rows(
+        self, wav: Tensor, lengths: Optional[Tensor] = None, num_kd_rows: int = 0
+    ) -> Tensor:
         """:meth:`forward` with rows ``[:num_kd_rows]`` on the KD branch instead (the original's
         evaluation of crops, ``eval.original_crop_branches``); not part of the exported graph,
         whose inputs are those of :meth:`forward`."""
         out = self.ssl(wav, lengths, num_kd_rows=num_kd_rows)
         return self._embed(out.hidden_states, out.frame_mask)
 
-    def forward_train(self, wav: Tensor, lengths: Optional[Tensor] = None, *,
-                      kd: bool) -> TrainOutput:
+    def forward_train(
+        self, wav: Tensor, lengths: Optional[Tensor] = None, *, kd: bool
+    ) -> TrainOutput:
         """Embeddings of the FT branch and, when ``kd`` is set, the KD branch's hidden states;
         with adapters both come from one pass over the batch stacked twice (KD rows, then FT
         rows). ``kd=False`` skips the KD branch (a system without KD, or after
@@ -157,31 +159,35 @@ class SpeakerModel(nn.Module):
 # Building
 
 # ssl.source -> the front end (the teacher is needed by student and teacher only).
-SSL_SOURCES: Registry[Callable[[SSLConfig, Optional[PreTrainedModel]], nn.Module]] = (
-    Registry("ssl.source", names=CHOICES[SSLConfig]["source"])
+SSL_SOURCES: Registry[Callable[[SSLConfig, Optional[PreTrainedModel]], nn.Module]] = Registry(
+    "ssl.source", names=CHOICES[SSLConfig]["source"]
 )
 
 
 @SSL_SOURCES.register("student")
 def _student(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> BranchedSSL:
-    return _branched(cfg, make_student(
-        _required(teacher, "student"),
-        num_layers=cfg.num_layers,
-        init_layers=cfg.init_layers,
-        copy_pos_conv=cfg.copy_pos_conv,
-        copy_final_layer_norm=cfg.copy_final_layer_norm,
-        thin_cnn_dim=cfg.thin_cnn_dim,
-        copy_mask_embedding=cfg.copy_mask_embedding,
-        pos_conv_kernel=cfg.pos_conv_kernel,
-        pos_conv_groups=cfg.pos_conv_groups,
-        thin_cnn_init=cfg.thin_cnn_init,
-    ))
+    return _branched(
+        cfg,
+        make_student(
+            _required(teacher, "student"),
+            num_layers=cfg.num_layers,
+            init_layers=cfg.init_layers,
+            copy_pos_conv=cfg.copy_pos_conv,
+            copy_final_layer_norm=cfg.copy_final_layer_norm,
+            thin_cnn_dim=cfg.thin_cnn_dim,
+            copy_mask_embedding=cfg.copy_mask_embedding,
+            pos_conv_kernel=cfg.pos_conv_kernel,
+            pos_conv_groups=cfg.pos_conv_groups,
+            thin_cnn_init=cfg.thin_cnn_init,
+        ),
+    )
 
 
 @SSL_SOURCES.register("teacher")
 def _teacher(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> BranchedSSL:
     return _branched(
-        cfg, copy.deepcopy(_required(teacher, "teacher").base_model).requires_grad_(True))
+        cfg, copy.deepcopy(_required(teacher, "teacher").base_model).requires_grad_(True)
+    )
 
 
 @SSL_SOURCES.register("scratch")
@@ -194,9 +200,12 @@ def _scratch(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> BranchedSSL:
 @SSL_SOURCES.register("fbank")
 def _fbank(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> FbankFrontEnd:
     fbank = cfg.fbank
-    return FbankFrontEnd(num_mel_bins=fbank.num_mel_bins,
-                         frame_length_ms=fbank.frame_length_ms,
-                         frame_shift_ms=fbank.frame_shift_ms, dither=fbank.dither)
+    return FbankFrontEnd(
+        num_mel_bins=fbank.num_mel_bins,
+        frame_length_ms=fbank.frame_length_ms,
+        frame_shift_ms=fbank.frame_shift_ms,
+        dither=fbank.dither,
+    )
 
 
 def build_model(
@@ -217,11 +226,15 @@ def build_model(
     else:
         front_end = SSL_SOURCES.get(cfg.ssl.source)(cfg.ssl, teacher)
     backend_input = BACKEND_INPUTS.get(cfg.backend.input)(
-        front_end.num_layers + 1, instance_norm=cfg.backend.instance_norm)
-    ecapa = EcapaTdnn(front_end.hidden_size, channels=cfg.backend.channels,
-                      embed_dim=cfg.backend.embed_dim,
-                      pooled_channels=cfg.backend.pooled_channels,
-                      attention_channels=cfg.backend.attention_channels)
+        front_end.num_layers + 1, instance_norm=cfg.backend.instance_norm
+    )
+    ecapa = EcapaTdnn(
+        front_end.hidden_size,
+        channels=cfg.backend.channels,
+        embed_dim=cfg.backend.embed_dim,
+        pooled_channels=cfg.backend.pooled_channels,
+        attention_channels=cfg.backend.attention_channels,
+    )
     return SpeakerModel(front_end, backend_input, ecapa)
 
 

@@ -12,6 +12,7 @@ Loading weights through ``from_pretrained`` is the one file access the models pa
 >>> num_frames(config, 16000)  # 50 frames per second of 16 kHz audio
 49
 """
+
 from __future__ import annotations
 
 import os
@@ -108,8 +109,9 @@ def load_teacher_config(name_or_path: str) -> PretrainedConfig:
     try:
         config = AutoConfig.from_pretrained(name_or_path)
     except (OSError, ValueError) as e:
-        raise InputError(name_or_path, f"cannot load a model config: {_first_line(e)}",
-                         hint=_LOAD_HINT) from e
+        raise InputError(
+            name_or_path, f"cannot load a model config: {_first_line(e)}", hint=_LOAD_HINT
+        ) from e
     _check_supported(config, source=name_or_path)
     return config
 
@@ -124,8 +126,9 @@ def load_teacher(name_or_path: str) -> SSLTeacher:
     try:
         model = AutoModel.from_pretrained(name_or_path, dtype=torch.float32)
     except (OSError, ValueError) as e:
-        raise InputError(name_or_path, f"cannot load the model weights: {_first_line(e)}",
-                         hint=_LOAD_HINT) from e
+        raise InputError(
+            name_or_path, f"cannot load the model weights: {_first_line(e)}", hint=_LOAD_HINT
+        ) from e
     return SSLTeacher(model)
 
 
@@ -201,28 +204,33 @@ def uses_attention_mask(config: PretrainedConfig) -> bool:
 def _check_supported(config: PretrainedConfig, source: str) -> None:
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise InputError(
-            source, f"model_type {config.model_type!r} is not a speech SSL model oskdft supports",
+            source,
+            f"model_type {config.model_type!r} is not a speech SSL model oskdft supports",
             hint=f"use a {', '.join(SUPPORTED_MODEL_TYPES)} checkpoint",
         )
     # HF's optional adapters change the layer maths that the student re-implements.
     if getattr(config, "add_adapter", False) or getattr(config, "adapter_attn_dim", None):
-        raise InputError(source, "checkpoints with Hugging Face adapter layers are not supported",
-                         hint="use the plain pre-trained encoder")
+        raise InputError(
+            source,
+            "checkpoints with Hugging Face adapter layers are not supported",
+            hint="use the plain pre-trained encoder",
+        )
 
 
 def _check_local_path(name_or_path: str) -> None:
     """Fail early, with a clear message, on a local path that is not a model directory."""
     path = Path(os.path.expanduser(name_or_path))
-    looks_local = path.exists() or name_or_path.startswith(("/", ".", "~")) or (
-        name_or_path.count("/") > 1
+    looks_local = (
+        path.exists() or name_or_path.startswith(("/", ".", "~")) or (name_or_path.count("/") > 1)
     )
     if not looks_local:
         return  # a hub name: namespace/name
     if not path.is_dir():
         raise InputError(name_or_path, "no such model directory", hint=_LOAD_HINT)
     if not (path / "config.json").is_file():
-        raise InputError(name_or_path, "not a Hugging Face model directory (no config.json)",
-                         hint=_LOAD_HINT)
+        raise InputError(
+            name_or_path, "not a Hugging Face model directory (no config.json)", hint=_LOAD_HINT
+        )
 
 
 def _first_line(error: Exception) -> str:

@@ -13,6 +13,7 @@ no Python loop over trials.
 - ``fused``: the paper's score, half the full-utterance cosine and half the mean of the cosines
   of all crop pairs.
 """
+
 from __future__ import annotations
 
 import math
@@ -120,8 +121,13 @@ class PLDABackend(Backend):
 
     trained = True
 
-    def __init__(self, lda_dim: Optional[int] = None, num_iters: int = 10,
-                 lda: Optional[LDA] = None, plda: Optional[PLDA] = None):
+    def __init__(
+        self,
+        lda_dim: Optional[int] = None,
+        num_iters: int = 10,
+        lda: Optional[LDA] = None,
+        plda: Optional[PLDA] = None,
+    ):
         self.lda_dim, self.num_iters, self.lda, self.plda = lda_dim, num_iters, lda, plda
 
     @classmethod
@@ -171,8 +177,13 @@ class ASNorm(CosineMean):
     The cohort: one unit-length mean embedding per training speaker (WeSpeaker's choice).
     """
 
-    def __init__(self, top_n: int = 300, mean: Optional[np.ndarray] = None,
-                 cohort: Optional[np.ndarray] = None, chunk: int = 4096):
+    def __init__(
+        self,
+        top_n: int = 300,
+        mean: Optional[np.ndarray] = None,
+        cohort: Optional[np.ndarray] = None,
+        chunk: int = 4096,
+    ):
         super().__init__(mean)
         self.top_n, self.cohort, self.chunk = top_n, cohort, chunk
 

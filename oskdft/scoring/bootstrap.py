@@ -20,6 +20,7 @@ The scores are sorted once per system and back end; the resamples' weights are a
 (:data:`CHUNK_ELEMENTS` weights at a time), so memory stays bounded on VoxCeleb1-E's 580,000
 trials. Resamples are seeded: the same seed, speakers and resample count give the same intervals.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Dict, Sequence, Tuple
@@ -54,12 +55,14 @@ class SpeakerBootstrap:
     :param seed: seeds the draws.
     """
 
-    def __init__(self, enrol_speakers: Sequence, test_speakers: Sequence, resamples: int,
-                 seed: int = 0):
+    def __init__(
+        self, enrol_speakers: Sequence, test_speakers: Sequence, resamples: int, seed: int = 0
+    ):
         if resamples < 1:
             raise ValueError(f"resamples must be at least 1, got {resamples}")
-        speakers, index = np.unique(np.r_[np.asarray(enrol_speakers), np.asarray(test_speakers)],
-                                    return_inverse=True)
+        speakers, index = np.unique(
+            np.r_[np.asarray(enrol_speakers), np.asarray(test_speakers)], return_inverse=True
+        )
         self.enrol, self.test = np.split(index.ravel(), 2)
         self.num_speakers = len(speakers)
         rng = np.random.default_rng(seed)
@@ -91,8 +94,9 @@ class SpeakerBootstrap:
         return out
 
 
-def _chunk_metrics(trials: SortedTrials, targets_below: np.ndarray,
-                   all_below: np.ndarray) -> Dict[str, np.ndarray]:
+def _chunk_metrics(
+    trials: SortedTrials, targets_below: np.ndarray, all_below: np.ndarray
+) -> Dict[str, np.ndarray]:
     """The metrics of a chunk of resamples from their ``[b, K]`` counts (:func:`weighted_counts`).
 
     Full ``[b, K]`` rates would cost most of the time: the EER needs the rates at the two points
@@ -122,13 +126,15 @@ def _chunk_metrics(trials: SortedTrials, targets_below: np.ndarray,
         first = _last_true(fa_above(bound), num_rows, size) + 1
         begin = int(first[valid].min()) if valid.any() else 0
         rates = rates_from_counts(targets_below[:, begin:], all_below[:, begin:], totals)
-        result[f"min_dcf_{p_target}"] = min_dcf_from_rates(trials.thresholds[begin:], *rates,
-                                                           p_target)[0]
+        result[f"min_dcf_{p_target}"] = min_dcf_from_rates(
+            trials.thresholds[begin:], *rates, p_target
+        )[0]
     return result
 
 
-def _last_true(predicate: Callable[[np.ndarray], np.ndarray], num_rows: int,
-               size: int) -> np.ndarray:
+def _last_true(
+    predicate: Callable[[np.ndarray], np.ndarray], num_rows: int, size: int
+) -> np.ndarray:
     """Per row, the last column in ``[0, size)`` where ``predicate`` holds (-1: none), for a
     predicate that holds up to some column and not after it: a bisection of all rows at once.
 

@@ -10,6 +10,7 @@ A calibrated LLR has the Bayes decision threshold ``log((1 - p) / p)`` at target
 (C_miss = C_fa = 1); the equal-error-rate threshold is measured on the validation trials. Both are
 stored in ``calibration.json`` with the scale and offset of every back end.
 """
+
 from __future__ import annotations
 
 import json
@@ -77,8 +78,10 @@ class Calibration:
     def threshold(self, operating_point: str = "eer") -> float:
         """The LLR threshold of an operating point: accept a trial when its LLR is >= it."""
         if operating_point not in self.thresholds:
-            raise KeyError(f"unknown operating point {operating_point!r}; "
-                           f"available: {', '.join(sorted(self.thresholds))}")
+            raise KeyError(
+                f"unknown operating point {operating_point!r}; "
+                f"available: {', '.join(sorted(self.thresholds))}"
+            )
         return self.thresholds[operating_point]
 
     def score_threshold(self, operating_point: str = "eer") -> float:
@@ -118,8 +121,9 @@ def fit_calibration(
         return loss, np.r_[standard.T @ residual + 2 * L2_PENALTY * w, residual.sum()]
 
     start = np.zeros(features.shape[1] + 1)
-    params = scipy.optimize.minimize(cost, start, jac=True, method="L-BFGS-B",
-                                     options={"gtol": 1e-10}).x
+    params = scipy.optimize.minimize(
+        cost, start, jac=True, method="L-BFGS-B", options={"gtol": 1e-10}
+    ).x
     w = params[:-1] / spread
     calibration = Calibration(
         scale=float(w[0]),
@@ -158,6 +162,9 @@ def load_calibration(path: Pathlike, backend: Optional[str] = None) -> Tuple[str
     except (OSError, ValueError, KeyError) as e:
         raise InputError(path, f"not a calibration file: {e}", hint="re-run stage 5")
     if backend not in entries:
-        raise InputError(path, f"no calibration for back end {backend!r}",
-                         hint=f"available: {', '.join(sorted(entries))}")
+        raise InputError(
+            path,
+            f"no calibration for back end {backend!r}",
+            hint=f"available: {', '.join(sorted(entries))}",
+        )
     return backend, Calibration(**entries[backend])

@@ -5,6 +5,7 @@ Stage 4 writes, per set, ``xvector.scp`` (one vector per utterance) and ``xvecto
 unit-length vectors: the mean of all crop-pair cosines of two utterances is the dot product of
 these means, because the dot product is bilinear.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -79,13 +80,21 @@ def load_embeddings(set_dir: Pathlike, crops: bool = False) -> Embeddings:
     crop_table = _read_table(crops_scp)
     if set(crop_table) != set(keys):
         extra = sorted(set(crop_table) ^ set(keys))
-        raise InputError(crops_scp, f"{len(extra)} utterance(s) not in both {scp.name} and "
-                         f"{crops_scp.name}, e.g. {extra[0]!r}", hint="re-run stage 4")
+        raise InputError(
+            crops_scp,
+            f"{len(extra)} utterance(s) not in both {scp.name} and "
+            f"{crops_scp.name}, e.g. {extra[0]!r}",
+            hint="re-run stage 4",
+        )
     shapes = {value.shape for value in crop_table.values()}
     shape = next(iter(shapes))
     if len(shapes) != 1 or len(shape) != 2 or shape[1] != vectors.shape[1]:
-        raise InputError(crops_scp, f"crops must be matrices of one shape (num_crops, "
-                         f"{vectors.shape[1]}), found shapes {shapes}", hint="re-run stage 4")
+        raise InputError(
+            crops_scp,
+            f"crops must be matrices of one shape (num_crops, "
+            f"{vectors.shape[1]}), found shapes {shapes}",
+            hint="re-run stage 4",
+        )
     crop_stack = np.stack([crop_table[k] for k in keys]).astype(np.float32, copy=False)
     return Embeddings(keys, vectors, mean_unit_crops(crop_stack))
 

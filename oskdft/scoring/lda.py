@@ -4,6 +4,7 @@ The projection keeps the ``dim`` directions with the largest between- to within-
 ratio and scales them so that the within-speaker covariance becomes the identity. Both
 covariances are utterance-weighted, as in Kaldi.
 """
+
 from __future__ import annotations
 
 from typing import Dict

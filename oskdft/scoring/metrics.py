@@ -13,6 +13,7 @@ rejects everything).
 >>> compute_min_dcf(scores, labels, p_target=0.01)
 (0.5, 0.4)
 """
+
 from __future__ import annotations
 
 import math
@@ -65,8 +66,10 @@ def weighted_counts(
     bootstrap's memory traffic)."""
     if weights is None:
         weights = np.ones(len(trials.labels), dtype=np.int64)
-    return (_counts_below(weights * trials.labels, trials.cuts),
-            _counts_below(weights, trials.cuts))
+    return (
+        _counts_below(weights * trials.labels, trials.cuts),
+        _counts_below(weights, trials.cuts),
+    )
 
 
 def rates_from_counts(
@@ -115,9 +118,7 @@ def compute_eer(scores: np.ndarray, labels: np.ndarray) -> Tuple[float, float]:
     return float(eer), float(threshold)
 
 
-def eer_from_rates(
-    thresholds: np.ndarray, p_miss: np.ndarray, p_fa: np.ndarray
-) -> Tuple[Any, Any]:
+def eer_from_rates(thresholds: np.ndarray, p_miss: np.ndarray, p_fa: np.ndarray) -> Tuple[Any, Any]:
     """EER and its threshold along the last axis of ``p_miss``/``p_fa`` (arrays for ``[B, K]``
     rates, NaN where the rates are; ``thresholds`` broadcast against them)."""
     gap = p_miss - p_fa  # rises from -1 to +1 (never falls)
@@ -150,8 +151,14 @@ def compute_min_dcf(
     return float(dcf), float(threshold)
 
 
-def min_dcf_from_rates(thresholds: np.ndarray, p_miss: np.ndarray, p_fa: np.ndarray,
-                       p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> Tuple[Any, Any]:
+def min_dcf_from_rates(
+    thresholds: np.ndarray,
+    p_miss: np.ndarray,
+    p_fa: np.ndarray,
+    p_target: float,
+    c_miss: float = 1.0,
+    c_fa: float = 1.0,
+) -> Tuple[Any, Any]:
     """Along the last axis, as :func:`eer_from_rates`."""
     dcf = c_miss * p_target * p_miss + c_fa * (1 - p_target) * p_fa
     best = np.argmin(dcf, axis=-1)  # NaN rows give NaN below

@@ -1,4 +1,5 @@
 """Vectorised building blocks of the back ends: per-speaker sums, row-wise dot products."""
+
 from __future__ import annotations
 
 from typing import Tuple
@@ -19,8 +20,9 @@ def class_sums(x: np.ndarray, labels: np.ndarray) -> Tuple[np.ndarray, np.ndarra
     """
     _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     rows = np.arange(len(inverse))
-    one_hot = scipy.sparse.csr_matrix((np.ones(len(rows)), (inverse, rows)),
-                                      shape=(len(counts), len(rows)))
+    one_hot = scipy.sparse.csr_matrix(
+        (np.ones(len(rows)), (inverse, rows)), shape=(len(counts), len(rows))
+    )
     return np.asarray(one_hot @ x), counts
 
 

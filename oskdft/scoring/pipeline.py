@@ -18,6 +18,7 @@ Outputs, in ``exp/<sys>/scores/``, which is replaced as a whole only when everyt
     calibration.json          per back end, fitted on the validation trials (see calibration.py)
     <backend>.npz             fitted back-end parameters (mean, LDA + PLDA, AS-norm cohort)
 """
+
 from __future__ import annotations
 
 import json
@@ -100,9 +101,12 @@ def score_system(
         _fit_backends(backends, embeddings_dir / backend_set, data_dir / backend_set / "utt2spk")
 
     valid_embeddings = load_embeddings(embeddings_dir / valid_set, crops=uses_crops)
-    valid = _trial_list(data_dir / valid_set / f"{TRIALS_PREFIX}valid", valid_embeddings,
-                        embeddings_dir / valid_set,
-                        _durations(cfg, data_dir / valid_set, valid_embeddings))
+    valid = _trial_list(
+        data_dir / valid_set / f"{TRIALS_PREFIX}valid",
+        valid_embeddings,
+        embeddings_dir / valid_set,
+        _durations(cfg, data_dir / valid_set, valid_embeddings),
+    )
     calibrations, valid_results = _calibrate(backends, valid_embeddings, valid)
     deploy = cfg.deploy_backend or min(valid_results, key=lambda n: valid_results[n]["eer"])
 
@@ -122,21 +126,26 @@ def score_system(
             for path in paths:
                 trial_list = _trial_list(path, embeddings, embeddings_dir / set_name, durations)
                 if trial_list.name in metrics["trial_lists"]:
-                    raise InputError(path, f"a trial list named {trial_list.name!r} exists in "
-                                     "another evaluation set too", hint="rename one of them")
+                    raise InputError(
+                        path,
+                        f"a trial list named {trial_list.name!r} exists in "
+                        "another evaluation set too",
+                        hint="rename one of them",
+                    )
                 trial_lists.append(trial_list)
-            results = _score_set(trial_lists, embeddings, backends, calibrations, out,
-                                 system_dir.name)
+            results = _score_set(
+                trial_lists, embeddings, backends, calibrations, out, system_dir.name
+            )
             for trial_list in trial_lists:
                 metrics["trial_lists"][trial_list.name] = {
-                    "set": set_name, "trials": str(trial_list.path),
+                    "set": set_name,
+                    "trials": str(trial_list.path),
                     "results": results[trial_list.name],
                 }
         for name, backend in backends.items():
             if backend.trained:
                 save_backend(backend, out / f"{name}.npz")
-        save_calibrations(out / CALIBRATION_NAME, calibrations, deploy,
-                          trained_on=str(valid.path))
+        save_calibrations(out / CALIBRATION_NAME, calibrations, deploy, trained_on=str(valid.path))
         with atomic_write(out / METRICS_NAME) as f:
             json.dump(metrics, f, indent=2)
             f.write("\n")
@@ -147,8 +156,9 @@ def _build_backends(cfg: EvalConfig, config_path: Path) -> Dict[str, Backend]:
     if not cfg.backends:
         raise InputError(config_path, "eval.backends is empty")
     if cfg.deploy_backend not in (None, *cfg.backends):
-        raise InputError(config_path, f"eval.deploy_backend {cfg.deploy_backend!r} is not one "
-                         "of eval.backends")
+        raise InputError(
+            config_path, f"eval.deploy_backend {cfg.deploy_backend!r} is not one of eval.backends"
+        )
     try:
         return {name: build_backend(name, cfg) for name in cfg.backends}
     except KeyError as e:
@@ -161,14 +171,19 @@ def _fit_backends(backends: Dict[str, Backend], set_dir: Path, utt2spk_path: Pat
     utt2spk = read_table(utt2spk_path, "speaker")
     missing = [key for key in train.keys if key not in utt2spk]
     if missing:
-        raise InputError(utt2spk_path, f"{len(missing)} embedded utterance(s) have no speaker, "
-                         f"e.g. {missing[0]!r}", hint=f"re-run stage 4 for {set_dir.name}")
+        raise InputError(
+            utt2spk_path,
+            f"{len(missing)} embedded utterance(s) have no speaker, e.g. {missing[0]!r}",
+            hint=f"re-run stage 4 for {set_dir.name}",
+        )
     speakers = np.array([utt2spk[key] for key in train.keys])
     if len(np.unique(speakers)) == len(speakers):
-        raise InputError(utt2spk_path, "every speaker has a single utterance",
-                         hint="the back ends need several utterances per speaker")
-    log.info("back-end set: %d utterances of %d speakers", len(speakers),
-             len(np.unique(speakers)))
+        raise InputError(
+            utt2spk_path,
+            "every speaker has a single utterance",
+            hint="the back ends need several utterances per speaker",
+        )
+    log.info("back-end set: %d utterances of %d speakers", len(speakers), len(np.unique(speakers)))
     for name, backend in backends.items():
         if backend.trained:
             start = time.perf_counter()
@@ -186,21 +201,28 @@ def _calibrate(
         calibrations[name] = fit_calibration(scores, valid.trials.labels, valid.quality())
         llrs = valid.calibrate(calibrations[name], scores)
         results[name] = evaluate(scores, valid.trials.labels, llrs)
-        log.info("valid %s: EER %.2f%%, calibration llr = %.3f * score %+.3f", name,
-                 100 * results[name]["eer"], calibrations[name].scale, calibrations[name].offset)
+        log.info(
+            "valid %s: EER %.2f%%, calibration llr = %.3f * score %+.3f",
+            name,
+            100 * results[name]["eer"],
+            calibrations[name].scale,
+            calibrations[name].offset,
+        )
     return calibrations, results
 
 
 def _trial_paths(set_dir: Path) -> List[Path]:
     paths = sorted(set_dir.glob(f"{TRIALS_PREFIX}*"))
     if not paths:
-        raise InputError(set_dir, f"no {TRIALS_PREFIX}<name> files",
-                         hint="stage 0 writes the trial lists of every evaluation set")
+        raise InputError(
+            set_dir,
+            f"no {TRIALS_PREFIX}<name> files",
+            hint="stage 0 writes the trial lists of every evaluation set",
+        )
     return paths
 
 
-def _durations(cfg: EvalConfig, data_set_dir: Path,
-               embeddings: Embeddings) -> Optional[np.ndarray]:
+def _durations(cfg: EvalConfig, data_set_dir: Path, embeddings: Embeddings) -> Optional[np.ndarray]:
     """Seconds of each embedded utterance, when the calibration uses durations."""
     if not cfg.calibration_durations:
         return None
@@ -214,7 +236,7 @@ def _trial_list(
     if trials.labels.all() or not trials.labels.any():
         raise InputError(path, "needs both target and nontarget trials")
     enrol, test = trial_rows(path, trials, embeddings.index, source / "xvector.scp")
-    trial_list = TrialList(path.name[len(TRIALS_PREFIX):], path, trials, enrol, test)
+    trial_list = TrialList(path.name[len(TRIALS_PREFIX) :], path, trials, enrol, test)
     if durations is not None:
         trial_list.enrol_durations, trial_list.test_durations = durations[enrol], durations[test]
     return trial_list
@@ -243,8 +265,13 @@ def _score_set(
     for name, backend in backends.items():
         start = time.perf_counter()
         all_scores = backend.score(embeddings, enrol, test)
-        log.info("%s: %d trials of %d list(s) scored in %.2f s", name, len(enrol),
-                 len(trial_lists), time.perf_counter() - start)
+        log.info(
+            "%s: %d trials of %d list(s) scored in %.2f s",
+            name,
+            len(enrol),
+            len(trial_lists),
+            time.perf_counter() - start,
+        )
         for trial_list, scores in zip(trial_lists, np.split(all_scores, ends)):
             labels = trial_list.trials.labels
             write_scores(out / f"{trial_list.name}.{name}.score", trial_list.trials, scores)
@@ -252,9 +279,15 @@ def _score_set(
             result = evaluate(scores, labels, llrs)
             results[trial_list.name][name] = result
             curves[trial_list.name][name] = (scores, labels)
-            log.info("%s %s: EER %.2f%%, minDCF0.01 %.3f, Cllr %.3f (%d trials)",
-                     trial_list.name, name, 100 * result["eer"], result["min_dcf_0.01"],
-                     result["cllr"], len(labels))
+            log.info(
+                "%s %s: EER %.2f%%, minDCF0.01 %.3f, Cllr %.3f (%d trials)",
+                trial_list.name,
+                name,
+                100 * result["eer"],
+                result["min_dcf_0.01"],
+                result["cllr"],
+                len(labels),
+            )
     for trial_list in trial_lists:
         title = f"{system}: {trial_list.name}"
         plot_det(out / f"{trial_list.name}.det.png", curves[trial_list.name], title)

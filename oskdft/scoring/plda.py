@@ -7,6 +7,7 @@ speaker's ``y`` given its utterances and re-estimates both covariances. The mode
 Kaldi stores it: ``transform`` makes ``W`` the identity and ``B`` diagonal (``psi``, descending),
 so scoring is a sum over independent dimensions.
 """
+
 from __future__ import annotations
 
 from typing import Dict

@@ -3,6 +3,7 @@
 Figures are drawn with matplotlib's object API on the Agg canvas (no pyplot, no display, no
 global state), so plotting works on headless machines and inside worker processes.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Tuple
@@ -58,8 +59,9 @@ def plot_histograms(path: Pathlike, curves: Mapping[str, ScoresAndLabels], title
         bins = np.histogram_bin_edges(scores, bins=60)
         # One filled outline per class instead of one rectangle per bin: much faster to draw.
         for mask, label in ((~labels, "non-target"), (labels, "target")):
-            ax.hist(scores[mask], bins=bins, density=True, histtype="stepfilled", alpha=0.5,
-                    label=label)
+            ax.hist(
+                scores[mask], bins=bins, density=True, histtype="stepfilled", alpha=0.5, label=label
+            )
         ax.set_title(name)
         ax.set_xlabel("score")
     axes[0].set_ylabel("density")

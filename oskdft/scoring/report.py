@@ -8,6 +8,7 @@ over speakers (:mod:`oskdft.scoring.bootstrap`, speakers from ``data/<set>/utt2s
 system's EER is compared with the reference system's (``oskdft``) on the same back end by a
 paired bootstrap.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,9 +34,20 @@ from oskdft.utils.io import Pathlike, atomic_write
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("System", "Back end", "EER (%)", "ΔEER vs {reference}", "minDCF 0.01",
-           "minDCF 0.001", "Cllr", "min Cllr", "SSL params", "Total params", "GMAC/s SSL",
-           "GMAC/s total")
+COLUMNS = (
+    "System",
+    "Back end",
+    "EER (%)",
+    "ΔEER vs {reference}",
+    "minDCF 0.01",
+    "minDCF 0.001",
+    "Cllr",
+    "min Cllr",
+    "SSL params",
+    "Total params",
+    "GMAC/s SSL",
+    "GMAC/s total",
+)
 RESAMPLES = 1000
 REFERENCE = "oskdft"
 
@@ -54,18 +66,26 @@ def current_systems(exp_dir: Pathlike, order: Sequence[str], eval_sets: str) -> 
     current, stale = [], []
     for system in dict.fromkeys([s for s in order if s in scored] + scored):
         stage4 = exp_dir / system / ".stage4.done"
-        fresh = stage4.is_file() and has_done(exp_dir / system, "stage5",
-                                              stage_hash([stage4], [eval_sets]))
+        fresh = stage4.is_file() and has_done(
+            exp_dir / system, "stage5", stage_hash([stage4], [eval_sets])
+        )
         (current if fresh else stale).append(system)
     if stale:
-        log.info("not in the results table (not scored since their last embeddings): %s",
-                 " ".join(stale))
+        log.info(
+            "not in the results table (not scored since their last embeddings): %s", " ".join(stale)
+        )
     return current
 
 
-def make_results(exp_dir: Pathlike, data_dir: Pathlike, systems: Sequence[str],
-                 eval_sets: Sequence[str], resamples: int = RESAMPLES, seed: int = 0,
-                 reference: str = REFERENCE) -> str:
+def make_results(
+    exp_dir: Pathlike,
+    data_dir: Pathlike,
+    systems: Sequence[str],
+    eval_sets: Sequence[str],
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    reference: str = REFERENCE,
+) -> str:
     """Write ``results.md`` and ``results.json`` in ``exp_dir``; return the Markdown.
 
     Trial lists come in the order of ``eval_sets`` (then by name), systems in the order given,
@@ -79,8 +99,10 @@ def make_results(exp_dir: Pathlike, data_dir: Pathlike, systems: Sequence[str],
     exp_dir, data_dir = Path(exp_dir), Path(data_dir)
     rows: List[Dict[str, Any]] = []
     for system in systems:
-        metrics = _read_json(exp_dir / system / SCORES_DIR / METRICS_NAME,
-                             hint="run stage 5 (local/score_trials.py) for this system")
+        metrics = _read_json(
+            exp_dir / system / SCORES_DIR / METRICS_NAME,
+            hint="run stage 5 (local/score_trials.py) for this system",
+        )
         meta_path = exp_dir / system / FINAL_DIR / META_NAME
         meta = _read_json(meta_path, hint="written by training") if meta_path.is_file() else {}
         params = meta.get("params") or {}
@@ -89,18 +111,29 @@ def make_results(exp_dir: Pathlike, data_dir: Pathlike, systems: Sequence[str],
             if entry["set"] not in eval_sets:
                 continue
             for backend, result in entry["results"].items():
-                rows.append({
-                    "system": system,
-                    "set": entry["set"],
-                    "trial_list": name,
-                    "backend": backend,
-                    **{key: result.get(key) for key in ("eer", "min_dcf_0.01", "min_dcf_0.001",
-                                                          "cllr", "min_cllr", "num_trials")},
-                    "ssl_params": params.get("ssl"),
-                    "total_params": params.get("total"),
-                    "macs_per_second_ssl": macs.get("ssl"),
-                    "macs_per_second_total": macs.get("total"),
-                })
+                rows.append(
+                    {
+                        "system": system,
+                        "set": entry["set"],
+                        "trial_list": name,
+                        "backend": backend,
+                        **{
+                            key: result.get(key)
+                            for key in (
+                                "eer",
+                                "min_dcf_0.01",
+                                "min_dcf_0.001",
+                                "cllr",
+                                "min_cllr",
+                                "num_trials",
+                            )
+                        },
+                        "ssl_params": params.get("ssl"),
+                        "total_params": params.get("total"),
+                        "macs_per_second_ssl": macs.get("ssl"),
+                        "macs_per_second_total": macs.get("total"),
+                    }
+                )
     # Stable sort: systems and back ends keep their order within each trial list.
     rows.sort(key=lambda r: (list(eval_sets).index(r["set"]), r["trial_list"]))
     if reference not in systems:
@@ -108,11 +141,24 @@ def make_results(exp_dir: Pathlike, data_dir: Pathlike, systems: Sequence[str],
         reference = None
     for group in _by_trial_list(rows):
         _add_intervals(group, exp_dir, data_dir, resamples, seed, reference)
-    bootstrap = {"method": METHOD, "resamples": resamples, "seed": seed, "level": LEVEL,
-                 "reference": reference}
+    bootstrap = {
+        "method": METHOD,
+        "resamples": resamples,
+        "seed": seed,
+        "level": LEVEL,
+        "reference": reference,
+    }
     with atomic_write(exp_dir / "results.json") as f:
-        json.dump({"systems": list(systems), "eval_sets": list(eval_sets),
-                   "bootstrap": bootstrap, "rows": rows}, f, indent=2)
+        json.dump(
+            {
+                "systems": list(systems),
+                "eval_sets": list(eval_sets),
+                "bootstrap": bootstrap,
+                "rows": rows,
+            },
+            f,
+            indent=2,
+        )
         f.write("\n")
     markdown = render_markdown(rows, bootstrap)
     with atomic_write(exp_dir / "results.md") as f:
@@ -125,8 +171,14 @@ def _by_trial_list(rows: Sequence[Dict[str, Any]]) -> List[List[Dict[str, Any]]]
     return [[r for r in rows if (r["set"], r["trial_list"]) == key] for key in lists]
 
 
-def _add_intervals(rows: List[Dict[str, Any]], exp_dir: Path, data_dir: Path, resamples: int,
-                   seed: int, reference: Optional[str]) -> None:
+def _add_intervals(
+    rows: List[Dict[str, Any]],
+    exp_dir: Path,
+    data_dir: Path,
+    resamples: int,
+    seed: int,
+    reference: Optional[str],
+) -> None:
     """Bootstrap intervals of one trial list's rows, and their paired EER difference from the
     reference system's row of the same back end (``eer_diff``, ``eer_diff_ci``,
     ``significant``; None for the reference and where it has no such row)."""
@@ -141,14 +193,26 @@ def _add_intervals(rows: List[Dict[str, Any]], exp_dir: Path, data_dir: Path, re
             utt2spk = read_table(utt2spk_path, "speaker")
             missing = sorted({u for u in trials.enrol + trials.test if u not in utt2spk})
             if missing:
-                raise InputError(utt2spk_path, f"{len(missing)} utterance(s) of {path} have no "
-                                 f"speaker, e.g. {missing[0]!r}")
-            bootstrap = SpeakerBootstrap([utt2spk[u] for u in trials.enrol],
-                                         [utt2spk[u] for u in trials.test], resamples, seed)
-        elif (trials.enrol != first.enrol or trials.test != first.test
-              or not np.array_equal(trials.labels, first.labels)):
-            raise InputError(path, f"not the trials of {first_path}, in the same order",
-                             hint="rescore both systems (stage 5) with the same trial list")
+                raise InputError(
+                    utt2spk_path,
+                    f"{len(missing)} utterance(s) of {path} have no speaker, e.g. {missing[0]!r}",
+                )
+            bootstrap = SpeakerBootstrap(
+                [utt2spk[u] for u in trials.enrol],
+                [utt2spk[u] for u in trials.test],
+                resamples,
+                seed,
+            )
+        elif (
+            trials.enrol != first.enrol
+            or trials.test != first.test
+            or not np.array_equal(trials.labels, first.labels)
+        ):
+            raise InputError(
+                path,
+                f"not the trials of {first_path}, in the same order",
+                hint="rescore both systems (stage 5) with the same trial list",
+            )
         values = bootstrap.metrics(scores, trials.labels)
         for metric in METRICS:
             row[f"{metric}_ci"] = list(interval(values[metric]))
@@ -181,10 +245,13 @@ def render_markdown(rows: Sequence[Dict[str, Any]], bootstrap: Dict[str, Any]) -
     ]
     for group in _by_trial_list(rows):
         best = min(r["eer"] for r in group)
-        lines += ["", f"## {group[0]['set']}: {group[0]['trial_list']} "
-                      f"({group[0]['num_trials']:,} trials)", "",
-                  "| " + " | ".join(columns) + " |",
-                  "|" + "---|" * 2 + "---:|" * (len(columns) - 2)]
+        lines += [
+            "",
+            f"## {group[0]['set']}: {group[0]['trial_list']} ({group[0]['num_trials']:,} trials)",
+            "",
+            "| " + " | ".join(columns) + " |",
+            "|" + "---|" * 2 + "---:|" * (len(columns) - 2),
+        ]
         previous = None
         for r in group:
             eer = f"{100 * r['eer']:.2f}"
@@ -238,16 +305,28 @@ def make_seed_results(exp_dir: Pathlike, seeds: Sequence[int]) -> str:
     exp_dir = Path(exp_dir)
     if not seeds:
         raise ValueError("no seeds")
-    tables = {seed: _read_json(seed_dir(exp_dir, seed) / "exp" / "results.json",
-                               hint=f"run stages 2-5 of seed {seed} (run.sh --seeds)")
-              for seed in seeds}
+    tables = {
+        seed: _read_json(
+            seed_dir(exp_dir, seed) / "exp" / "results.json",
+            hint=f"run stages 2-5 of seed {seed} (run.sh --seeds)",
+        )
+        for seed in seeds
+    }
     rows: Dict[tuple, Dict[str, Any]] = {}
     for seed, table in tables.items():
         for r in table["rows"]:
             key = (r["set"], r["trial_list"], r["system"], r["backend"])
-            rows.setdefault(key, {"set": r["set"], "trial_list": r["trial_list"],
-                                  "system": r["system"], "backend": r["backend"],
-                                  "seeds": [], "values": []})
+            rows.setdefault(
+                key,
+                {
+                    "set": r["set"],
+                    "trial_list": r["trial_list"],
+                    "system": r["system"],
+                    "backend": r["backend"],
+                    "seeds": [],
+                    "values": [],
+                },
+            )
             rows[key]["seeds"].append(seed)
             rows[key]["values"].append(r)
     summary = []
@@ -289,12 +368,26 @@ def _render_seeds(rows: Sequence[Dict[str, Any]], seeds: List[int], reference: s
         f"{reference}'s with the same back end, in points; significant: in how many seeds its "
         "paired-bootstrap interval excludes 0 (each seed's table: seed<k>/exp/results.md).",
     ]
-    columns = ("System", "Back end", "seeds", "EER (%)", "EER per seed", f"ΔEER vs {reference}",
-               "significant", "minDCF 0.01", "minDCF 0.001")
+    columns = (
+        "System",
+        "Back end",
+        "seeds",
+        "EER (%)",
+        "EER per seed",
+        f"ΔEER vs {reference}",
+        "significant",
+        "minDCF 0.01",
+        "minDCF 0.001",
+    )
     groups = list(dict.fromkeys((r["set"], r["trial_list"]) for r in rows))
     for set_name, name in groups:
-        lines += ["", f"## {set_name}: {name}", "", "| " + " | ".join(columns) + " |",
-                  "|" + "---|" * 2 + "---:|" * (len(columns) - 2)]
+        lines += [
+            "",
+            f"## {set_name}: {name}",
+            "",
+            "| " + " | ".join(columns) + " |",
+            "|" + "---|" * 2 + "---:|" * (len(columns) - 2),
+        ]
         previous = None
         for r in rows:
             if (r["set"], r["trial_list"]) != (set_name, name):
@@ -316,8 +409,9 @@ def _render_seeds(rows: Sequence[Dict[str, Any]], seeds: List[int], reference: s
     return "\n".join(lines) + "\n"
 
 
-def _mean_sd_cell(value: Optional[Dict[str, float]], scale: float = 1.0, digits: int = 3,
-                  sign: bool = False) -> str:
+def _mean_sd_cell(
+    value: Optional[Dict[str, float]], scale: float = 1.0, digits: int = 3, sign: bool = False
+) -> str:
     if value is None:
         return "-"
     mean = f"{scale * value['mean']:{'+' if sign else ''}.{digits}f}"

@@ -4,6 +4,7 @@ A trial list has one ``<utt1> <utt2> target|nontarget`` line per trial (Kaldi's 
 file adds the score: ``<utt1> <utt2> <score> target|nontarget``. Trial ``i`` is line ``i + 1``,
 so errors can name the line of a trial.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,15 +38,19 @@ def read_trials(path: Pathlike) -> Trials:
     (['a1', 'a1'], ['b1', 'a2'], [False, True])
     """
     if not Path(path).is_file():
-        raise InputError(path, "trial list not found",
-                         hint="stage 0 writes the evaluation sets' lists, stage 1 trials_valid")
+        raise InputError(
+            path,
+            "trial list not found",
+            hint="stage 0 writes the evaluation sets' lists, stage 1 trials_valid",
+        )
     enrol, test, labels = [], [], []
     with open(path) as f:
         for line_no, line in enumerate(f, 1):
             fields = line.split()
             if len(fields) != 3 or fields[2] not in LABELS:
-                raise InputError(path, f"bad trial {line.strip()!r}", line=line_no,
-                                 hint=TRIAL_FORMAT)
+                raise InputError(
+                    path, f"bad trial {line.strip()!r}", line=line_no, hint=TRIAL_FORMAT
+                )
             enrol.append(fields[0])
             test.append(fields[1])
             labels.append(LABELS[fields[2]])
@@ -114,8 +119,12 @@ def read_scores(path: Pathlike) -> Tuple[Trials, np.ndarray]:
         for line_no, line in enumerate(lines, 1):
             parts = line.split()
             if len(parts) != 4 or parts[3] not in LABELS or not _is_number(parts[2]):
-                raise InputError(path, f"bad score line {line.strip()!r}", line=line_no,
-                                 hint="expected `<utt1> <utt2> <score> target|nontarget`")
+                raise InputError(
+                    path,
+                    f"bad score line {line.strip()!r}",
+                    line=line_no,
+                    hint="expected `<utt1> <utt2> <score> target|nontarget`",
+                )
         raise
     return Trials(fields[0::4].tolist(), fields[1::4].tolist(), labels), scores
 
@@ -137,8 +146,12 @@ def read_table(path: Pathlike, what: str = "value") -> Dict[str, str]:
         for line_no, line in enumerate(f, 1):
             fields = line.split()
             if len(fields) != 2:
-                raise InputError(path, f"bad line {line.strip()!r}", line=line_no,
-                                 hint=f"expected `<utt> <{what}>`")
+                raise InputError(
+                    path,
+                    f"bad line {line.strip()!r}",
+                    line=line_no,
+                    hint=f"expected `<utt> <{what}>`",
+                )
             if fields[0] in table:
                 raise InputError(path, f"duplicate key {fields[0]!r}", line=line_no)
             table[fields[0]] = fields[1]
@@ -150,14 +163,20 @@ def read_utt2dur(path: Pathlike, utts: Sequence[str]) -> np.ndarray:
     table = read_table(path, "seconds")
     missing = [u for u in utts if u not in table]
     if missing:
-        raise InputError(path, f"{len(missing)} utterance(s) missing, e.g. {missing[0]!r}",
-                         hint="regenerate utt2dur for this data dir")
+        raise InputError(
+            path,
+            f"{len(missing)} utterance(s) missing, e.g. {missing[0]!r}",
+            hint="regenerate utt2dur for this data dir",
+        )
     durations = np.empty(len(utts))
     for i, utt in enumerate(utts):
         try:
             durations[i] = float(table[utt])
         except ValueError:
             # read_table keeps file order and every line is an entry: the key's line.
-            raise InputError(path, f"duration of {utt!r} is not a number: {table[utt]!r}",
-                             line=list(table).index(utt) + 1)
+            raise InputError(
+                path,
+                f"duration of {utt!r} is not a number: {table[utt]!r}",
+                line=list(table).index(utt) + 1,
+            )
     return durations

@@ -15,6 +15,7 @@ training time. The learning rates are a function of the epoch (:mod:`~.schedules
 step reseeds the random generators from ``(seed, rank, step)`` (:func:`step_seed`), so the
 epoch and step stand for the scheduler and RNG states.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -56,8 +57,11 @@ def load_checkpoint(path: Pathlike) -> Checkpoint:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
-        raise InputError(path, f"cannot read the checkpoint ({str(e).splitlines()[0]})",
-                         hint="delete it to resume from an older one") from e
+        raise InputError(
+            path,
+            f"cannot read the checkpoint ({str(e).splitlines()[0]})",
+            hint="delete it to resume from an older one",
+        ) from e
 
 
 def epoch_checkpoints(checkpoint_dir: Pathlike) -> List[Path]:

@@ -5,6 +5,7 @@ variables it sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``); rank ``r`` uses GP
 ``LOCAL_RANK`` and NCCL, or the CPU and gloo. Without them the trainer is a single process and
 nothing is initialised. Rank 0 alone logs and writes files.
 """
+
 from __future__ import annotations
 
 import hashlib

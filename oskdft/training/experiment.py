@@ -9,6 +9,7 @@
 - ``force``: the earlier run is moved aside whole to ``<exp_dir>.bak-<timestamp>`` and a new
   one starts.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,13 @@ from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike, atomic_write
 
 
-def prepare_exp_dir(exp_dir: Pathlike, cfg: SystemConfig, force: bool, ctx: DistContext,
-                    input_hashes: Optional[Dict[str, str]] = None) -> Optional[Path]:
+def prepare_exp_dir(
+    exp_dir: Pathlike,
+    cfg: SystemConfig,
+    force: bool,
+    ctx: DistContext,
+    input_hashes: Optional[Dict[str, str]] = None,
+) -> Optional[Path]:
     """Make ``exp_dir`` ready for ``cfg`` (see the module docstring); every rank calls it.
 
     :param input_hashes: name -> hash of each input besides the config (run.sh: the markers of
@@ -44,8 +50,12 @@ def prepare_exp_dir(exp_dir: Pathlike, cfg: SystemConfig, force: bool, ctx: Dist
     if has_run and not force and saved.is_file():
         differing = config_differences(_read_saved(saved), to_dict(cfg))
         if differing:
-            _refuse(saved, "this experiment was run with another config; differing keys: "
-                    + ", ".join(differing[:10]) + (" ..." if len(differing) > 10 else ""))
+            _refuse(
+                saved,
+                "this experiment was run with another config; differing keys: "
+                + ", ".join(differing[:10])
+                + (" ..." if len(differing) > 10 else ""),
+            )
         if input_hashes is not None:
             _check_inputs(exp_dir / INPUTS_NAME, input_hashes)
     barrier(ctx)
@@ -97,19 +107,29 @@ def move_aside(exp_dir: Path) -> Path:
 def _check_inputs(path: Path, input_hashes: Dict[str, str]) -> None:
     """Refuse a run whose recorded input hashes (``path``) are missing or differ."""
     if not path.is_file():
-        _refuse(path, "this experiment records no input hashes (it was started without "
-                "--inputs-hash), so it may have been trained on other inputs")
+        _refuse(
+            path,
+            "this experiment records no input hashes (it was started without "
+            "--inputs-hash), so it may have been trained on other inputs",
+        )
     old = yaml.safe_load(path.read_text()) or {}
-    changed = sorted(name for name in set(old) | set(input_hashes)
-                     if old.get(name) != input_hashes.get(name))
+    changed = sorted(
+        name for name in set(old) | set(input_hashes) if old.get(name) != input_hashes.get(name)
+    )
     if changed:
-        _refuse(path, "this experiment was trained on other inputs; changed since: "
-                + ", ".join(changed))
+        _refuse(
+            path,
+            "this experiment was trained on other inputs; changed since: " + ", ".join(changed),
+        )
 
 
 def _refuse(path: Path, problem: str) -> None:
-    raise InputError(path, problem, hint="rerun with --force true to start over (the old run "
-                     "is moved aside), or train under another name")
+    raise InputError(
+        path,
+        problem,
+        hint="rerun with --force true to start over (the old run "
+        "is moved aside), or train under another name",
+    )
 
 
 def _read_saved(path: Path) -> Dict[str, Any]:

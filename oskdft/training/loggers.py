@@ -8,6 +8,7 @@ every ``train.log_every`` steps and ``{"kind": "epoch", ..., "valid_eer": ...}``
 epoch. A resumed run first drops the records written after its checkpoint, so every step
 appears once.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,11 @@ class TensorBoardSink:
         try:  # an optional dependency
             from torch.utils.tensorboard import SummaryWriter
         except ModuleNotFoundError as e:
-            raise InputError("train.tensorboard", "needs the tensorboard package",
-                             hint="pip install 'oskdft[tensorboard]', or set it to false") from e
+            raise InputError(
+                "train.tensorboard",
+                "needs the tensorboard package",
+                hint="pip install 'oskdft[tensorboard]', or set it to false",
+            ) from e
         self.writer = SummaryWriter(str(log_dir), purge_step=resume_step + 1)
 
     def log(self, record: Record) -> None:
@@ -90,8 +94,12 @@ class WandbSink:
     def __init__(self, run_name: str, config: Mapping[str, Any], exp_dir: Pathlike):
         import wandb  # optional dependency
 
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "oskdft"), name=run_name,
-                              config=dict(config), dir=str(exp_dir))
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "oskdft"),
+            name=run_name,
+            config=dict(config),
+            dir=str(exp_dir),
+        )
 
     def log(self, record: Record) -> None:
         self.run.log(scalars(record), step=record["step"])
@@ -123,9 +131,13 @@ def scalars(record: Record) -> Dict[str, float]:
     >>> scalars({"kind": "step", "step": 5, "epoch": 1, "loss": 2.5, "note": "x"})
     {'step/epoch': 1.0, 'step/loss': 2.5}
     """
-    return {f"{record['kind']}/{key}": float(value) for key, value in record.items()
-            if key not in ("kind", "step") and isinstance(value, (int, float))
-            and not isinstance(value, bool)}
+    return {
+        f"{record['kind']}/{key}": float(value)
+        for key, value in record.items()
+        if key not in ("kind", "step")
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+    }
 
 
 class MetricsLogger:
@@ -143,8 +155,13 @@ class MetricsLogger:
             sink.close()
 
 
-def open_metrics(exp_dir: Pathlike, run_name: str, config: Mapping[str, Any],
-                 tensorboard: bool, resume_step: int = 0) -> MetricsLogger:
+def open_metrics(
+    exp_dir: Pathlike,
+    run_name: str,
+    config: Mapping[str, Any],
+    tensorboard: bool,
+    resume_step: int = 0,
+) -> MetricsLogger:
     """The sinks of rank 0 (see the module docstring)."""
     exp_dir = Path(exp_dir)
     sinks: List[Any] = [JsonlSink(exp_dir / METRICS_NAME, resume_step)]
@@ -154,8 +171,9 @@ def open_metrics(exp_dir: Pathlike, run_name: str, config: Mapping[str, Any],
         sinks.append(WandbSink(run_name, config, exp_dir))
     if os.environ.get("NEPTUNE_API_TOKEN"):
         if not os.environ.get("NEPTUNE_PROJECT"):
-            logging.warning("NEPTUNE_API_TOKEN is set but NEPTUNE_PROJECT is not: not logging "
-                            "to Neptune")
+            logging.warning(
+                "NEPTUNE_API_TOKEN is set but NEPTUNE_PROJECT is not: not logging to Neptune"
+            )
         else:
             sinks.append(NeptuneSink(run_name, config))
     return MetricsLogger(sinks)

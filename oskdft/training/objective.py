@@ -4,6 +4,7 @@ One module, so that DDP sees every trained parameter and reduces all their gradi
 pass; its forward returns the weighted total loss (and the detached parts for logging), never
 the embeddings, so DDP's search for unused parameters starts from the loss alone.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,13 @@ class TrainingObjective(nn.Module):
         super().__init__()
         self.model, self.kd_loss, self.aam = model, kd_loss, aam
 
-    def forward(self, wav: Tensor, speakers: Tensor, teacher_states: Optional[TeacherStates],
-                weights: LossWeights) -> Tuple[Tensor, Dict[str, Tensor]]:
+    def forward(
+        self,
+        wav: Tensor,
+        speakers: Tensor,
+        teacher_states: Optional[TeacherStates],
+        weights: LossWeights,
+    ) -> Tuple[Tensor, Dict[str, Tensor]]:
         if weights.uses_kd and (self.kd_loss is None or teacher_states is None):
             raise ValueError("a KD weight above 0 needs a KD loss and the teacher's states")
         parts: Dict[str, Tensor] = {}

@@ -27,6 +27,7 @@ The loss weights: the KD loss is multiplied by :func:`oskdft.losses.kd.kd_weight
 >>> round(rates["ssl"] / 5e-5, 2), rates["adapters"] / rates["backend"]
 (0.93, 10.0)
 """
+
 from __future__ import annotations
 
 import math
@@ -42,9 +43,10 @@ def backend_lr(cfg: OptimConfig, epoch: int) -> float:
     ``backend_lr_min``, over ``epochs - 1`` or (``restarts``) ``epochs`` epochs."""
     period = cfg.epochs if cfg.backend_schedule == "restarts" else cfg.epochs - 1
     progress = min(epoch / period, 1.0) if period > 0 else 0.0
-    return cfg.backend_lr_min + (cfg.backend_lr - cfg.backend_lr_min) * (
-        1.0 + math.cos(math.pi * progress)
-    ) / 2.0
+    return (
+        cfg.backend_lr_min
+        + (cfg.backend_lr - cfg.backend_lr_min) * (1.0 + math.cos(math.pi * progress)) / 2.0
+    )
 
 
 def ssl_lr(cfg: OptimConfig, epoch: int) -> float:
@@ -63,8 +65,11 @@ def ssl_lr(cfg: OptimConfig, epoch: int) -> float:
 def learning_rates(cfg: OptimConfig, epoch: int) -> Dict[str, float]:
     """The rate of every parameter group in ``epoch`` (0-based)."""
     backend = backend_lr(cfg, epoch)
-    return {"backend": backend, "adapters": backend * cfg.adapter_lr_mult,
-            "ssl": ssl_lr(cfg, epoch)}
+    return {
+        "backend": backend,
+        "adapters": backend * cfg.adapter_lr_mult,
+        "ssl": ssl_lr(cfg, epoch),
+    }
 
 
 SCHEDULE_EPOCHS = (1, 9, 10, 50, 100)

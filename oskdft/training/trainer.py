@@ -24,6 +24,7 @@ best epoch, or the average of the last ``train.average_last`` epochs. The run ca
 any time: rerunning continues from the newest checkpoint and ends with the same weights as an
 uninterrupted run (:mod:`.checkpoint`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,7 +42,14 @@ from tqdm import tqdm
 
 from oskdft.cache import open_teacher_cache
 from oskdft.config import (
-    CHOICES, NO_KD, SVConfig, SystemConfig, load_config, load_data_config, to_dict)
+    CHOICES,
+    NO_KD,
+    SVConfig,
+    SystemConfig,
+    load_config,
+    load_data_config,
+    to_dict,
+)
 from oskdft.data.dataset import OneWindowPerUtteranceSampler, TrainingWindows, collate_windows
 from oskdft.data.windows import read_train_speakers, speaker_counts
 from oskdft.embedding.final import save_final
@@ -117,14 +125,16 @@ def train_system(
     """
     ctx = init_distributed(device)
     try:
-        cfg = dataclasses.replace(load_config(config, overrides),
-                                  data=load_data_config(data_config))
+        cfg = dataclasses.replace(
+            load_config(config, overrides), data=load_data_config(data_config)
+        )
         cfg.check_teacher(config)
         exp_dir = Path(exp_dir)
         resume_from = prepare_exp_dir(exp_dir, cfg, force, ctx, input_hashes)
         setup_logging(exp_dir / LOG_NAME if ctx.is_main else None, rank=ctx.rank)
-        logging.info("training %s on %d process(es), device %s", exp_dir, ctx.world_size,
-                     ctx.device)
+        logging.info(
+            "training %s on %d process(es), device %s", exp_dir, ctx.world_size, ctx.device
+        )
         trainer = Trainer(cfg, data_dir, exp_dir, ctx, teacher_cache)
         if resume_from is not None:
             trainer.load(resume_from)
@@ -144,8 +154,14 @@ class Trainer:
     :param cache_root: stage 2's cache root.
     """
 
-    def __init__(self, cfg: SystemConfig, data_dir: Pathlike, exp_dir: Path, ctx: DistContext,
-                 cache_root: Pathlike):
+    def __init__(
+        self,
+        cfg: SystemConfig,
+        data_dir: Pathlike,
+        exp_dir: Path,
+        ctx: DistContext,
+        cache_root: Pathlike,
+    ):
         self.cfg, self.data_dir, self.exp_dir, self.ctx = cfg, Path(data_dir), exp_dir, ctx
         self.device = ctx.device
         # Progress; all of it goes into checkpoints.
@@ -163,11 +179,15 @@ class Trainer:
         self.teacher_config = load_teacher_config(cfg.teacher.path) if cfg.teacher.path else None
         self._build_model()
         self.optimizer = self._make_optimizer()
-        self.scaler = torch.amp.GradScaler(self.device.type,
-                                           enabled=self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype == torch.float16
+        )
         self._build_data(cache_root)
-        self.validator = (make_validator(self.data_dir, cfg.data.valid_speakers, cfg.eval)
-                          if ctx.is_main else None)
+        self.validator = (
+            make_validator(self.data_dir, cfg.data.valid_speakers, cfg.eval)
+            if ctx.is_main
+            else None
+        )
         self._log_model()
 
     # -----------------------------------------------------------------------------------------
@@ -181,8 +201,13 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)  # every rank starts from the same weights
         model = build_model(cfg, teacher.hf_model if teacher is not None else None)
         num_speakers = len(read_train_speakers(self.data_dir))
-        aam = AAMSoftmax(model.embed_dim, num_speakers, cfg.sv.margin, cfg.sv.scale,
-                         class_counts=CLASS_COUNTS.get(cfg.sv.class_weights)(self.data_dir))
+        aam = AAMSoftmax(
+            model.embed_dim,
+            num_speakers,
+            cfg.sv.margin,
+            cfg.sv.scale,
+            class_counts=CLASS_COUNTS.get(cfg.sv.class_weights)(self.data_dir),
+        )
         self.objective = TrainingObjective(model, self._kd_loss(model), aam).to(self.device)
         # The online teacher stays (on the device); otherwise it was only the student's init.
         self.online_teacher = teacher.to(self.device) if cfg.runs_teacher_online() else None
@@ -191,7 +216,8 @@ class Trainer:
         self.trained = self.objective
         if ctx.is_distributed:
             self.trained = DistributedDataParallel(
-                self.objective, device_ids=[self.device] if self.device.type == "cuda" else None,
+                self.objective,
+                device_ids=[self.device] if self.device.type == "cuda" else None,
                 # Epochs without KD or without SV, and layers LayerDrop skips, leave some
                 # parameters out of the loss.
                 find_unused_parameters=len(self.phases) > 1 or cfg.ssl.layer_drop,
@@ -203,38 +229,54 @@ class Trainer:
         cfg = self.cfg
         cache = open_teacher_cache(cfg, cfg.data, self.data_dir, cache_root)
         if cache is not None:
-            logging.info("teacher targets: layers %s from the stage-2 cache %s", cache.layers,
-                     cache.cuts_path.parent)
+            logging.info(
+                "teacher targets: layers %s from the stage-2 cache %s",
+                cache.layers,
+                cache.cuts_path.parent,
+            )
         elif self.online_teacher is not None:
             logging.info("teacher targets: the teacher runs online on the clean windows")
         self.dataset = TrainingWindows.from_data_dir(
-            self.data_dir, cfg.augment, seed=cfg.train.seed,
+            self.data_dir,
+            cfg.augment,
+            seed=cfg.train.seed,
             cache_cuts=cache.cuts_path if cache else None,
             teacher_layers=cache.layers if cache else None,
             teacher_wav=self.online_teacher is not None,
         )
         self.sampler = OneWindowPerUtteranceSampler(
-            self.dataset.windows_per_utterance, self.ctx.world_size, self.ctx.rank,
+            self.dataset.windows_per_utterance,
+            self.ctx.world_size,
+            self.ctx.rank,
             seed=cfg.train.seed,
         )
         self.steps_per_epoch = self.sampler.num_samples // self.batch_size
         if cfg.train.max_steps_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.train.max_steps_per_epoch)
         if self.steps_per_epoch < 1:
-            raise InputError("optim.batch_size", f"{cfg.optim.batch_size} is more than the "
-                             f"{self.dataset.num_utterances} training utterances of one epoch",
-                             hint="lower optim.batch_size")
+            raise InputError(
+                "optim.batch_size",
+                f"{cfg.optim.batch_size} is more than the "
+                f"{self.dataset.num_utterances} training utterances of one epoch",
+                hint="lower optim.batch_size",
+            )
         workers = cfg.train.num_workers
         self.loader = DataLoader(
-            self.dataset, batch_size=self.batch_size, sampler=self.sampler, drop_last=True,
-            num_workers=workers, collate_fn=collate_windows, persistent_workers=workers > 0,
+            self.dataset,
+            batch_size=self.batch_size,
+            sampler=self.sampler,
+            drop_last=True,
+            num_workers=workers,
+            collate_fn=collate_windows,
+            persistent_workers=workers > 0,
             pin_memory=self.device.type == "cuda",
         )
 
     def _load_teacher(self) -> Optional[SSLTeacher]:
         """The teacher's weights, when the student copies them or the teacher runs online."""
-        needs_weights = (self.cfg.ssl.source in ("student", "teacher")
-                         or self.cfg.runs_teacher_online())
+        needs_weights = (
+            self.cfg.ssl.source in ("student", "teacher") or self.cfg.runs_teacher_online()
+        )
         if not needs_weights:
             return None
         return load_teacher(self.cfg.teacher.path)
@@ -242,13 +284,20 @@ class Trainer:
     def _kd_loss(self, model: SpeakerModel) -> Optional[nn.Module]:
         if self.cfg.kd.loss == NO_KD:
             return None
-        return build_kd_loss(self.cfg, model.ssl.hidden_size, self.teacher_config.hidden_size,
-                             self.teacher_config.num_hidden_layers)
+        return build_kd_loss(
+            self.cfg,
+            model.ssl.hidden_size,
+            self.teacher_config.hidden_size,
+            self.teacher_config.num_hidden_layers,
+        )
 
     def _make_optimizer(self) -> torch.optim.Adam:
         rates = learning_rates(self.cfg.optim, self.epoch)
-        groups = [{"params": params, "name": name, "lr": rates[name]}
-                  for name, params in self.objective.param_groups().items() if params]
+        groups = [
+            {"params": params, "name": name, "lr": rates[name]}
+            for name, params in self.objective.param_groups().items()
+            if params
+        ]
         return torch.optim.Adam(groups, weight_decay=self.cfg.optim.weight_decay)
 
     def _set_learning_rates(self) -> Dict[str, float]:
@@ -258,15 +307,29 @@ class Trainer:
         return {group["name"]: group["lr"] for group in self.optimizer.param_groups}
 
     def _log_model(self) -> None:
-        counts = {name: sum(p.numel() for p in params)
-                  for name, params in self.objective.param_groups().items()}
-        logging.info("system: ssl.source=%s, kd.loss=%s (teacher %s, %s), adapters=%s; "
-                     "trained parameters: %s", self.cfg.ssl.source, self.cfg.kd.loss,
-                     self.cfg.teacher.path, self.cfg.teacher.mode, self.cfg.ssl.adapters,
-                     ", ".join(f"{k} {v:,}" for k, v in counts.items()))
-        logging.info("%d epochs of %d steps, %d windows per step on each of %d rank(s); "
-                     "loss phases (kd, sv): %s", self.cfg.optim.epochs, self.steps_per_epoch,
-                     self.batch_size, self.ctx.world_size, sorted(self.phases))
+        counts = {
+            name: sum(p.numel() for p in params)
+            for name, params in self.objective.param_groups().items()
+        }
+        logging.info(
+            "system: ssl.source=%s, kd.loss=%s (teacher %s, %s), adapters=%s; "
+            "trained parameters: %s",
+            self.cfg.ssl.source,
+            self.cfg.kd.loss,
+            self.cfg.teacher.path,
+            self.cfg.teacher.mode,
+            self.cfg.ssl.adapters,
+            ", ".join(f"{k} {v:,}" for k, v in counts.items()),
+        )
+        logging.info(
+            "%d epochs of %d steps, %d windows per step on each of %d rank(s); "
+            "loss phases (kd, sv): %s",
+            self.cfg.optim.epochs,
+            self.steps_per_epoch,
+            self.batch_size,
+            self.ctx.world_size,
+            sorted(self.phases),
+        )
 
     # -----------------------------------------------------------------------------------------
     # Checkpoints
@@ -295,12 +358,18 @@ class Trainer:
         """Continue from checkpoint ``path``."""
         state = load_checkpoint(path)
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise InputError(path, f"checkpoint format {state.get('format')} is not "
-                             f"{CHECKPOINT_FORMAT}", hint="start over with --force true")
+            raise InputError(
+                path,
+                f"checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}",
+                hint="start over with --force true",
+            )
         if state["world_size"] != self.ctx.world_size:
-            raise InputError(path, f"saved by {state['world_size']} ranks, resumed on "
-                             f"{self.ctx.world_size}: the batches would differ",
-                             hint="resume with the same number of processes")
+            raise InputError(
+                path,
+                f"saved by {state['world_size']} ranks, resumed on "
+                f"{self.ctx.world_size}: the batches would differ",
+                hint="resume with the same number of processes",
+            )
         objective = self.objective
         objective.model.load_state_dict(state["model"])
         objective.aam.load_state_dict(state["aam_head"])
@@ -312,8 +381,13 @@ class Trainer:
         self.epoch, self.epoch_step, self.step = state["epoch"], state["epoch_step"], state["step"]
         self.valid_eers, self.best_epoch = state["valid_eers"], state["best_epoch"]
         self.train_seconds = state["train_seconds"]
-        logging.info("resumed from %s: epoch %d, step %d of the epoch, global step %d", path,
-                     self.epoch + 1, self.epoch_step, self.step)
+        logging.info(
+            "resumed from %s: epoch %d, step %d of the epoch, global step %d",
+            path,
+            self.epoch + 1,
+            self.epoch_step,
+            self.step,
+        )
 
     def _checkpoint_dir(self) -> Path:
         return self.exp_dir / CHECKPOINT_DIR
@@ -326,10 +400,16 @@ class Trainer:
         cfg = self.cfg
         metrics = None
         if self.ctx.is_main:
-            metrics = open_metrics(self.exp_dir, self.exp_dir.name, to_dict(cfg),
-                                   cfg.train.tensorboard, resume_step=self.step)
-        meter = Throughput(total_steps=cfg.optim.epochs * self.steps_per_epoch,
-                           start_step=self.step)
+            metrics = open_metrics(
+                self.exp_dir,
+                self.exp_dir.name,
+                to_dict(cfg),
+                cfg.train.tensorboard,
+                resume_step=self.step,
+            )
+        meter = Throughput(
+            total_steps=cfg.optim.epochs * self.steps_per_epoch, start_step=self.step
+        )
         try:
             while self.epoch < cfg.optim.epochs:
                 started = time.monotonic()
@@ -357,15 +437,19 @@ class Trainer:
         started = time.monotonic()
         meter.restart(self.step)
         batches = iter(self.loader)
-        with tqdm(total=self.steps_per_epoch, initial=self.epoch_step, unit="step",
-                  desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}", mininterval=10,
-                  disable=not (self.ctx.is_main and cfg.train.progress_bar)) as bar:
+        with tqdm(
+            total=self.steps_per_epoch,
+            initial=self.epoch_step,
+            unit="step",
+            desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}",
+            mininterval=10,
+            disable=not (self.ctx.is_main and cfg.train.progress_bar),
+        ) as bar:
             while self.epoch_step < self.steps_per_epoch:
                 losses = self._train_step(next(batches), weights)
                 self.step += 1
                 self.epoch_step += 1
-                sums += torch.stack([losses.get(k, zero).double()
-                                     for k in ("loss", "kd", "sv")])
+                sums += torch.stack([losses.get(k, zero).double() for k in ("loss", "kd", "sv")])
                 count += 1
                 bar.update()
                 epoch_done = self.epoch_step == self.steps_per_epoch
@@ -384,34 +468,51 @@ class Trainer:
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)  # Hugging Face draws its SpecAugment masks with numpy
         return optimizer_step(
-            self.trained, self.optimizer, self.scaler,
+            self.trained,
+            self.optimizer,
+            self.scaler,
             batch["student_wav"].to(self.device, non_blocking=True),
             batch["speaker"].to(self.device, non_blocking=True),
             self._teacher_states(batch) if weights.uses_kd else None,
-            weights, self.amp_dtype, self.cfg.optim.grad_clip,
+            weights,
+            self.amp_dtype,
+            self.cfg.optim.grad_clip,
         )
 
     def _teacher_states(self, batch: Dict[str, Any]):
         if self.online_teacher is not None:
             with autocast(self.device, self.amp_dtype):
-                return self.online_teacher(batch["teacher_wav"].to(self.device,
-                                                                    non_blocking=True))
-        return {layer: states.to(self.device, non_blocking=True).float()
-                for layer, states in batch["teacher_hidden"].items()}
+                return self.online_teacher(batch["teacher_wav"].to(self.device, non_blocking=True))
+        return {
+            layer: states.to(self.device, non_blocking=True).float()
+            for layer, states in batch["teacher_hidden"].items()
+        }
 
-    def _log_step(self, means: torch.Tensor, count: int, weights: LossWeights,
-                  rates: Dict[str, float], meter: Throughput,
-                  metrics: Optional[MetricsLogger]) -> None:
+    def _log_step(
+        self,
+        means: torch.Tensor,
+        count: int,
+        weights: LossWeights,
+        rates: Dict[str, float],
+        meter: Throughput,
+        metrics: Optional[MetricsLogger],
+    ) -> None:
         means = all_reduce_mean(self.ctx, means).cpu()
         loss, kd, sv = means.tolist()
         if not torch.isfinite(means).all():
-            raise FloatingPointError(f"the loss is {loss} at epoch {self.epoch + 1}, step "
-                                     f"{self.step}: lower the learning rates or clip gradients")
+            raise FloatingPointError(
+                f"the loss is {loss} at epoch {self.epoch + 1}, step "
+                f"{self.step}: lower the learning rates or clip gradients"
+            )
         speed = meter.report(self.step, count * self.batch_size * self.ctx.world_size)
         if metrics is None:
             return
-        record: Dict[str, Any] = {"kind": "step", "epoch": self.epoch + 1, "step": self.step,
-                                  "loss": loss}
+        record: Dict[str, Any] = {
+            "kind": "step",
+            "epoch": self.epoch + 1,
+            "step": self.step,
+            "loss": loss,
+        }
         if weights.uses_kd:
             record.update(kd=kd, kd_weight=weights.kd)
         if weights.uses_sv:
@@ -422,10 +523,18 @@ class Trainer:
         parts = " ".join(f"{k} {record[k]:.4g}" for k in ("kd", "sv") if k in record)
         logging.info(
             "epoch %d/%d step %d/%d (%d): loss %.4g %s | lr %s | %.2f steps/s, %.1f samples/s, "
-            "ETA %s", self.epoch + 1, self.cfg.optim.epochs, self.epoch_step,
-            self.steps_per_epoch, self.step, loss, parts,
+            "ETA %s",
+            self.epoch + 1,
+            self.cfg.optim.epochs,
+            self.epoch_step,
+            self.steps_per_epoch,
+            self.step,
+            loss,
+            parts,
             " ".join(f"{name} {rate:.2e}" for name, rate in rates.items()),
-            speed["steps_per_s"], speed["samples_per_s"], format_duration(speed["eta_s"]),
+            speed["steps_per_s"],
+            speed["samples_per_s"],
+            format_duration(speed["eta_s"]),
         )
 
     def _save_latest(self, seconds: float) -> None:
@@ -439,8 +548,11 @@ class Trainer:
         epoch = self.epoch
         fingerprints = check_replicas_agree(self.ctx, self.objective)
         if self.ctx.is_distributed:
-            logging.info("the weights agree across %d ranks (sha256 %s)", self.ctx.world_size,
-                         fingerprints[0][:16])
+            logging.info(
+                "the weights agree across %d ranks (sha256 %s)",
+                self.ctx.world_size,
+                fingerprints[0][:16],
+            )
         eer = self.validator.eer(self.objective.model, self.device) if self.validator else None
         self.valid_eers.append(eer)
         if self.ctx.is_main and self._is_best(eer):
@@ -453,15 +565,30 @@ class Trainer:
             checkpoint_dir = self._checkpoint_dir()
             save_checkpoint(checkpoint_dir / epoch_checkpoint_name(epoch + 1), self.state())
             (checkpoint_dir / LATEST).unlink(missing_ok=True)
-            prune_checkpoints(checkpoint_dir, max(self.cfg.train.keep_last,
-                                                  self.cfg.train.average_last, 1))
+            prune_checkpoints(
+                checkpoint_dir, max(self.cfg.train.keep_last, self.cfg.train.average_last, 1)
+            )
             best = self.valid_eers[self.best_epoch] if self.best_epoch is not None else None
-            metrics.log({"kind": "epoch", "epoch": epoch + 1, "step": self.step,
-                         "valid_eer": eer, "best_epoch": self.best_epoch + 1,
-                         "best_valid_eer": best, "epoch_seconds": seconds})
-            logging.info("epoch %d/%d done in %s: validation EER %s (best: epoch %d, %s)",
-                         epoch + 1, self.cfg.optim.epochs, format_duration(seconds),
-                         _percent(eer), self.best_epoch + 1, _percent(best))
+            metrics.log(
+                {
+                    "kind": "epoch",
+                    "epoch": epoch + 1,
+                    "step": self.step,
+                    "valid_eer": eer,
+                    "best_epoch": self.best_epoch + 1,
+                    "best_valid_eer": best,
+                    "epoch_seconds": seconds,
+                }
+            )
+            logging.info(
+                "epoch %d/%d done in %s: validation EER %s (best: epoch %d, %s)",
+                epoch + 1,
+                self.cfg.optim.epochs,
+                format_duration(seconds),
+                _percent(eer),
+                self.best_epoch + 1,
+                _percent(best),
+            )
         barrier(self.ctx)
 
     def _is_best(self, eer: Optional[float]) -> bool:
@@ -485,9 +612,10 @@ class Trainer:
             "train_seconds": round(self.train_seconds, 1),
         }
         if cfg.train.average_last > 0:
-            paths = epoch_checkpoints(self._checkpoint_dir())[-cfg.train.average_last:]
-            model.load_state_dict(average_model_states(
-                [load_checkpoint(path)["model"] for path in paths]))
+            paths = epoch_checkpoints(self._checkpoint_dir())[-cfg.train.average_last :]
+            model.load_state_dict(
+                average_model_states([load_checkpoint(path)["model"] for path in paths])
+            )
             meta["averaged_checkpoints"] = [path.name for path in paths]
             meta["best_epoch"] = None
             meta["valid_eer"] = self.validator.eer(model, self.device) if self.validator else None
@@ -498,10 +626,14 @@ class Trainer:
         # Compute is counted (save_final: meta.json's macs_per_second), not timed: timings on a
         # shared machine moved by 0.3 between runs; bench/ssl_speed.py times the paper's shapes.
         final_dir = save_final(self.exp_dir / FINAL_DIR, model, cfg, meta)
-        logging.info("wrote %s: %s, validation EER %s", final_dir,
-                     f"epoch {meta['best_epoch']}" if meta["best_epoch"] else
-                     "average of " + ", ".join(meta["averaged_checkpoints"]),
-                     _percent(meta["valid_eer"]))
+        logging.info(
+            "wrote %s: %s, validation EER %s",
+            final_dir,
+            f"epoch {meta['best_epoch']}"
+            if meta["best_epoch"]
+            else "average of " + ", ".join(meta["averaged_checkpoints"]),
+            _percent(meta["valid_eer"]),
+        )
         return final_dir
 
 
@@ -512,18 +644,22 @@ def _check_loss_schedule(cfg: SystemConfig) -> set:
         weights = loss_weights(cfg, epoch)
         if not (weights.uses_kd or weights.uses_sv):
             raise InputError(
-                "kd/sv config", f"epoch {epoch + 1} would train on no loss (KD weight 0 and "
+                "kd/sv config",
+                f"epoch {epoch + 1} would train on no loss (KD weight 0 and "
                 f"sv.from_epoch={cfg.sv.from_epoch})",
-                hint="set sv.from_epoch to at most kd.until_epoch")
+                hint="set sv.from_epoch to at most kd.until_epoch",
+            )
         phases.add((weights.uses_kd, weights.uses_sv))
     return phases
 
 
 def _per_rank_batch(batch_size: int, world_size: int) -> int:
     if batch_size % world_size:
-        raise InputError("optim.batch_size", f"{batch_size} is not a multiple of the "
-                         f"{world_size} training processes",
-                         hint="the batch is global: choose a multiple of the process count")
+        raise InputError(
+            "optim.batch_size",
+            f"{batch_size} is not a multiple of the {world_size} training processes",
+            hint="the batch is global: choose a multiple of the process count",
+        )
     return batch_size // world_size
 
 

@@ -2,6 +2,7 @@
 never a test list. ``eval.valid_score`` picks the score: the cosine of full-utterance
 embeddings, or the paper's fused score (full utterance and crops, the original's selection
 score; its crops take the branches of ``eval.original_crop_branches``, as in stage 4)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,12 +45,17 @@ class Validator:
 
     def scores(self, model: SpeakerModel, device: torch.device) -> np.ndarray:
         """The score of every validation trial under ``model``."""
-        full, crops = embed_eval_views(model, self.cuts, device, self.cfg,
-                                       crops=self.backend.uses_crops)
+        full, crops = embed_eval_views(
+            model, self.cuts, device, self.cfg, crops=self.backend.uses_crops
+        )
         keys = list(full)
-        data = Embeddings(keys, np.stack([full[k] for k in keys]).astype(np.float64),
-                          mean_unit_crops(np.stack([crops[k] for k in keys]).astype(np.float64))
-                          if crops else None)
+        data = Embeddings(
+            keys,
+            np.stack([full[k] for k in keys]).astype(np.float64),
+            mean_unit_crops(np.stack([crops[k] for k in keys]).astype(np.float64))
+            if crops
+            else None,
+        )
         enrol, test = trial_rows(self.trials_path, self.trials, data.index, self.manifest)
         return self.backend.score(data, enrol, test)
 
@@ -58,8 +64,7 @@ class Validator:
         return compute_eer(self.scores(model, device), self.trials.labels)[0]
 
 
-def make_validator(data_dir: Pathlike, valid_speakers: int,
-                   cfg: EvalConfig) -> Optional[Validator]:
+def make_validator(data_dir: Pathlike, valid_speakers: int, cfg: EvalConfig) -> Optional[Validator]:
     """The validator, or None when the data config holds no speakers out
     (``data.valid_speakers: 0``: the last epoch is then taken)."""
     return Validator(data_dir, cfg) if valid_speakers > 0 else None

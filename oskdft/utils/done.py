@@ -4,6 +4,7 @@
 line per file (``file <sha256 of its bytes>``) and one per string (``string <bytes> <text>``),
 newline-separated and ended (tests/shell/test_done.py holds the two to the same digests).
 """
+
 from __future__ import annotations
 
 import hashlib

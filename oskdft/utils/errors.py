@@ -1,4 +1,5 @@
 """The one error type for bad user input: it names the file, the line and what to do."""
+
 from __future__ import annotations
 
 from typing import Optional

@@ -5,6 +5,7 @@ written to a temporary name next to the target and renamed into place only on su
 interrupted or failed run leaves earlier results untouched and nothing a later stage could
 mistake for complete.
 """
+
 from __future__ import annotations
 
 import contextlib

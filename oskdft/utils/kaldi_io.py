@@ -3,6 +3,7 @@
 Embeddings are stored as Kaldi ``ark`` files with an ``scp`` index, as Kaldi and WeSpeaker do,
 so ``copy-vector scp:xvector.scp ark,t:-`` and kaldiio both read them.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Logging in one shape for every stage (the ESPnet/icefall format of utils/log.sh)."""
+
 from __future__ import annotations
 
 import logging

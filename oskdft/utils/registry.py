@@ -1,4 +1,5 @@
 """Name -> class registries filled by decorators (never if/elif chains on names)."""
+
 from __future__ import annotations
 
 from typing import Callable, Dict, Generic, Optional, Sequence, TypeVar
@@ -26,16 +27,18 @@ class Registry(Generic[T]):
 
     def __init__(self, kind: str, names: Optional[Sequence[str]] = None):
         """:param names: the only names that may be registered: the values a config key
-            allows (``oskdft.config.CHOICES``), so that the config refuses every name the
-            registry lacks; None: any name."""
+        allows (``oskdft.config.CHOICES``), so that the config refuses every name the
+        registry lacks; None: any name."""
         self.kind = kind
         self.allowed = None if names is None else tuple(names)
         self._table: Dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         if self.allowed is not None and name not in self.allowed:
-            raise KeyError(f"{self.kind} {name!r} is not among the config's choices "
-                           f"({', '.join(self.allowed)}): add it to oskdft.config.CHOICES")
+            raise KeyError(
+                f"{self.kind} {name!r} is not among the config's choices "
+                f"({', '.join(self.allowed)}): add it to oskdft.config.CHOICES"
+            )
 
         def add(obj: T) -> T:
             if name in self._table:

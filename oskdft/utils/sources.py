@@ -4,6 +4,7 @@ itself, so that an edit of the library code a stage runs reruns the stage.
 >>> [str(p.relative_to(PACKAGE_DIR)) for p in imported_sources(PACKAGE_DIR / "data" / "musan.py")]
 ['data/audio.py', 'data/kaldi_dir.py', 'layout.py', 'utils/errors.py', 'utils/io.py']
 """
+
 from __future__ import annotations
 
 import ast
@@ -17,8 +18,9 @@ from oskdft.utils.io import Pathlike
 PACKAGE_DIR = Path(oskdft.__file__).resolve().parent
 
 
-def imported_sources(script: Pathlike, skip: Sequence[str] = (),
-                     package_dir: Pathlike = PACKAGE_DIR) -> List[Path]:
+def imported_sources(
+    script: Pathlike, skip: Sequence[str] = (), package_dir: Pathlike = PACKAGE_DIR
+) -> List[Path]:
     """The source files of the oskdft modules ``script`` imports, directly or through other
     oskdft modules, sorted (``script`` itself excluded). A module named by a prefix in ``skip``
     (e.g. ``oskdft.cli``) is neither listed nor followed.

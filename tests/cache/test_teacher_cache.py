@@ -1,10 +1,11 @@
 """Stage 2: the teacher cache (keys, sharded writing, resuming, merging, reading back)."""
+
 import dataclasses
 import importlib.util
 import logging
 import runpy
-import sys
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -59,10 +60,26 @@ def configs(root, *overrides):
 
 def run_stage2(root, cache_root, num_jobs=2, overrides=()):
     for job in range(1, num_jobs + 1):
-        cache_teacher_job(root / "sys.yaml", root / "data.yaml", root / "data", cache_root,
-                          job, num_jobs, overrides, batch_size=3, shard_size=SHARD)
-    return merge_teacher_cache(root / "sys.yaml", root / "data.yaml", root / "data", cache_root,
-                               num_jobs, overrides, shard_size=SHARD)
+        cache_teacher_job(
+            root / "sys.yaml",
+            root / "data.yaml",
+            root / "data",
+            cache_root,
+            job,
+            num_jobs,
+            overrides,
+            batch_size=3,
+            shard_size=SHARD,
+        )
+    return merge_teacher_cache(
+        root / "sys.yaml",
+        root / "data.yaml",
+        root / "data",
+        cache_root,
+        num_jobs,
+        overrides,
+        shard_size=SHARD,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,24 +100,31 @@ def test_cache_round_trip_equals_the_teachers_output(recipe, cache):
         stored = cut.teacher_hidden.load()
         assert stored.dtype == np.float16 and stored.shape == (2, FRAMES, 32)
         for i, layer in enumerate(cache.layers):
-            np.testing.assert_allclose(stored[i], hidden_states[layer][row].numpy(),
-                                       rtol=2e-3, atol=2e-3)
+            np.testing.assert_allclose(
+                stored[i], hidden_states[layer][row].numpy(), rtol=2e-3, atol=2e-3
+            )
     meta = yaml.safe_load((cache.path / "meta.yaml").read_text())
     assert (meta["num_windows"], meta["layers"], meta["frames"]) == (len(windows), [1, 2], FRAMES)
 
 
 def test_cached_dataset_gives_the_stored_arrays_with_any_number_of_workers(recipe, cache):
     data = recipe / "data"
-    dataset = TrainingWindows(cache.cuts_path, read_train_speakers(data),
-                              teacher_layers=cache.layers)
+    dataset = TrainingWindows(
+        cache.cuts_path, read_train_speakers(data), teacher_layers=cache.layers
+    )
     example = dataset[(0, 5)]
     stored = list(CutSet.from_file(cache.cuts_path))[5].teacher_hidden.load()
     assert set(example["teacher_hidden"]) == {1, 2}
     np.testing.assert_array_equal(example["teacher_hidden"][2], stored[1])
 
     def batches(workers):
-        loader = DataLoader(dataset, batch_size=4, sampler=[(0, i) for i in range(8)],
-                            num_workers=workers, collate_fn=collate_windows)
+        loader = DataLoader(
+            dataset,
+            batch_size=4,
+            sampler=[(0, i) for i in range(8)],
+            num_workers=workers,
+            collate_fn=collate_windows,
+        )
         return list(loader)
 
     for a, b in zip(batches(0), batches(2), strict=True):
@@ -122,18 +146,25 @@ def test_windows_with_and_without_arrays_are_refused(recipe, cache, tmp_path):
     cuts = list(CutSet.from_file(cache.cuts_path))
     cuts[3] = cuts[3].drop_custom("teacher_hidden")
     CutSet.from_cuts(cuts).to_file(tmp_path / "mixed.jsonl.gz")
-    with pytest.raises(InputError, match=r"mixed.jsonl.gz:4: window .* some windows have a "
-                                         "teacher_hidden and some not"):
-        TrainingWindows(tmp_path / "mixed.jsonl.gz", read_train_speakers(recipe / "data"),
-                        teacher_layers=cache.layers)
+    with pytest.raises(
+        InputError,
+        match=r"mixed.jsonl.gz:4: window .* some windows have a "
+        "teacher_hidden and some not",
+    ):
+        TrainingWindows(
+            tmp_path / "mixed.jsonl.gz",
+            read_train_speakers(recipe / "data"),
+            teacher_layers=cache.layers,
+        )
 
 
 def test_a_changed_config_gets_a_new_cache_directory(recipe, tmp_path):
     cfg, data_cfg = configs(recipe)
     manifest = windows_path(recipe / "data")
     key = cache_spec(cfg, data_cfg, manifest).key
-    assert key.startswith(f"{cfg.teacher.path.strip('/').replace('/', '-')[-60:]}_L1-2_sr16000_"
-                          "w1.0h2.0_fp16_")
+    assert key.startswith(
+        f"{cfg.teacher.path.strip('/').replace('/', '-')[-60:]}_L1-2_sr16000_w1.0h2.0_fp16_"
+    )
     assert cache_spec(cfg, data_cfg, manifest).key == key  # stable
     other_layers, _ = configs(recipe, "kd.loss=mse_last")
     hop = load_data_config(recipe / "data.yaml")
@@ -178,8 +209,9 @@ def test_an_interrupted_run_resumes_with_every_window_exactly_once(recipe, tmp_p
     out = tmp_path / spec.key
     # Job 1 of 1, batches of 2 windows: call 4 is in the second shard (windows 4..7).
     with pytest.raises(KeyboardInterrupt):
-        write_job_shards(manifest, out, spec, FailingTeacher(teacher, 4), 1, 1,
-                         shard_size=SHARD, batch_size=2)
+        write_job_shards(
+            manifest, out, spec, FailingTeacher(teacher, 4), 1, 1, shard_size=SHARD, batch_size=2
+        )
     done = sorted(p.name for p in (out / "shards").iterdir())
     assert done == ["000000.f16", "000000.jsonl.gz"]  # nothing half-written, no temporaries
     first_shard = shard_paths(out, 0, "fp16")[0]
@@ -201,8 +233,7 @@ def test_merge_refuses_a_truncated_shard_file(recipe, tmp_path):
     manifest = windows_path(recipe / "data")
     spec = cache_spec(cfg, data_cfg, manifest)
     out = tmp_path / spec.key
-    write_job_shards(manifest, out, spec, load_teacher(cfg.teacher.path), 1, 1,
-                     shard_size=SHARD)
+    write_job_shards(manifest, out, spec, load_teacher(cfg.teacher.path), 1, 1, shard_size=SHARD)
     data_path = shard_paths(out, 2, "fp16")[1]
     with open(data_path, "r+b") as f:  # what a crash before the data reached the disk leaves
         f.truncate(data_path.stat().st_size - 1)
@@ -213,19 +244,39 @@ def test_merge_refuses_a_truncated_shard_file(recipe, tmp_path):
 
 
 def test_merge_names_the_jobs_that_did_not_finish(recipe, tmp_path):
-    cache_teacher_job(recipe / "sys.yaml", recipe / "data.yaml", recipe / "data", tmp_path,
-                      job=2, num_jobs=3, shard_size=SHARD)
+    cache_teacher_job(
+        recipe / "sys.yaml",
+        recipe / "data.yaml",
+        recipe / "data",
+        tmp_path,
+        job=2,
+        num_jobs=3,
+        shard_size=SHARD,
+    )
     with pytest.raises(InputError, match=r"3 of 5 shards are missing \(jobs 1, 3 of 3"):
-        merge_teacher_cache(recipe / "sys.yaml", recipe / "data.yaml", recipe / "data",
-                            tmp_path, num_jobs=3, shard_size=SHARD)
+        merge_teacher_cache(
+            recipe / "sys.yaml",
+            recipe / "data.yaml",
+            recipe / "data",
+            tmp_path,
+            num_jobs=3,
+            shard_size=SHARD,
+        )
     with pytest.raises(InputError, match="run stage 2"):
         open_teacher_cache(*configs(recipe), recipe / "data", tmp_path)
 
 
 def test_the_size_estimate_is_logged_before_writing(recipe, tmp_path, caplog):
     caplog.set_level(logging.INFO)
-    cache_teacher_job(recipe / "sys.yaml", recipe / "data.yaml", recipe / "data", tmp_path,
-                      job=1, num_jobs=5, shard_size=SHARD)
+    cache_teacher_job(
+        recipe / "sys.yaml",
+        recipe / "data.yaml",
+        recipe / "data",
+        tmp_path,
+        job=1,
+        num_jobs=5,
+        shard_size=SHARD,
+    )
     estimate = next(r.getMessage() for r in caplog.records if "on disk" in r.getMessage())
     num_windows = len(CutSet.from_file(windows_path(recipe / "data")))
     total_kib = num_windows * 2 * FRAMES * 32 * 2 / 1024  # windows x layers x frames x dims x 2 B
@@ -261,15 +312,32 @@ def test_the_stage_scripts_run_stages_1_and_2(recipe, tmp_path):
 
     data = tmp_path / "data"
     shutil.copytree(recipe / "data", data, symlinks=True)
-    script("make_windows.py")(["--data-config", str(recipe / "data.yaml"), "--train-set",
-                               "train", "--aug-sets", " ".join(AUG_SETS), str(data)])
-    common = ["--config", str(recipe / "sys.yaml"), "--data-config", str(recipe / "data.yaml"),
-              "--override", "kd.loss=mse_last"]
+    script("make_windows.py")(
+        [
+            "--data-config",
+            str(recipe / "data.yaml"),
+            "--train-set",
+            "train",
+            "--aug-sets",
+            " ".join(AUG_SETS),
+            str(data),
+        ]
+    )
+    common = [
+        "--config",
+        str(recipe / "sys.yaml"),
+        "--data-config",
+        str(recipe / "data.yaml"),
+        "--override",
+        "kd.loss=mse_last",
+    ]
     for job in ("1", "2"):
-        script("cache_teacher_feats.py")(common + ["--job", job, "--num-jobs", "2", str(data),
-                                                   str(tmp_path / "cache")])
-    script("merge_teacher_cache.py")(common + ["--num-jobs", "2", str(data),
-                                               str(tmp_path / "cache")])
+        script("cache_teacher_feats.py")(
+            common + ["--job", job, "--num-jobs", "2", str(data), str(tmp_path / "cache")]
+        )
+    script("merge_teacher_cache.py")(
+        common + ["--num-jobs", "2", str(data), str(tmp_path / "cache")]
+    )
     cfg, data_cfg = configs(recipe, "kd.loss=mse_last")
     cache = open_teacher_cache(cfg, data_cfg, data, tmp_path / "cache")
     assert cache.layers == [2]

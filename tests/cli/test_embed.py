@@ -1,4 +1,5 @@
 """``oskdft embed MODEL --wav-scp wav.scp --out DIR``: stage 4's embeddings, resumably."""
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -13,17 +14,34 @@ from tests.cli.deployed_recipe import FINAL, MODELS, ONNX
 @pytest.mark.parametrize("model", MODELS)
 def test_embed_writes_stage_4s_embeddings(deployed, tmp_path, model, monkeypatch):
     out = tmp_path / "out"
-    assert main(["embed", str(deployed / model), "--wav-scp", str(deployed / "data/test/wav.scp"),
-                 "--out", str(out), "--chunk-size", "4"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                str(deployed / model),
+                "--wav-scp",
+                str(deployed / "data/test/wav.scp"),
+                "--out",
+                str(out),
+                "--chunk-size",
+                "4",
+            ]
+        )
+        == 0
+    )
     stage_4 = read_scp(deployed / "exp/sys/embeddings/test/xvector.scp")
     monkeypatch.chdir(tmp_path.parent)  # the index reads the same from anywhere
     table = read_scp(out / "xvector.scp")
     assert list(table) == sorted(stage_4)
-    np.testing.assert_allclose(np.stack(list(table.values())),
-                               np.stack([stage_4[key] for key in table]), atol=1e-4)
+    np.testing.assert_allclose(
+        np.stack(list(table.values())), np.stack([stage_4[key] for key in table]), atol=1e-4
+    )
     # 9 utterances in chunks of 4: three tables.
     assert sorted(p.name for p in out.glob("xvector.*.scp")) == [
-        "xvector.1.scp", "xvector.2.scp", "xvector.3.scp"]
+        "xvector.1.scp",
+        "xvector.2.scp",
+        "xvector.3.scp",
+    ]
 
 
 class CountingEmbedder:
@@ -49,8 +67,9 @@ def test_embed_names_a_corrupt_wav_and_resumes_after_it(deployed, tmp_path):
     with pytest.raises(InputError) as error:
         embed_wav_scp(deployment, wav_scp, out, chunk_size=4, progress=False)
     utt = entries[5].split()[0]
-    assert str(error.value).startswith(f"{wav_scp}:6: utterance {utt!r}: {corrupt}: audio not "
-                                       "readable")
+    assert str(error.value).startswith(
+        f"{wav_scp}:6: utterance {utt!r}: {corrupt}: audio not readable"
+    )
     assert (out / "xvector.1.scp").is_file() and not (out / "xvector.2.scp").exists()
     assert not (out / "xvector.scp").exists()
     first_chunk = (out / "xvector.1.ark").stat().st_mtime_ns
@@ -78,14 +97,38 @@ def test_embed_refuses_a_directory_filled_by_another_model(deployed, tmp_path, c
 def test_embed_names_a_bad_wav_scp_line(deployed, tmp_path, capsys):
     wav_scp = tmp_path / "wav.scp"
     wav_scp.write_text("spk0-a /x.wav\nspk0-b\n")
-    assert main(["embed", str(deployed / ONNX), "--wav-scp", str(wav_scp), "--out",
-                 str(tmp_path / "out")]) == 1
+    assert (
+        main(
+            [
+                "embed",
+                str(deployed / ONNX),
+                "--wav-scp",
+                str(wav_scp),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 1
+    )
     assert f"{wav_scp}:2: expected `<utt> <path or command |>`" in capsys.readouterr().err
 
 
 def test_an_onnx_model_runs_on_the_cpu_only(deployed, tmp_path, capsys):
-    assert main(["embed", str(deployed / ONNX), "--wav-scp", str(deployed / "data/test/wav.scp"),
-                 "--out", str(tmp_path / "out"), "--device", "cuda"]) == 1
+    assert (
+        main(
+            [
+                "embed",
+                str(deployed / ONNX),
+                "--wav-scp",
+                str(deployed / "data/test/wav.scp"),
+                "--out",
+                str(tmp_path / "out"),
+                "--device",
+                "cuda",
+            ]
+        )
+        == 1
+    )
     assert "an ONNX model runs on the CPU, not cuda" in capsys.readouterr().err
 
 
@@ -108,12 +151,14 @@ def test_embed_names_every_bad_entry_and_stops(deployed, tmp_path, caplog):
     wav_scp, bad = _broken_wav_scp(deployed, tmp_path)
     out = tmp_path / "out"
     with pytest.raises(InputError) as error:
-        embed_wav_scp(load_deployment(deployed / ONNX), wav_scp, out, chunk_size=4,
-                      progress=False)
+        embed_wav_scp(load_deployment(deployed / ONNX), wav_scp, out, chunk_size=4, progress=False)
     assert str(error.value).startswith(f"{wav_scp}:2: utterance {bad[0]!r}: ")
     assert "audio file not found" in str(error.value) and "2 more bad entries" in str(error.value)
-    for line, utt, reason in ((2, bad[0], "not found"), (6, bad[1], "0.5 ms long"),
-                              (7, bad[2], "not readable")):
+    for line, utt, reason in (
+        (2, bad[0], "not found"),
+        (6, bad[1], "0.5 ms long"),
+        (7, bad[2], "not readable"),
+    ):
         assert f"{wav_scp}:{line}: utterance {utt!r}:" in caplog.text and reason in caplog.text
     # Fail-fast: nothing after the first bad entry's chunk is embedded.
     assert not (out / "xvector.1.scp").exists() and not (out / "xvector.scp").exists()
@@ -123,8 +168,22 @@ def test_embed_names_every_bad_entry_and_stops(deployed, tmp_path, caplog):
 def test_skip_bad_embeds_the_others_and_lists_the_skipped(deployed, tmp_path, model):
     wav_scp, bad = _broken_wav_scp(deployed, tmp_path)
     out = tmp_path / "out"
-    assert main(["embed", str(deployed / model), "--wav-scp", str(wav_scp), "--out", str(out),
-                 "--chunk-size", "4", "--skip-bad"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                str(deployed / model),
+                "--wav-scp",
+                str(wav_scp),
+                "--out",
+                str(out),
+                "--chunk-size",
+                "4",
+                "--skip-bad",
+            ]
+        )
+        == 0
+    )
     table = read_scp(out / "xvector.scp")
     stage_4 = read_scp(deployed / "exp/sys/embeddings/test/xvector.scp")
     assert sorted(table) == sorted(set(stage_4) - set(bad))

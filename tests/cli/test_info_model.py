@@ -1,4 +1,5 @@
 """``oskdft info MODEL``: what a trained or exported model is and the results it scored."""
+
 import json
 
 import pytest
@@ -20,17 +21,25 @@ def test_info_describes_the_system_and_its_results(deployed, capsys, model):
     params, macs = final_meta["params"], final_meta["macs_per_second"]
     assert lines["system"] == "system       sys"
     assert f"total {params['total']:,}" in lines["parameters"]
-    assert lines["compute"] == (f"compute      ssl {macs['ssl']:,}, total {macs['total']:,} "
-                                "MACs per second of audio")
+    assert lines["compute"] == (
+        f"compute      ssl {macs['ssl']:,}, total {macs['total']:,} MACs per second of audio"
+    )
     assert "ssl.source=scratch" in lines["training"] and "ssl.num_layers=2" in lines["training"]
     metrics = json.loads((deployed / "exp/sys/scores/metrics.json").read_text())
     for backend, result in metrics["trial_lists"]["test"]["results"].items():
         marker = "*" if backend == "cosine_mean" else ""
-        row = [line.split() for line in out.splitlines() if line.startswith("test ")
-               and line.split()[1] == backend + marker]
+        row = [
+            line.split()
+            for line in out.splitlines()
+            if line.startswith("test ") and line.split()[1] == backend + marker
+        ]
         assert len(row) == 1, out
-        assert row[0][2:] == [f"{100 * result['eer']:.2f}", f"{result['min_dcf_0.01']:.3f}",
-                              f"{result['cllr']:.3f}", f"{result['min_cllr']:.3f}"]
+        assert row[0][2:] == [
+            f"{100 * result['eer']:.2f}",
+            f"{result['min_dcf_0.01']:.3f}",
+            f"{result['cllr']:.3f}",
+            f"{result['min_cllr']:.3f}",
+        ]
     calibration = json.loads((deployed / "exp/sys/scores/calibration.json").read_text())
     eer_threshold = calibration["backends"]["cosine_mean"]["thresholds"]["eer"]
     assert "back end cosine_mean" in lines["deployment"]

@@ -24,9 +24,11 @@ def write_config(path, **sections):
 
 def test_info_counts_a_scratch_system(tmp_path, capsys):
     arch = tiny_arch(num_hidden_layers=2)
-    config = write_config(tmp_path / "tiny.yaml", ssl={"source": "scratch", "arch": arch,
-                                                      "adapters": False},
-                          backend=SMALL_BACKEND)
+    config = write_config(
+        tmp_path / "tiny.yaml",
+        ssl={"source": "scratch", "arch": arch, "adapters": False},
+        backend=SMALL_BACKEND,
+    )
     assert main(["info", config, "--num-speakers", "5"]) == 0
     out = capsys.readouterr().out.split("\n\n")[0]  # the counts; the schedule follows
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
@@ -40,8 +42,12 @@ def test_info_counts_a_scratch_system(tmp_path, capsys):
 def test_info_compares_a_student_with_its_teacher(tmp_path, capsys):
     torch.manual_seed(0)
     build_ssl_from_arch(tiny_arch()).save_pretrained(tmp_path / "exp" / "teacher")
-    config = write_config(tmp_path / "oskdft.yaml", teacher={"path": "exp/teacher"},
-                          ssl={"num_layers": 1}, backend=SMALL_BACKEND)
+    config = write_config(
+        tmp_path / "oskdft.yaml",
+        teacher={"path": "exp/teacher"},
+        ssl={"num_layers": 1},
+        backend=SMALL_BACKEND,
+    )
     assert main(["info", config, "--dir", str(tmp_path), "--override", "ssl.num_layers=2"]) == 0
     out = capsys.readouterr().out.split("\n\n")[0]
     assert "teacher + same back end" in out.splitlines()[0]
@@ -51,13 +57,24 @@ def test_info_compares_a_student_with_its_teacher(tmp_path, capsys):
 def test_info_prints_the_paper_configs_learning_rate_schedule(tmp_path, capsys):
     build_ssl_from_arch(tiny_arch()).save_pretrained(tmp_path / "teacher")
     paper = REPO / "egs" / "voxceleb" / "conf" / "oskdft_paper.yaml"
-    assert main(["info", str(paper), "--override", f"teacher.path={tmp_path / 'teacher'}",
-                 "ssl.num_layers=2"]) == 0
+    assert (
+        main(
+            [
+                "info",
+                str(paper),
+                "--override",
+                f"teacher.path={tmp_path / 'teacher'}",
+                "ssl.num_layers=2",
+            ]
+        )
+        == 0
+    )
     schedule = capsys.readouterr().out.split("\n\n")[1].strip()
-    assert schedule.splitlines()[0].split()[2:] == \
-        "epoch 1 epoch 9 epoch 10 epoch 50 epoch 100".split()
-    assert [line.split()[0] for line in schedule.splitlines()[1:]] == \
-        ["backend", "adapters", "ssl"]
+    assert (
+        schedule.splitlines()[0].split()[2:]
+        == "epoch 1 epoch 9 epoch 10 epoch 50 epoch 100".split()
+    )
+    assert [line.split()[0] for line in schedule.splitlines()[1:]] == ["backend", "adapters", "ssl"]
     # The values are the schedule's (tests/training/test_schedules.py checks them against the
     # original's formulas); here, that info prints the paper config's, not another's.
     assert schedule == format_schedule(load_config(paper).optim)

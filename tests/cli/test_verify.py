@@ -1,4 +1,5 @@
 """``oskdft verify MODEL a.wav b.wav``: stage 5's score, calibrated, and a decision."""
+
 import json
 import shutil
 import subprocess
@@ -49,18 +50,19 @@ def test_verify_scores_a_pair_as_stage_5_did(deployed, capsys, model, backend):
         entry = calibration["backends"][backend]
         llr = float(out["llr"])
         assert llr == pytest.approx(entry["scale"] * score + entry["offset"], abs=1e-3)
-        assert float(out["threshold"].split()[0]) == pytest.approx(entry["thresholds"]["eer"],
-                                                                  abs=1e-4)
+        assert float(out["threshold"].split()[0]) == pytest.approx(
+            entry["thresholds"]["eer"], abs=1e-4
+        )
         expected = "same speaker" if llr >= entry["thresholds"]["eer"] else "different speakers"
         assert out["decision"] == expected
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_verify_uses_the_deployment_back_end_and_the_chosen_operating_point(deployed, capsys,
-                                                                           model):
+def test_verify_uses_the_deployment_back_end_and_the_chosen_operating_point(
+    deployed, capsys, model
+):
     wavs = list(wav_scp(deployed).values())
-    out = verify(capsys, deployed / model, wavs[0], wavs[1], "--operating-point",
-                 "p_target=0.01")
+    out = verify(capsys, deployed / model, wavs[0], wavs[1], "--operating-point", "p_target=0.01")
     assert out["score"].endswith("(cosine_mean)")  # eval.deploy_backend of the system
     # The Bayes threshold log(0.99 / 0.01): no score of a random model reaches it.
     assert out["threshold"] == "4.5951 (p_target=0.01)"
@@ -101,8 +103,9 @@ def verify_with_imports_blocked(blocked: str, *args: str) -> subprocess.Complete
         "from oskdft.cli.main import main\n"
         "sys.exit(main(['verify'] + sys.argv[1:]))\n"
     )
-    return subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, capture_output=True,
-                          text=True)
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=REPO, capture_output=True, text=True
+    )
 
 
 def test_an_onnx_model_verifies_without_torch(deployed, capsys):
@@ -110,7 +113,8 @@ def test_an_onnx_model_verifies_without_torch(deployed, capsys):
     args = [str(deployed / ONNX), wavs[0], wavs[3]]
     expected = verify(capsys, *args)
     run = verify_with_imports_blocked(
-        "name.split('.')[0] in ('torch', 'torchaudio', 'lhotse', 'transformers')", *args)
+        "name.split('.')[0] in ('torch', 'torchaudio', 'lhotse', 'transformers')", *args
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[0] == f"score      {expected['score']}"
 
@@ -118,8 +122,9 @@ def test_an_onnx_model_verifies_without_torch(deployed, capsys):
 def test_a_final_dir_verifies_without_the_quantiser(deployed):
     """Only stage 6 quantises: verify with a final/ dir must not import onnxruntime's quantiser."""
     wavs = list(wav_scp(deployed).values())
-    run = verify_with_imports_blocked("name.startswith('onnxruntime.quantization')",
-                                      str(deployed / FINAL), wavs[0], wavs[3])
+    run = verify_with_imports_blocked(
+        "name.startswith('onnxruntime.quantization')", str(deployed / FINAL), wavs[0], wavs[3]
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-1].startswith("decision")
 
@@ -169,8 +174,7 @@ def test_verify_calibrates_with_the_durations_when_stage_5_did(deployed, capsys,
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("samples", [800, 8])  # 50 ms, and a truncated file
-def test_audio_shorter_than_the_model_needs_is_one_line(deployed, capsys, tmp_path, model,
-                                                        samples):
+def test_audio_shorter_than_the_model_needs_is_one_line(deployed, capsys, tmp_path, model, samples):
     short = tmp_path / "short.wav"
     sf.write(short, np.full(samples, 0.1, np.float32), 16000)
     good = list(wav_scp(deployed).values())[0]
@@ -185,8 +189,10 @@ def test_audio_shorter_than_the_model_needs_is_one_line(deployed, capsys, tmp_pa
         samples = receptive_field - 1
     assert main(["verify", str(deployed / model), good, str(short)]) == 1
     err = capsys.readouterr().err
-    assert (f"{short}: audio is {1000 * samples / 16000:g} ms long; the model needs at least "
-            f"25 ms ({receptive_field} samples at 16000 Hz) (give a longer utterance)") in err
+    assert (
+        f"{short}: audio is {1000 * samples / 16000:g} ms long; the model needs at least "
+        f"25 ms ({receptive_field} samples at 16000 Hz) (give a longer utterance)"
+    ) in err
     assert len(err.strip().splitlines()) == 1  # one line, no traceback
     verify(capsys, deployed / model, good, tmp_path / "just.wav")  # the minimum embeds
 
@@ -200,5 +206,6 @@ def test_silence_is_scored_with_a_warning(deployed, capsys, tmp_path, model):
         assert main(["verify", str(deployed / model), *map(str, pair)]) == 0
         out, err = capsys.readouterr()
         assert out.splitlines()[-1].split()[0] == "decision"  # still scored
-        assert (f"{silence} has no signal energy: the score and decision mean nothing"
-                in err) == warned
+        assert (
+            f"{silence} has no signal energy: the score and decision mean nothing" in err
+        ) == warned

@@ -1,4 +1,5 @@
 """oskdft.data.audio: the one audio rule (channel 0, resampled to 16 kHz) and probe errors."""
+
 import numpy as np
 import pytest
 import soundfile

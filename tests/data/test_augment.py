@@ -1,4 +1,5 @@
 """Online augmentation of the student's input."""
+
 import dataclasses
 import math
 from pathlib import Path
@@ -53,8 +54,9 @@ def snr_db(signal, noisy):
     return 10 * np.log10(np.mean(signal**2) / np.mean((noisy - signal) ** 2))
 
 
-@pytest.mark.parametrize("choice,field", [("noise", "noise_snr"), ("music", "music_snr"),
-                                          ("babble", "babble_snr")])
+@pytest.mark.parametrize(
+    "choice,field", [("noise", "noise_snr"), ("music", "music_snr"), ("babble", "babble_snr")]
+)
 def test_mixing_reaches_the_configured_snr(windows, sources, choice, field):
     window = windows[3]
     clean = load_audio(window)
@@ -68,8 +70,10 @@ def test_mixing_reaches_the_configured_snr(windows, sources, choice, field):
 def test_drawn_snrs_stay_in_the_configured_ranges(windows, sources):
     cfg = AugmentConfig(prob=1.0, choices={"noise": 1.0}, clip_prob=0.0, gain_prob=0.0)
     augmenter = StudentAugmenter(cfg, sources)
-    realised = [snr_db(load_audio(w), augmenter(w, np.random.default_rng(i)))
-                for i, w in enumerate(windows[:12])]
+    realised = [
+        snr_db(load_audio(w), augmenter(w, np.random.default_rng(i)))
+        for i, w in enumerate(windows[:12])
+    ]
     low, high = cfg.noise_snr
     assert all(low - 0.01 <= snr <= high + 0.01 for snr in realised)
     assert np.ptp(realised) > 3.0  # drawn, not fixed
@@ -96,7 +100,7 @@ def test_a_short_noise_is_repeated_to_the_window_length(sources):
     audio = load_audio(crop(short, 2.0, np.random.default_rng(0)))
     n = short.num_samples
     assert len(audio) == 2 * RATE
-    np.testing.assert_allclose(audio[n:2 * n], audio[:n])
+    np.testing.assert_allclose(audio[n : 2 * n], audio[:n])
 
 
 def test_reverberation_changes_the_window_but_keeps_its_length_and_power(windows, sources):
@@ -179,6 +183,7 @@ def test_bad_configs_are_input_errors(sources):
 # The original code's variants (GitHub Jungwoo4021/OS-KDFT, scripts/data_processing/augmentation),
 # each checked against its formula written out here.
 
+
 def source_cut(path, samples):
     """A 16 kHz source (noise, speech or RIR) holding exactly ``samples``."""
     sf.write(str(path), np.asarray(samples, dtype=np.float32), RATE, subtype="FLOAT")
@@ -245,19 +250,20 @@ def test_the_six_easing_curves_follow_the_original_formulas(name):
     expected = floor + (1 - floor) * curve
     rising = gain_envelope(np.ones(n), floor, name, falling=False)
     np.testing.assert_allclose(rising, expected, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(gain_envelope(np.ones(n), floor, name, falling=True),
-                               expected[::-1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        gain_envelope(np.ones(n), floor, name, falling=True), expected[::-1], rtol=1e-12, atol=1e-12
+    )
 
 
 def test_only_the_configured_curves_are_drawn(windows, sources):
     clean = load_audio(windows[0])
-    bounce = 0.2 + 0.8 * np.array([original_easing("bounce", v)
-                                   for v in np.linspace(0, 1, len(clean))])
+    bounce = 0.2 + 0.8 * np.array(
+        [original_easing("bounce", v) for v in np.linspace(0, 1, len(clean))]
+    )
     cfg = only("none", gain_prob=1.0, gain_floor=[0.2, 0.2], gain_curves=["bounce"])
     for seed in range(4):
         gain = StudentAugmenter(cfg, sources)(windows[0], np.random.default_rng(seed)) / clean
-        assert (np.allclose(gain, bounce, atol=1e-4)
-                or np.allclose(gain, bounce[::-1], atol=1e-4))
+        assert np.allclose(gain, bounce, atol=1e-4) or np.allclose(gain, bounce[::-1], atol=1e-4)
 
 
 def original_mix(x, noise, snr, eps=1e-4):
@@ -284,8 +290,9 @@ def test_babble_is_the_average_of_its_speech_crops(windows, tmp_path):
     x = load_audio(windows[0]).astype(np.float64)
     rng = np.random.default_rng(6)
     speech = [level * rng.standard_normal(len(x)) for level in (0.01, 0.02, 0.04)]
-    sources = AugmentSources(speech=[source_cut(tmp_path / f"s{i}.wav", s)
-                                     for i, s in enumerate(speech)])
+    sources = AugmentSources(
+        speech=[source_cut(tmp_path / f"s{i}.wav", s) for i, s in enumerate(speech)]
+    )
     cfg = only("babble", babble_speakers=[3, 3], babble_snr=[15.0, 15.0], snr_epsilon=1e-4)
     student = StudentAugmenter(cfg, sources)(windows[0], np.random.default_rng(0))
     mean = np.mean([s.astype(np.float32) for s in speech], axis=0, dtype=np.float64)
@@ -298,22 +305,36 @@ def test_the_paper_config_augments_as_the_original_code():
     assert (paper.rir_mode, paper.snr_epsilon) == ("original", 1e-4)
     assert sorted(paper.gain_curves) == sorted(["sine", "quad", "cubic", "circ", "expo", "bounce"])
     assert (paper.prob, paper.clip_prob, paper.clip_level, paper.gain_prob, paper.gain_floor) == (
-        0.6, 0.3, [0.5, 0.9], 0.3, [0.1, 0.3])
+        0.6,
+        0.3,
+        [0.5, 0.9],
+        0.3,
+        [0.1, 0.3],
+    )
     assert (paper.babble_speakers, paper.babble_snr, paper.music_snr, paper.noise_snr) == (
-        [3, 8], [13.0, 20.0], [5.0, 25.0], [0.0, 15.0])
+        [3, 8],
+        [13.0, 20.0],
+        [5.0, 25.0],
+        [0.0, 15.0],
+    )
     assert paper.choices == dict.fromkeys(AUGMENTATIONS.names(), 1.0)  # the six, uniformly
     improved = load_config(conf / "oskdft.yaml").augment
     assert (improved.rir_mode, improved.snr_epsilon) == ("lhotse", 0.0)
     assert "bounce" not in improved.gain_curves
 
 
-@pytest.mark.parametrize("override, problem", [
-    ("augment.snr_epsilon=-1.0e-4", "augment.snr_epsilon must be at least 0"),
-    ("augment.gain_curves=[]", "augment.gain_curves must name at least one curve"),
-    ("augment.gain_curves=[sine, bouncy]",
-     "augment.gain_curves must be one of sine, quad, cubic, circ, expo, bounce, got 'bouncy'"),
-    ("augment.rir_mode=kaldi", "augment.rir_mode must be one of lhotse, original, got 'kaldi'"),
-])
+@pytest.mark.parametrize(
+    "override, problem",
+    [
+        ("augment.snr_epsilon=-1.0e-4", "augment.snr_epsilon must be at least 0"),
+        ("augment.gain_curves=[]", "augment.gain_curves must name at least one curve"),
+        (
+            "augment.gain_curves=[sine, bouncy]",
+            "augment.gain_curves must be one of sine, quad, cubic, circ, expo, bounce, got 'bouncy'",
+        ),
+        ("augment.rir_mode=kaldi", "augment.rir_mode must be one of lhotse, original, got 'kaldi'"),
+    ],
+)
 def test_bad_original_options_are_refused_at_load(override, problem):
     with pytest.raises(InputError, match=f"^--override: {problem}"):
         apply_overrides(SystemConfig(), [override])

@@ -1,4 +1,5 @@
 """Training data loading: the dataset, the one-window-per-utterance sampler, collation."""
+
 from collections import Counter
 
 import numpy as np
@@ -98,8 +99,9 @@ def test_resuming_mid_epoch_continues_where_training_stopped(clean):
 
 
 def test_teacher_input_stays_clean_while_the_student_is_augmented(data):
-    dataset = TrainingWindows.from_data_dir(data, AugmentConfig(prob=1.0, choices={"noise": 1}),
-                                            seed=1, teacher_wav=True)
+    dataset = TrainingWindows.from_data_dir(
+        data, AugmentConfig(prob=1.0, choices={"noise": 1}), seed=1, teacher_wav=True
+    )
     for i in range(0, len(dataset), 5):
         example = dataset[(0, i)]
         clean = load_audio(dataset.window(i))
@@ -109,12 +111,12 @@ def test_teacher_input_stays_clean_while_the_student_is_augmented(data):
 
 def test_same_seed_same_batches_with_any_number_of_workers(data):
     def batches(seed, workers):
-        dataset = TrainingWindows.from_data_dir(data, AugmentConfig(), seed=seed,
-                                                teacher_wav=True)
+        dataset = TrainingWindows.from_data_dir(data, AugmentConfig(), seed=seed, teacher_wav=True)
         sampler = OneWindowPerUtteranceSampler(dataset.windows_per_utterance, seed=seed)
         sampler.set_epoch(1)
-        loader = DataLoader(dataset, batch_size=4, sampler=sampler, num_workers=workers,
-                            collate_fn=collate_windows)
+        loader = DataLoader(
+            dataset, batch_size=4, sampler=sampler, num_workers=workers, collate_fn=collate_windows
+        )
         return list(loader)
 
     reference = batches(seed=4, workers=0)
@@ -123,8 +125,9 @@ def test_same_seed_same_batches_with_any_number_of_workers(data):
             assert a.keys() == b.keys()
             assert all(torch.equal(a[k], b[k]) for k in a)
     changed = batches(seed=5, workers=0)
-    assert not all(torch.equal(a["student_wav"], b["student_wav"])
-                   for a, b in zip(reference, changed))
+    assert not all(
+        torch.equal(a["student_wav"], b["student_wav"]) for a, b in zip(reference, changed)
+    )
 
 
 def test_collate_stacks_examples(clean):

@@ -1,4 +1,5 @@
 """oskdft.data.kaldi_dir: reading, every validation failure (file, line, what to do), import."""
+
 import runpy
 from pathlib import Path
 
@@ -51,8 +52,12 @@ def test_written_dir_reads_back(tmp_path):
     d = make_dir(tmp_path, trials=trials)
     assert (d / "spk2utt").read_text() == "spkA spkA-u0 spkA-u1\nspkB spkB-u0 spkB-u1\n"
     data, recordings = validate_data_dir(d, require_trials=True, min_utts_per_speaker=2)
-    assert data.utt2spk == {"spkA-u0": "spkA", "spkA-u1": "spkA", "spkB-u0": "spkB",
-                            "spkB-u1": "spkB"}
+    assert data.utt2spk == {
+        "spkA-u0": "spkA",
+        "spkA-u1": "spkA",
+        "spkB-u0": "spkB",
+        "spkB-u1": "spkB",
+    }
     assert data.trials == trials
     assert sorted(recordings) == data.utterances
     assert recordings["spkA-u0"].duration == pytest.approx(0.2)
@@ -108,8 +113,9 @@ def test_unreadable_audio_and_count_of_others(tmp_path):
         Path(wav_scp[utt]).write_bytes(b"not audio")
     with pytest.raises(InputError) as e:
         validate_data_dir(d)
-    assert_error(e.value, d / "wav.scp", 2, ["spkA-u1", "not readable", "1 more bad entries",
-                                             "lines 4"])
+    assert_error(
+        e.value, d / "wav.scp", 2, ["spkA-u1", "not readable", "1 more bad entries", "lines 4"]
+    )
 
 
 def test_zero_length_audio(tmp_path):
@@ -121,8 +127,9 @@ def test_zero_length_audio(tmp_path):
 
 
 def test_trial_naming_unknown_utterance(tmp_path):
-    d = make_dir(tmp_path, trials={"t": [("spkA-u0", "spkA-u1", True),
-                                         ("spkA-u0", "spkC-u9", False)]})
+    d = make_dir(
+        tmp_path, trials={"t": [("spkA-u0", "spkA-u1", True), ("spkA-u0", "spkC-u9", False)]}
+    )
     with pytest.raises(InputError) as e:
         validate_data_dir(d, require_trials=True)
     assert_error(e.value, d / "trials_t", 2, ["unknown utterance 'spkC-u9'"])
@@ -192,8 +199,11 @@ def test_missing_utt2spk_where_speakers_are_needed(tmp_path):
 
 def test_segments(tmp_path):
     d = tmp_path / "set"
-    write_data_dir(d, {"rec1": write_wav(tmp_path / "rec1.wav", seconds=2.0)},
-                   {"spkA-1": "spkA", "spkA-2": "spkA"})
+    write_data_dir(
+        d,
+        {"rec1": write_wav(tmp_path / "rec1.wav", seconds=2.0)},
+        {"spkA-1": "spkA", "spkA-2": "spkA"},
+    )
     (d / "segments").write_text("spkA-1 rec1 0.0 0.5\nspkA-2 rec1 1.0 -1\n")
     (d / "spk2utt").unlink()
     data, recordings = validate_data_dir(d, min_utts_per_speaker=2)
@@ -202,15 +212,17 @@ def test_segments(tmp_path):
     assert list(recordings) == ["rec1"]
 
 
-@pytest.mark.parametrize("line, words", [
-    ("spkA-1 rec1 0.0 2.8", ["outside recording 'rec1'"]),
-    ("spkA-1 rec9 0.0 0.5", ["recording 'rec9' is not in wav.scp"]),
-    ("spkA-1 rec1 0.6 0.5", ["0 <= start < end"]),
-])
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("spkA-1 rec1 0.0 2.8", ["outside recording 'rec1'"]),
+        ("spkA-1 rec9 0.0 0.5", ["recording 'rec9' is not in wav.scp"]),
+        ("spkA-1 rec1 0.6 0.5", ["0 <= start < end"]),
+    ],
+)
 def test_bad_segment(tmp_path, line, words):
     d = tmp_path / "set"
-    write_data_dir(d, {"rec1": write_wav(tmp_path / "rec1.wav", seconds=2.0)},
-                   {"spkA-1": "spkA"})
+    write_data_dir(d, {"rec1": write_wav(tmp_path / "rec1.wav", seconds=2.0)}, {"spkA-1": "spkA"})
     (d / "segments").write_text(line + "\n")
     with pytest.raises(InputError) as e:
         validate_data_dir(d)
@@ -223,15 +235,17 @@ def test_import_sorts_and_converts_voxceleb_trials(tmp_path):
     a = write_wav(tmp_path / "a.wav")
     (src / "wav.scp").write_text(f"id2-v-00001 {a}\nid1-v-00002 {a}\nid1-v-00001 {a}\n")
     (src / "utt2spk").write_text("id2-v-00001 id2\nid1-v-00002 id1\nid1-v-00001 id1\n")
-    (tmp_path / "list.txt").write_text("1 id1/v/00001.wav id1/v/00002.wav\n"
-                                       "0 id1/v/00001.wav id2/v/00001.wav\n")
+    (tmp_path / "list.txt").write_text(
+        "1 id1/v/00001.wav id1/v/00002.wav\n0 id1/v/00001.wav id2/v/00001.wav\n"
+    )
     (tmp_path / "kaldi_trials").write_text("id1-v-00002 id2-v-00001 nontarget\n")
     dst = tmp_path / "data" / "test"
     import_data_dir(src, dst, trials={"O": tmp_path / "list.txt", "k": tmp_path / "kaldi_trials"})
     assert (dst / "wav.scp").read_text().splitlines()[0] == f"id1-v-00001 {a}"
     assert (dst / "spk2utt").read_text() == "id1 id1-v-00001 id1-v-00002\nid2 id2-v-00001\n"
-    assert (dst / "trials_O").read_text() == ("id1-v-00001 id1-v-00002 target\n"
-                                              "id1-v-00001 id2-v-00001 nontarget\n")
+    assert (dst / "trials_O").read_text() == (
+        "id1-v-00001 id1-v-00002 target\nid1-v-00001 id2-v-00001 nontarget\n"
+    )
     assert (dst / "trials_k").read_text() == "id1-v-00002 id2-v-00001 nontarget\n"
     validate_data_dir(dst, require_trials=True)
 
@@ -245,8 +259,10 @@ def test_import_keeps_segments_sorted(tmp_path):
     dst = tmp_path / "data" / "train"
     import_data_dir(src, dst)
     assert (dst / "segments").read_text() == "spkA-1 rec1 0.25 2.5\nspkB-1 rec2 1.5 -1\n"
-    assert read_data_dir(dst).segments == {"spkA-1": Segment("rec1", 0.25, 2.5),
-                                           "spkB-1": Segment("rec2", 1.5, None)}
+    assert read_data_dir(dst).segments == {
+        "spkA-1": Segment("rec1", 0.25, 2.5),
+        "spkB-1": Segment("rec2", 1.5, None),
+    }
 
 
 def test_import_rejects_trials_of_unknown_utterances_and_keeps_old_dir(tmp_path):
@@ -267,9 +283,15 @@ def test_template_recipe_imports_kaldi_dirs(tmp_path):
     (tmp_path / "rirs" / "simulated_rirs" / "smallroom" / "Room001").mkdir(parents=True)
     write_wav(tmp_path / "rirs" / "simulated_rirs" / "smallroom" / "Room001" / "Room001-1.wav")
     prepare = runpy.run_path(str(TEMPLATE_PREPARE))
-    prepare["main"]([f"--train-dir={train}", f"--eval-dir={test}",
-                     f"--trials=test={tmp_path / 'trials'}", f"--rirs={tmp_path / 'rirs'}",
-                     str(tmp_path / "data")])
+    prepare["main"](
+        [
+            f"--train-dir={train}",
+            f"--eval-dir={test}",
+            f"--trials=test={tmp_path / 'trials'}",
+            f"--rirs={tmp_path / 'rirs'}",
+            str(tmp_path / "data"),
+        ]
+    )
     data = tmp_path / "data"
     assert sorted(p.name for p in data.iterdir()) == ["rirs", "test", "train"]
     assert (data / "test" / "trials_test").read_text() == "spkA-u0 spkB-u1 nontarget\n"
@@ -285,8 +307,17 @@ def test_evaluation_utterances_shorter_than_the_minimum_are_named(tmp_path):
     validate_data_dir(d)  # no minimum: fine
     with pytest.raises(InputError) as e:
         validate_data_dir(d, min_seconds=0.1)
-    assert_error(e.value, d / "wav.scp", 2, ["'spkA-u1' lasts 0.050 s", "shorter than the 0.1 s",
-                                             "1 more utterances are too", "--min-eval-seconds"])
+    assert_error(
+        e.value,
+        d / "wav.scp",
+        2,
+        [
+            "'spkA-u1' lasts 0.050 s",
+            "shorter than the 0.1 s",
+            "1 more utterances are too",
+            "--min-eval-seconds",
+        ],
+    )
     with pytest.raises(InputError) as e:  # 0.05 s is at the minimum; the 8 samples are not
         validate_data_dir(d, min_seconds=0.05)
     assert_error(e.value, d / "wav.scp", 4, ["'spkB-u1' lasts 0.001 s"])
@@ -295,8 +326,11 @@ def test_evaluation_utterances_shorter_than_the_minimum_are_named(tmp_path):
 
 def test_a_segment_shorter_than_the_minimum_is_named_by_its_segments_line(tmp_path):
     d = tmp_path / "set"
-    write_data_dir(d, {"rec1": write_wav(tmp_path / "rec1.wav", seconds=2.0)},
-                   {"spkA-1": "spkA", "spkA-2": "spkA"})
+    write_data_dir(
+        d,
+        {"rec1": write_wav(tmp_path / "rec1.wav", seconds=2.0)},
+        {"spkA-1": "spkA", "spkA-2": "spkA"},
+    )
     (d / "segments").write_text("spkA-1 rec1 0.0 1.0\nspkA-2 rec1 1.96 2.3\n")  # 0.04 s of audio
     with pytest.raises(InputError) as e:
         validate_data_dir(d, min_seconds=0.1)
@@ -306,14 +340,33 @@ def test_a_segment_shorter_than_the_minimum_is_named_by_its_segments_line(tmp_pa
 def test_stage_0_refuses_short_evaluation_utterances_not_training_ones(tmp_path):
     data = tmp_path / "data"
     for name, seconds in (("train", 0.05), ("test", 0.2)):
-        wav_scp = {f"spk{s}-u{i}": write_wav(tmp_path / name / f"spk{s}-u{i}.wav", seconds)
-                   for s in "AB" for i in range(2)}
-        write_data_dir(data / name, wav_scp, {utt: utt[:4] for utt in wav_scp},
-                       {"x": [("spkA-u0", "spkB-u0", False)]} if name == "test" else None)
+        wav_scp = {
+            f"spk{s}-u{i}": write_wav(tmp_path / name / f"spk{s}-u{i}.wav", seconds)
+            for s in "AB"
+            for i in range(2)
+        }
+        write_data_dir(
+            data / name,
+            wav_scp,
+            {utt: utt[:4] for utt in wav_scp},
+            {"x": [("spkA-u0", "spkB-u0", False)]} if name == "test" else None,
+        )
     main = runpy.run_path(str(PREPARE_MANIFESTS))["main"]
     main(["--train-set", "train", "--eval-sets", "test", "--num-threads", "1", str(data)])
     with pytest.raises(InputError) as e:
-        main(["--train-set", "train", "--eval-sets", "test", "--min-eval-seconds", "0.5",
-              "--num-threads", "1", str(data)])
-    assert str(e.value).startswith(f"{data / 'test' / 'wav.scp'}:1: utterance 'spkA-u0' lasts "
-                                   "0.200 s, shorter than the 0.5 s")
+        main(
+            [
+                "--train-set",
+                "train",
+                "--eval-sets",
+                "test",
+                "--min-eval-seconds",
+                "0.5",
+                "--num-threads",
+                "1",
+                str(data),
+            ]
+        )
+    assert str(e.value).startswith(
+        f"{data / 'test' / 'wav.scp'}:1: utterance 'spkA-u0' lasts 0.200 s, shorter than the 0.5 s"
+    )

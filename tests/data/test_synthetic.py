@@ -1,6 +1,7 @@
 """The synthetic egs/mini corpus: determinism, layout, speakers, trials, audio formats, and
 the two properties the recipe relies on (speakers differ in the voice; the channel hides
 it from an utterance's mean spectrum)."""
+
 import dataclasses
 import re
 from pathlib import Path
@@ -13,16 +14,36 @@ from oskdft.data import synthetic
 from oskdft.data.audio import load_audio
 from oskdft.data.kaldi_dir import read_data_dir, validate_data_dir
 from oskdft.data.synthetic import (
-    SAMPLE_RATE, MiniCorpusSpec, Voice, apply_channel, make_trials, prepare_mini_corpus,
-    random_channel, random_voice, resample, synthesize_noise, synthesize_rir, synthesize_speech,
+    SAMPLE_RATE,
+    MiniCorpusSpec,
+    Voice,
+    apply_channel,
+    make_trials,
+    prepare_mini_corpus,
+    random_channel,
+    random_voice,
+    resample,
+    synthesize_noise,
+    synthesize_rir,
+    synthesize_speech,
 )
 from oskdft.embedding.baseline import centred_cosine_scores, mfcc
 from oskdft.scoring.metrics import compute_eer
 
 SMALL = MiniCorpusSpec(
-    train_speakers=4, test_speakers=8, sessions=3, utts_per_session=(2, 3),
-    utt_seconds=(1.0, 2.0), babble_files=2, noise_files=2, music_files=2, rir_files=2,
-    aug_seconds=(1.0, 1.5), stereo_files=1, resampled_files=1, nontargets_per_target=3,
+    train_speakers=4,
+    test_speakers=8,
+    sessions=3,
+    utts_per_session=(2, 3),
+    utt_seconds=(1.0, 2.0),
+    babble_files=2,
+    noise_files=2,
+    music_files=2,
+    rir_files=2,
+    aug_seconds=(1.0, 1.5),
+    stereo_files=1,
+    resampled_files=1,
+    nontargets_per_target=3,
 )
 AUG_SETS = ("musan_noise", "musan_music", "musan_speech", "rirs")
 UTT_ID = re.compile(r"^(id1\d{4})-([A-Za-z0-9]{11})-(\d{5})$")
@@ -39,13 +60,15 @@ def tables(data: Path, corpus_dir: Path) -> dict:
     """Every data dir file, with the corpus path made relative (to compare two corpora)."""
     return {
         str(f.relative_to(data)): f.read_text().replace(str(corpus_dir), "CORPUS")
-        for f in sorted(data.glob("*/*")) if f.is_file() and corpus_dir not in f.parents
+        for f in sorted(data.glob("*/*"))
+        if f.is_file() and corpus_dir not in f.parents
     }
 
 
 def audio_bytes(corpus_dir: Path) -> dict:
-    return {str(f.relative_to(corpus_dir)): f.read_bytes()
-            for f in sorted(corpus_dir.rglob("*.wav"))}
+    return {
+        str(f.relative_to(corpus_dir)): f.read_bytes() for f in sorted(corpus_dir.rglob("*.wav"))
+    }
 
 
 def test_same_seed_same_corpus_other_seed_another(corpus, tmp_path):
@@ -58,16 +81,19 @@ def test_same_seed_same_corpus_other_seed_another(corpus, tmp_path):
     prepare_mini_corpus(other, seed=1, spec=SMALL)
     test_ids = [read_data_dir(d / "test").wav_scp.keys() for d in (corpus, other)]
     assert test_ids[0] != test_ids[1]
-    noise_files = [read_data_dir(d / "musan_noise", require_speakers=False).wav_scp["noise-0001"]
-                   for d in (corpus, other)]
+    noise_files = [
+        read_data_dir(d / "musan_noise", require_speakers=False).wav_scp["noise-0001"]
+        for d in (corpus, other)
+    ]
     noise = [sf.read(f)[0] for f in noise_files]
     assert not np.array_equal(*noise)
 
 
 def test_data_dirs_validate_and_follow_voxceleb_layout(corpus):
     for name in ("train", "test"):
-        data, recordings = validate_data_dir(corpus / name, require_trials=name == "test",
-                                             min_utts_per_speaker=2)
+        data, recordings = validate_data_dir(
+            corpus / name, require_trials=name == "test", min_utts_per_speaker=2
+        )
         assert len({spk for spk in data.utt2spk.values()}) == getattr(SMALL, f"{name}_speakers")
         for utt, path in data.wav_scp.items():
             spk, session, number = UTT_ID.match(utt).groups()
@@ -91,13 +117,16 @@ def test_test_speakers_are_disjoint_from_training_speakers(corpus):
 
 
 def test_a_pool_from_another_first_speaker_has_other_voices_and_ids(corpus, tmp_path):
-    spec = dataclasses.replace(SMALL, first_speaker=1000, train_speakers=2, test_speakers=2,
-                               nontargets_per_target=1)
+    spec = dataclasses.replace(
+        SMALL, first_speaker=1000, train_speakers=2, test_speakers=2, nontargets_per_target=1
+    )
     prepare_mini_corpus(tmp_path / "pool", seed=0, spec=spec)
     pool = read_data_dir(tmp_path / "pool" / "train").utt2spk
     assert sorted(set(pool.values())) == ["id11001", "id11002"]
-    mini = {*read_data_dir(corpus / "train").utt2spk.values(),
-            *read_data_dir(corpus / "test").utt2spk.values()}
+    mini = {
+        *read_data_dir(corpus / "train").utt2spk.values(),
+        *read_data_dir(corpus / "test").utt2spk.values(),
+    }
     assert not mini & set(pool.values())
 
 
@@ -114,8 +143,11 @@ def test_trials_are_cross_session_with_the_spec_s_non_targets_per_target(corpus)
         assert session[enrol] != session[test]
     # Every cross-session pair of a speaker is a target trial.
     utts = sorted(data.wav_scp)
-    expected = sum(data.utt2spk[a] == data.utt2spk[b] and session[a] != session[b]
-                   for i, a in enumerate(utts) for b in utts[i + 1:])
+    expected = sum(
+        data.utt2spk[a] == data.utt2spk[b] and session[a] != session[b]
+        for i, a in enumerate(utts)
+        for b in utts[i + 1 :]
+    )
     assert len(targets) == expected
 
 
@@ -127,8 +159,9 @@ def test_audio_formats_exercise_the_conversion_rule(corpus):
         other_rate = [utt for utt, info in infos.items() if info.samplerate == 22050]
         assert len(stereo) == SMALL.stereo_files and len(other_rate) == SMALL.resampled_files
         assert all(info.channels == 1 for utt, info in infos.items() if utt not in stereo)
-        assert all(info.samplerate == SAMPLE_RATE for utt, info in infos.items()
-                   if utt not in other_rate)
+        assert all(
+            info.samplerate == SAMPLE_RATE for utt, info in infos.items() if utt not in other_rate
+        )
         path = read_data_dir(corpus / name).wav_scp
         # Channel 0 is the utterance; channel 1 a quieter second microphone.
         both = sf.read(path[stereo[0]])[0]
@@ -144,10 +177,21 @@ def test_audio_formats_exercise_the_conversion_rule(corpus):
 
 
 def test_interrupted_rerun_keeps_the_previous_corpus(tmp_path, monkeypatch):
-    spec = MiniCorpusSpec(train_speakers=2, test_speakers=2, sessions=2, utts_per_session=(1, 1),
-                          nontargets_per_target=1,
-                          utt_seconds=(0.5, 0.5), babble_files=1, noise_files=1, music_files=1,
-                          rir_files=1, aug_seconds=(0.5, 0.5), stereo_files=0, resampled_files=0)
+    spec = MiniCorpusSpec(
+        train_speakers=2,
+        test_speakers=2,
+        sessions=2,
+        utts_per_session=(1, 1),
+        nontargets_per_target=1,
+        utt_seconds=(0.5, 0.5),
+        babble_files=1,
+        noise_files=1,
+        music_files=1,
+        rir_files=1,
+        aug_seconds=(0.5, 0.5),
+        stereo_files=0,
+        resampled_files=0,
+    )
     data = tmp_path / "data"
     prepare_mini_corpus(data, seed=0, spec=spec)
     before_tables = tables(data, data / "mini_corpus")
@@ -162,8 +206,9 @@ def test_interrupted_rerun_keeps_the_previous_corpus(tmp_path, monkeypatch):
     assert tables(data, data / "mini_corpus") == before_tables
     assert audio_bytes(data / "mini_corpus") == before_audio
     # Nothing half-made is left behind, not even a temporary directory.
-    assert sorted(p.name for p in data.iterdir()) == sorted(["mini_corpus", "train", "test",
-                                                             *AUG_SETS])
+    assert sorted(p.name for p in data.iterdir()) == sorted(
+        ["mini_corpus", "train", "test", *AUG_SETS]
+    )
 
 
 def test_make_trials_needs_enough_speakers():
@@ -202,7 +247,7 @@ def steady_voice(**changes) -> Voice:
 def test_speech_has_the_voice_pitch(f0):
     speech = synthesize_speech(steady_voice(f0_hz=f0), 2.0, np.random.default_rng(1))
     assert len(speech) == 2 * SAMPLE_RATE
-    assert np.sqrt(np.mean(speech ** 2)) == pytest.approx(0.1, rel=1e-3)
+    assert np.sqrt(np.mean(speech**2)) == pytest.approx(0.1, rel=1e-3)
     assert median_f0(speech) == pytest.approx(f0, rel=0.06)
 
 
@@ -222,7 +267,7 @@ def test_channel_sets_level_and_keeps_length():
     channel = random_channel(np.random.default_rng(4))
     recorded = apply_channel(speech, channel, np.random.default_rng(5))
     assert recorded.shape == speech.shape
-    level_db = 20 * np.log10(np.sqrt(np.mean(recorded ** 2)))
+    level_db = 20 * np.log10(np.sqrt(np.mean(recorded**2)))
     assert level_db == pytest.approx(channel.level_db, abs=6.0)  # level jitter: sd 1.5 dB
 
 
@@ -236,10 +281,10 @@ def test_equaliser_band_limits():
 def test_rir_and_noise_shapes():
     rir = synthesize_rir(np.random.default_rng(7))
     assert np.argmax(np.abs(rir)) < 0.006 * SAMPLE_RATE and np.max(np.abs(rir)) == 1.0
-    late = rir[int(0.8 * len(rir)):]
-    assert np.sqrt(np.mean(late ** 2)) < 0.05
+    late = rir[int(0.8 * len(rir)) :]
+    assert np.sqrt(np.mean(late**2)) < 0.05
     noise = synthesize_noise(1.0, np.random.default_rng(8))
-    assert len(noise) == SAMPLE_RATE and np.sqrt(np.mean(noise ** 2)) == pytest.approx(0.1)
+    assert len(noise) == SAMPLE_RATE and np.sqrt(np.mean(noise**2)) == pytest.approx(0.1)
 
 
 def test_resample_keeps_frequencies():

@@ -1,5 +1,6 @@
 """VoxCeleb prep on a fake corpus tree built here: sets, ids, trials, the m4a conversion,
 MUSAN/RIRs, and stage 0's validation of the result."""
+
 import os
 import runpy
 import shutil
@@ -19,9 +20,16 @@ from oskdft.utils.errors import InputError
 PREPARE = Path(__file__).resolve().parents[2] / "egs" / "voxceleb" / "prepare.py"
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 
-VOX1 = ["id10001/vidA/00001", "id10001/vidA/00002", "id10001/vidB/00001",
-        "id10002/vidA/00001", "id10002/vidC/00001",
-        "id10003/-x_y/00001", "id10003/-x_y/00002", "id10004/vidA/00001"]
+VOX1 = [
+    "id10001/vidA/00001",
+    "id10001/vidA/00002",
+    "id10001/vidB/00001",
+    "id10002/vidA/00001",
+    "id10002/vidC/00001",
+    "id10003/-x_y/00001",
+    "id10003/-x_y/00002",
+    "id10004/vidA/00001",
+]
 VOX2 = ["id00012/v1/00001", "id00012/v2/00001", "id00013/v1/00001", "id00013/v1/00002"]
 
 
@@ -38,13 +46,18 @@ def corpus(tmp_path):
         write_wav(tmp_path / "VoxCeleb1" / "wav" / f"{utt}.wav")
     trials = tmp_path / "VoxCeleb1" / "trials"
     trials.mkdir()
-    (trials / "veri_test2.txt").write_text("1 id10003/-x_y/00001.wav id10003/-x_y/00002.wav\n"
-                                           "0 id10003/-x_y/00001.wav id10004/vidA/00001.wav\n")
+    (trials / "veri_test2.txt").write_text(
+        "1 id10003/-x_y/00001.wav id10003/-x_y/00002.wav\n"
+        "0 id10003/-x_y/00001.wav id10004/vidA/00001.wav\n"
+    )
     (trials / "list_test_all2.txt").write_text("1 id10001/vidA/00001.wav id10001/vidB/00001.wav\n")
     for utt in VOX2:
         write_wav(tmp_path / "vox2_wav" / f"{utt}.wav")
-    for part, name in [("music", "fma/music-fma-0000"), ("noise", "free-sound/noise-0000"),
-                       ("speech", "librivox/speech-librivox-0000")]:
+    for part, name in [
+        ("music", "fma/music-fma-0000"),
+        ("noise", "free-sound/noise-0000"),
+        ("speech", "librivox/speech-librivox-0000"),
+    ]:
         write_wav(tmp_path / "musan" / part / f"{name}.wav")
     (tmp_path / "musan" / "music" / "README").write_text("not audio")
     for room in ("smallroom", "mediumroom"):
@@ -53,31 +66,49 @@ def corpus(tmp_path):
 
 
 def run_prepare(corpus, *extra):
-    runpy.run_path(str(PREPARE))["main"]([
-        "--voxceleb1", str(corpus / "VoxCeleb1"), "--trials-dir", str(corpus / "VoxCeleb1/trials"),
-        "--musan", str(corpus / "musan"), "--rirs", str(corpus / "RIRS_NOISES"), *extra,
-        str(corpus / "data"),
-    ])
+    runpy.run_path(str(PREPARE))["main"](
+        [
+            "--voxceleb1",
+            str(corpus / "VoxCeleb1"),
+            "--trials-dir",
+            str(corpus / "VoxCeleb1/trials"),
+            "--musan",
+            str(corpus / "musan"),
+            "--rirs",
+            str(corpus / "RIRS_NOISES"),
+            *extra,
+            str(corpus / "data"),
+        ]
+    )
     return corpus / "data"
 
 
 def test_prepare_voxceleb(corpus):
     data = run_prepare(corpus, "--voxceleb2-wav-dir", str(corpus / "vox2_wav"))
     assert sorted(p.name for p in data.iterdir()) == [
-        "musan_music", "musan_noise", "musan_speech", "rirs", "voxceleb1", "voxceleb1_dev",
-        "voxceleb2_dev"]
+        "musan_music",
+        "musan_noise",
+        "musan_speech",
+        "rirs",
+        "voxceleb1",
+        "voxceleb1_dev",
+        "voxceleb2_dev",
+    ]
 
     vox1 = read_data_dir(data / "voxceleb1")
     assert list(vox1.wav_scp) == sorted(utt.replace("/", "-") for utt in VOX1)
     assert vox1.wav_scp["id10003--x_y-00001"] == str(
-        corpus / "VoxCeleb1" / "wav" / "id10003" / "-x_y" / "00001.wav")
+        corpus / "VoxCeleb1" / "wav" / "id10003" / "-x_y" / "00001.wav"
+    )
     assert all(utt.startswith(spk) for utt, spk in vox1.utt2spk.items())
     assert set(vox1.utt2spk.values()) == {"id10001", "id10002", "id10003", "id10004"}
     assert (data / "voxceleb1" / "trials_vox1_O").read_text() == (
         "id10003--x_y-00001 id10003--x_y-00002 target\n"
-        "id10003--x_y-00001 id10004-vidA-00001 nontarget\n")
+        "id10003--x_y-00001 id10004-vidA-00001 nontarget\n"
+    )
     assert (data / "voxceleb1" / "trials_vox1_E").read_text() == (
-        "id10001-vidA-00001 id10001-vidB-00001 target\n")
+        "id10001-vidA-00001 id10001-vidB-00001 target\n"
+    )
     assert not (data / "voxceleb1" / "trials_vox1_H").exists()
 
     dev = read_data_dir(data / "voxceleb1_dev")
@@ -90,16 +121,24 @@ def test_prepare_voxceleb(corpus):
 
     assert list(read_table(data / "musan_music" / "wav.scp")) == ["fma-music-fma-0000"]
     assert list(read_table(data / "rirs" / "wav.scp")) == [
-        "mediumroom-Room001-Room001-00001", "smallroom-Room001-Room001-00001"]
+        "mediumroom-Room001-Room001-00001",
+        "smallroom-Room001-Room001-00001",
+    ]
     assert not (data / "rirs" / "utt2spk").exists()
 
     # Stage 0's second half accepts all of it, for either training set.
     for train_set in ("voxceleb2_dev", "voxceleb1_dev"):
-        stats = prepare_manifests(data, train_set, ["voxceleb1"],
-                                  ["musan_noise", "musan_music", "musan_speech", "rirs"],
-                                  num_threads=2)
+        stats = prepare_manifests(
+            data,
+            train_set,
+            ["voxceleb1"],
+            ["musan_noise", "musan_music", "musan_speech", "rirs"],
+            num_threads=2,
+        )
         assert [(s.name, s.utterances) for s in stats][:2] == [
-            (train_set, len(read_table(data / train_set / "wav.scp"))), ("voxceleb1", 8)]
+            (train_set, len(read_table(data / train_set / "wav.scp"))),
+            ("voxceleb1", 8),
+        ]
 
 
 def test_rerun_replaces_sets_whole(corpus):
@@ -151,9 +190,20 @@ def test_m4a_conversion(corpus):
     aac = corpus / "VoxCeleb2" / "dev" / "aac"
     for utt in VOX2[:2]:
         (aac / utt).parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i",
-                        str(corpus / "vox2_wav" / f"{utt}.wav"), "-c:a", "aac",
-                        str(aac / f"{utt}.m4a")], check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-i",
+                str(corpus / "vox2_wav" / f"{utt}.wav"),
+                "-c:a",
+                "aac",
+                str(aac / f"{utt}.m4a"),
+            ],
+            check=True,
+        )
     data = run_prepare(corpus, "--voxceleb2", str(corpus / "VoxCeleb2"), "--nj", "2")
     vox2 = read_table(data / "voxceleb2_dev" / "wav.scp")
     assert list(vox2) == ["id00012-v1-00001", "id00012-v2-00001"]

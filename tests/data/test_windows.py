@@ -1,4 +1,5 @@
 """Stage 1: windows, validation split, back-end subset, augmentation sets."""
+
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -65,7 +66,7 @@ def test_windows_have_the_configured_boundaries_and_counts(stage1):
             assert window.duration == 2.0 and window.num_samples == 2 * RATE
             assert window.supervisions[0].speaker == source.supervisions[0].speaker
             # The window's samples are exactly that stretch of the utterance.
-            expected_audio = load_audio(source)[k * RATE:(k + 2) * RATE]
+            expected_audio = load_audio(source)[k * RATE : (k + 2) * RATE]
             np.testing.assert_array_equal(load_audio(window), expected_audio)
     # The 1.5 s utterances are skipped, and counted.
     assert all(utterances[u].duration >= 2.0 for u in grouped)
@@ -145,8 +146,10 @@ def test_same_seed_same_split_other_seed_other_split(tmp_path):
 
 def test_make_windows_reads_the_yaml_config(corpus, tmp_path):
     conf = tmp_path / "data.yaml"
-    conf.write_text("window_seconds: 3.0\nwindow_hop_seconds: 0.5\nvalid_speakers: 1\n"
-                    "valid_utts_per_speaker: 2\nvalid_trials: 4\nseed: 3\n")
+    conf.write_text(
+        "window_seconds: 3.0\nwindow_hop_seconds: 0.5\nvalid_speakers: 1\n"
+        "valid_utts_per_speaker: 2\nvalid_trials: 4\nseed: 3\n"
+    )
     data = tmp_path / "data"
     (data / "manifests").mkdir(parents=True)
     for kind in ("cuts", "recordings", "supervisions"):
@@ -189,8 +192,11 @@ def test_a_data_dir_out_of_step_with_the_manifests_fails_before_writing(corpus, 
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in outputs}
     # The Kaldi dir loses a back-end utterance that the manifest still has.
     dropped = (data / "backend" / "utt2spk").read_text().split()[0]
-    write_data_dir(data / "train", {u: w for u, w in kaldi.wav_scp.items() if u != dropped},
-                   {u: s for u, s in kaldi.utt2spk.items() if u != dropped})
+    write_data_dir(
+        data / "train",
+        {u: w for u, w in kaldi.wav_scp.items() if u != dropped},
+        {u: s for u, s in kaldi.utt2spk.items() if u != dropped},
+    )
     with pytest.raises(InputError) as e:
         make_windows_from_config(data, toy_data_config(), "train")
     assert e.value.path == str(data / "train" / "utt2spk")
@@ -229,11 +235,15 @@ def test_subset_dir_keeps_segments_and_piped_commands(tmp_path):
         path=tmp_path / "train",
         wav_scp={"rec1": "/corpus/rec1.wav", "rec2": "sox /corpus/rec2.sph -t wav - |"},
         utt2spk={"spk1-a": "spk1", "spk1-b": "spk1", "spk2-a": "spk2"},
-        segments={"spk1-a": Segment("rec1", 0.0, 1234.567), "spk1-b": Segment("rec2", 1.5, None),
-                  "spk2-a": Segment("rec2", 2.25, 3.5)},
+        segments={
+            "spk1-a": Segment("rec1", 0.0, 1234.567),
+            "spk1-b": Segment("rec2", 1.5, None),
+            "spk2-a": Segment("rec2", 2.25, 3.5),
+        },
     )
-    write_subset_dir(tmp_path / "subset", source, ["spk2-a", "spk1-b"],
-                     {"valid": [("spk1-b", "spk2-a", False)]})
+    write_subset_dir(
+        tmp_path / "subset", source, ["spk2-a", "spk1-b"], {"valid": [("spk1-b", "spk2-a", False)]}
+    )
     subset = read_data_dir(tmp_path / "subset")
     assert subset.wav_scp == {"rec2": "sox /corpus/rec2.sph -t wav - |"}
     assert subset.segments == {u: source.segments[u] for u in ("spk1-b", "spk2-a")}

@@ -5,6 +5,7 @@ Speakers ``spk1..spkN`` have utterances ``spkK-uJ`` lasting ``UTT_SECONDS`` each
 shorter than a 2 s window, one exactly a window long). The noise set has a 0.7 s file, so
 the looping of short noises is exercised.
 """
+
 from pathlib import Path
 from typing import Sequence
 
@@ -26,8 +27,9 @@ def _write(path: Path, audio: np.ndarray) -> str:
     return str(path)
 
 
-def make_toy_corpus(root: Path, num_speakers: int = 6,
-                    utt_seconds: Sequence[float] = UTT_SECONDS, seed: int = 0) -> Path:
+def make_toy_corpus(
+    root: Path, num_speakers: int = 6, utt_seconds: Sequence[float] = UTT_SECONDS, seed: int = 0
+) -> Path:
     """Write audio and Kaldi dirs under ``root``, run stage 0; return the data dir."""
     rng = np.random.default_rng(seed)
     data = root / "data"
@@ -46,24 +48,38 @@ def make_toy_corpus(root: Path, num_speakers: int = 6,
         "musan_speech": [2.5, 3.0, 3.5, 4.0],
     }
     for name, lengths in sources.items():
-        write_data_dir(data / name, {
-            f"{name}-{i}": _write(root / name / f"{i}.wav",
-                                  rng.uniform(0.1, 0.5) * rng.standard_normal(round(s * RATE)))
-            for i, s in enumerate(lengths)
-        })
+        write_data_dir(
+            data / name,
+            {
+                f"{name}-{i}": _write(
+                    root / name / f"{i}.wav",
+                    rng.uniform(0.1, 0.5) * rng.standard_normal(round(s * RATE)),
+                )
+                for i, s in enumerate(lengths)
+            },
+        )
     decay = np.exp(-np.arange(1600) / 200.0)
-    write_data_dir(data / "rirs", {
-        f"rir-{i}": _write(root / "rirs" / f"{i}.wav", decay * rng.standard_normal(1600))
-        for i in range(2)
-    })
+    write_data_dir(
+        data / "rirs",
+        {
+            f"rir-{i}": _write(root / "rirs" / f"{i}.wav", decay * rng.standard_normal(1600))
+            for i in range(2)
+        },
+    )
     prepare_manifests(data, "train", aug_sets=AUG_SETS, num_threads=1)
     return data
 
 
 def toy_data_config(**changes) -> DataConfig:
     """Stage 1 settings sized for the toy corpus."""
-    settings = dict(window_seconds=2.0, window_hop_seconds=1.0, valid_speakers=2,
-                    valid_utts_per_speaker=3, valid_trials=20, backend_utts_per_speaker=2,
-                    seed=3)
+    settings = dict(
+        window_seconds=2.0,
+        window_hop_seconds=1.0,
+        valid_speakers=2,
+        valid_utts_per_speaker=3,
+        valid_trials=20,
+        backend_utts_per_speaker=2,
+        seed=3,
+    )
     settings.update(changes)
     return DataConfig(**settings)

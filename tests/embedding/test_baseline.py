@@ -1,4 +1,5 @@
 """The trivial baseline: mean MFCC / log-mel per utterance, centred cosine, EER per trial list."""
+
 import runpy
 from pathlib import Path
 
@@ -63,8 +64,12 @@ def make_two_speaker_dir(root: Path) -> Path:
             sf.write(str(path), audio, RATE)
             wav_scp[utt], utt2spk[utt] = str(path), spk
     wav_scp["lo-s9-00001"], utt2spk["lo-s9-00001"] = str(root / "missing.wav"), "lo"
-    trials = [("lo-s0-00001", "lo-s1-00001", True), ("hi-s0-00001", "hi-s2-00001", True),
-              ("lo-s0-00001", "hi-s1-00001", False), ("lo-s2-00001", "hi-s0-00001", False)]
+    trials = [
+        ("lo-s0-00001", "lo-s1-00001", True),
+        ("hi-s0-00001", "hi-s2-00001", True),
+        ("lo-s0-00001", "hi-s1-00001", False),
+        ("lo-s2-00001", "hi-s0-00001", False),
+    ]
     data = root / "data"
     write_data_dir(data, wav_scp, utt2spk, trials={"toy": trials})
     return data
@@ -91,9 +96,19 @@ def test_compute_baseline_script_prints_one_line_per_list_and_feature(tmp_path, 
 
 def test_baseline_fails_on_the_mini_corpus(tmp_path):
     """egs/mini must need a trained model: the trivial baseline stays well above 10% EER."""
-    spec = MiniCorpusSpec(train_speakers=2, test_speakers=8, utts_per_session=(2, 3),
-                          utt_seconds=(1.0, 2.0), babble_files=1, noise_files=1, music_files=1,
-                          rir_files=1, aug_seconds=(0.5, 0.5), stereo_files=1, resampled_files=1)
+    spec = MiniCorpusSpec(
+        train_speakers=2,
+        test_speakers=8,
+        utts_per_session=(2, 3),
+        utt_seconds=(1.0, 2.0),
+        babble_files=1,
+        noise_files=1,
+        music_files=1,
+        rir_files=1,
+        aug_seconds=(0.5, 0.5),
+        stereo_files=1,
+        resampled_files=1,
+    )
     prepare_mini_corpus(tmp_path / "data", seed=0, spec=spec)
     eers = baseline_eers(tmp_path / "data" / "test")
     assert set(eers) == {"mini"}

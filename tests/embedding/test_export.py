@@ -1,4 +1,5 @@
 """Stage 6: ONNX (and TorchScript, int8) export of a tiny model, with its parity check."""
+
 import json
 import logging
 import runpy
@@ -51,14 +52,29 @@ def stage_6(recipe):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(recipe)
         main = runpy.run_path(str(REPO / "local" / "export_model.py"), run_name="test")["main"]
-        main(["--parity-set", "data/test", "--int8", "true", "--torchscript", "true",
-              "exp/sys/final", "exp/sys/export"])
+        main(
+            [
+                "--parity-set",
+                "data/test",
+                "--int8",
+                "true",
+                "--torchscript",
+                "true",
+                "exp/sys/final",
+                "exp/sys/export",
+            ]
+        )
     return recipe / "exp" / "sys" / "export"
 
 
 def test_stage_6_writes_the_export_and_its_parity(recipe, stage_6):
     assert sorted(p.name for p in stage_6.iterdir()) == [
-        "config.yaml", "meta.json", "model.int8.onnx", "model.onnx", "model.torchscript.pt"]
+        "config.yaml",
+        "meta.json",
+        "model.int8.onnx",
+        "model.onnx",
+        "model.torchscript.pt",
+    ]
     meta = json.loads((stage_6 / "meta.json").read_text())
     final_meta = json.loads((recipe / "exp" / "sys" / "final" / "meta.json").read_text())
     assert meta["system"] == "sys" and meta["embed_dim"] == 8
@@ -91,8 +107,9 @@ def test_onnx_matches_pytorch_at_any_length_and_batch(recipe, stage_6):
     np.testing.assert_allclose(onnx_embedder(wav, lengths)[:1], alone, atol=1e-4)
 
 
-@pytest.mark.parametrize("model_type,pre_ln", [("wav2vec2", False), ("hubert", True),
-                                               ("wavlm", False)])
+@pytest.mark.parametrize(
+    "model_type,pre_ln", [("wav2vec2", False), ("hubert", True), ("wavlm", False)]
+)
 def test_every_family_exports(tmp_path, model_type, pre_ln):
     cfg = scratch_config()
     cfg.ssl.arch = tiny_arch(model_type, pre_ln=pre_ln)
@@ -102,8 +119,13 @@ def test_every_family_exports(tmp_path, model_type, pre_ln):
     batch = [0.1 * rng.standard_normal(n).astype(np.float32) for n in (16000, 48000, 30000)]
     for audio in ([batch[1]], batch):
         wav, lengths = pad_batch(audio)
-        assert cosines(OnnxEmbedder(tmp_path / "model.onnx")(wav, lengths),
-                       TorchEmbedder(model)(wav, lengths)).min() > 0.9999
+        assert (
+            cosines(
+                OnnxEmbedder(tmp_path / "model.onnx")(wav, lengths),
+                TorchEmbedder(model)(wav, lengths),
+            ).min()
+            > 0.9999
+        )
 
 
 def test_a_failed_parity_check_fails_the_stage_and_keeps_the_old_export(recipe, monkeypatch):
@@ -119,8 +141,9 @@ def test_a_failed_parity_check_fails_the_stage_and_keeps_the_old_export(recipe, 
 
     monkeypatch.setattr(export, "export_onnx", export_a_changed_model)
     with pytest.raises(ParityError, match="the onnx export disagrees with PyTorch"):
-        export_system(recipe / "exp" / "sys" / "final", export_dir, recipe / "data" / "test",
-                      int8=False)
+        export_system(
+            recipe / "exp" / "sys" / "final", export_dir, recipe / "data" / "test", int8=False
+        )
     assert not [p for p in export_dir.parent.iterdir() if p.name.startswith(".export_kept")]
     assert (export_dir / "model.onnx").read_text() == "the previous export"
 
@@ -142,29 +165,39 @@ def test_an_fbank_system_exports_with_its_filter_bank(recipe, tmp_path):
     # The filter bank stays in float32 in the int8 model (convolutions are not quantised):
     # 0.99995 here; with its Mel filters as a matrix product it read 0.9955.
     assert meta["parity"]["int8"]["min_cosine"] > 0.999
-    assert meta["macs_per_second"] == json.loads((final / "meta.json").read_text())[
-        "macs_per_second"]
+    assert (
+        meta["macs_per_second"] == json.loads((final / "meta.json").read_text())["macs_per_second"]
+    )
     model, _, _ = load_final(final)
     onnx_embedder = OnnxEmbedder(tmp_path / "exp" / "fbank" / "export" / "model.onnx")
     rng = np.random.default_rng(0)
     batch = [0.1 * rng.standard_normal(n).astype(np.float32) for n in (16000, 48000, 30001)]
     for audio in ([batch[1]], batch):
         wav, lengths = pad_batch(audio)
-        assert cosines(onnx_embedder(wav, lengths), TorchEmbedder(model)(wav, lengths)).min() \
-            > 0.9999
+        assert (
+            cosines(onnx_embedder(wav, lengths), TorchEmbedder(model)(wav, lengths)).min() > 0.9999
+        )
 
 
 def test_a_system_with_the_originals_options_exports_its_inference_path(recipe, tmp_path, caplog):
     """SpecAugment, LayerDrop and the doubled front end act in training only: the graph is the
     FT branch, and meta.json says that stage 4 put 5 // 2 crops on the KD branch."""
-    cfg = scratch_config(ssl={"spec_augment": True, "layer_drop": True, "doubled_front_end": True,
-                              "doubled_residual": True, "adapter_init": "normal"},
-                         eval={"original_crop_branches": True})
+    cfg = scratch_config(
+        ssl={
+            "spec_augment": True,
+            "layer_drop": True,
+            "doubled_front_end": True,
+            "doubled_residual": True,
+            "adapter_init": "normal",
+        },
+        eval={"original_crop_branches": True},
+    )
     final = tmp_path / "exp" / "paper" / "final"
     save_final(final, tiny_model(cfg), cfg, {})
     with caplog.at_level(logging.WARNING):
-        meta = export_system(final, tmp_path / "exp" / "paper" / "export", recipe / "data" / "test",
-                             int8=False)
+        meta = export_system(
+            final, tmp_path / "exp" / "paper" / "export", recipe / "data" / "test", int8=False
+        )
     assert meta["parity"]["onnx"]["min_cosine"] > 0.9999
     assert meta["kd_crops_in_stage4"] == 2
     assert "fused score differs from stage 5's" in caplog.text

@@ -1,19 +1,24 @@
 import numpy as np
 import pytest
-import torch
 from lhotse import CutSet
 
 from oskdft.config import EvalConfig
 from oskdft.data.audio import SAMPLE_RATE, load_audio
 from oskdft.embedding import extract
 from oskdft.embedding.extract import embed_cuts, embed_views
+from oskdft.embedding.shards import split_by_duration
 from oskdft.embedding.views import crop_audio, crop_starts, kd_crops, length_batches
+from oskdft.layout import manifest_path
 from oskdft.scoring.backends import build_backend
 from oskdft.scoring.embeddings import Embeddings, mean_unit_crops
-from oskdft.embedding.shards import split_by_duration
-from oskdft.layout import manifest_path
 from tests.embedding.tiny_system import (
-    embed_alone, kd_branch_model, original_fused_score, scratch_config, tiny_model, write_set)
+    embed_alone,
+    kd_branch_model,
+    original_fused_score,
+    scratch_config,
+    tiny_model,
+    write_set,
+)
 
 # Lengths around the 1 s crop of these tests: shorter, equal, longer; and a spread for batching.
 SECONDS = [0.4, 1.0, 1.7, 2.35, 0.9, 3.1, 1.25, 0.6]
@@ -61,8 +66,9 @@ def test_embedding_leaves_the_model_in_its_mode(model, cuts):
         one = embed_cuts(model, cuts[:2], "cpu")
         assert model.training
         model.eval()
-        np.testing.assert_allclose(one[cuts[0].id], embed_cuts(model, cuts[:1], "cpu")[cuts[0].id],
-                                   atol=1e-5)  # dropout was off while embedding
+        np.testing.assert_allclose(
+            one[cuts[0].id], embed_cuts(model, cuts[:1], "cpu")[cuts[0].id], atol=1e-5
+        )  # dropout was off while embedding
     finally:
         model.eval()
 
@@ -94,8 +100,9 @@ def test_embed_views_embeds_each_crop_and_decodes_each_cut_once(model, cuts, mon
         return load_audio(cut)
 
     monkeypatch.setattr(extract, "load_audio", counting_load_audio)
-    full, crops = embed_views(model, cuts, "cpu", batch_seconds=2.5, crop_seconds=1.0,
-                              num_crops=3, crop_batch_size=7)
+    full, crops = embed_views(
+        model, cuts, "cpu", batch_seconds=2.5, crop_seconds=1.0, num_crops=3, crop_batch_size=7
+    )
     assert sorted(decoded) == sorted(cut.id for cut in cuts)
     assert list(crops) == list(full) == [cut.id for cut in cuts]
     for key, vector in embed_cuts(model, cuts, "cpu", batch_seconds=2.5).items():
@@ -116,8 +123,9 @@ def test_split_covers_every_utterance_once_balanced_and_deterministic():
     ids = [key for share in shares for key in share]
     assert sorted(ids) == sorted(key for key, _ in items)  # each exactly once
     position = {key: i for i, (key, _) in enumerate(items)}
-    assert all([position[k] for k in share] == sorted(position[k] for k in share)
-               for share in shares)  # each share in manifest order
+    assert all(
+        [position[k] for k in share] == sorted(position[k] for k in share) for share in shares
+    )  # each share in manifest order
     duration = dict(items)
     totals = [sum(duration[k] for k in share) for share in shares]
     assert max(totals) - min(totals) <= max(duration.values())
@@ -138,23 +146,36 @@ def test_original_crop_branches_send_crops_0_and_1_through_the_kd_branch(cuts, o
     model = tiny_model(scratch_config(ssl={"doubled_residual": True}))
     plain = kd_branch_model(model)
     long_cuts = [cut for cut in cuts if cut.duration > 1.5]
-    full, crops = embed_views(model, long_cuts, "cpu", crop_seconds=1.0, num_crops=5,
-                              crop_batch_size=10, num_kd_crops=kd_crops(5, original))
+    full, crops = embed_views(
+        model,
+        long_cuts,
+        "cpu",
+        crop_seconds=1.0,
+        num_crops=5,
+        crop_batch_size=10,
+        num_kd_crops=kd_crops(5, original),
+    )
     expected = {}
     for cut in long_cuts:
         rows = crop_audio(load_audio(cut), SAMPLE_RATE, 5)
         # The original: the 5 crops as one batch, the first 5 // 2 rows on the KD branch.
-        expected[cut.id] = np.stack([embed_alone(plain if original and i < 5 // 2 else model, c)
-                                     for i, c in enumerate(rows)])
+        expected[cut.id] = np.stack(
+            [
+                embed_alone(plain if original and i < 5 // 2 else model, c)
+                for i, c in enumerate(rows)
+            ]
+        )
         np.testing.assert_allclose(crops[cut.id], expected[cut.id], atol=1e-4)
     # ... and the fused score of stage 5 is the original's score of those embeddings.
-    data = Embeddings(list(full), np.stack(list(full.values())),
-                      mean_unit_crops(np.stack(list(crops.values()))))
+    data = Embeddings(
+        list(full), np.stack(list(full.values())), mean_unit_crops(np.stack(list(crops.values())))
+    )
     enrol, test = np.array([0, 0, 1]), np.array([1, 2, 2])
     ours = build_backend("fused", EvalConfig()).score(data, enrol, test)
     for score, i, j in zip(ours, enrol, test):
         a, b = data.keys[i], data.keys[j]
-        assert score == pytest.approx(original_fused_score(
-            full[a], full[b], expected[a], expected[b]), abs=1e-5)
+        assert score == pytest.approx(
+            original_fused_score(full[a], full[b], expected[a], expected[b]), abs=1e-5
+        )
     kd_crop = embed_alone(plain, crop_audio(load_audio(long_cuts[0]), SAMPLE_RATE, 5)[0])
     assert np.allclose(crops[long_cuts[0].id][0], kd_crop, atol=1e-4) == original

@@ -119,7 +119,10 @@ def test_an_fbank_system_round_trips_without_an_encoder_directory(tmp_path):
     model = tiny_model(cfg)
     save_final(tmp_path / "final", model, cfg, {})
     assert sorted(p.name for p in (tmp_path / "final").iterdir()) == [
-        "config.yaml", "meta.json", "model.pt"]
+        "config.yaml",
+        "meta.json",
+        "model.pt",
+    ]
     loaded, loaded_cfg, meta = load_final(tmp_path / "final")
     assert loaded_cfg == cfg and loaded.ssl_encoder is None
     assert meta["params"]["ssl"] == 0 and meta["macs_per_second"]["ssl"] > 0

@@ -19,9 +19,16 @@ def test_a_stage_4_job_on_the_gpu_matches_the_cpu(tmp_path):
     cfg = scratch_config(eval={"crop_seconds": 1.0, "num_crops": 3, "batch_seconds": 4.0})
     save_final(tmp_path / "final", tiny_model(cfg), cfg, {})
     for device in ("cpu", "auto"):
-        assert extract_embeddings_job(tmp_path / "final", tmp_path / "data", tmp_path / device,
-                                      ["test"], job=1, num_jobs=1, device=device,
-                                      progress=False) == ["test"]
+        assert extract_embeddings_job(
+            tmp_path / "final",
+            tmp_path / "data",
+            tmp_path / device,
+            ["test"],
+            job=1,
+            num_jobs=1,
+            device=device,
+            progress=False,
+        ) == ["test"]
     for table in ("xvector", "xvector_crops"):
         on_cpu = read_scp(tmp_path / "cpu" / "test" / f"{table}.1.scp")
         on_gpu = read_scp(tmp_path / "auto" / "test" / f"{table}.1.scp")

@@ -1,4 +1,5 @@
 """The torch-free runtime: stage 0's audio rule in numpy, wav.scp reading, onnxruntime."""
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -8,9 +9,16 @@ from oskdft.embedding.onnx_runtime import OnnxEmbedder, read_audio, read_wav_scp
 from oskdft.utils.errors import InputError
 
 
-@pytest.mark.parametrize("rate,channels,num_samples", [
-    (8000, 2, 12345), (22050, 1, 30001), (44100, 1, 88217), (48000, 3, 70001), (16000, 2, 1000),
-])
+@pytest.mark.parametrize(
+    "rate,channels,num_samples",
+    [
+        (8000, 2, 12345),
+        (22050, 1, 30001),
+        (44100, 1, 88217),
+        (48000, 3, 70001),
+        (16000, 2, 1000),
+    ],
+)
 def test_read_audio_gives_stage_0s_samples(tmp_path, rate, channels, num_samples):
     path = tmp_path / "a.wav"
     audio = np.random.default_rng(rate).uniform(-0.5, 0.5, (num_samples, channels))

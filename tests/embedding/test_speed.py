@@ -1,5 +1,6 @@
 """median_times on a fake clock: each fake encoder advances it by the durations it is given, so
 every figure is exact (no sleeping, nothing a busy machine can move)."""
+
 import types
 
 import pytest
@@ -46,8 +47,9 @@ def clock(monkeypatch):
 def test_each_model_gets_the_median_of_its_timed_calls_on_the_requested_audio(clock):
     calls = []
     durations = [0.05, 0.01, 0.02, 0.04, 0.90]  # median 0.04; the mean (0.204) would differ
-    [seconds] = median_times([FakeEncoder("a", durations, clock, calls)], seconds=0.5, batch=3,
-                             repeats=5, threads=1)
+    [seconds] = median_times(
+        [FakeEncoder("a", durations, clock, calls)], seconds=0.5, batch=3, repeats=5, threads=1
+    )
     assert seconds == pytest.approx(0.04)
     assert len(calls) == WARMUP_CALLS + 5
     assert {shape for _, shape, _ in calls} == {(3, SAMPLE_RATE // 2)}
@@ -56,13 +58,15 @@ def test_each_model_gets_the_median_of_its_timed_calls_on_the_requested_audio(cl
 def test_models_are_timed_in_interleaved_rounds_with_the_thread_count(clock):
     calls = []
     before = torch.get_num_threads()
-    models = [FakeEncoder("student", [0.02, 0.03, 0.02, 0.03], clock, calls),
-              FakeEncoder("teacher", [0.08, 0.12, 0.08, 0.12], clock, calls)]
+    models = [
+        FakeEncoder("student", [0.02, 0.03, 0.02, 0.03], clock, calls),
+        FakeEncoder("teacher", [0.08, 0.12, 0.08, 0.12], clock, calls),
+    ]
     student, teacher = median_times(models, seconds=0.1, repeats=4, threads=1)
     assert (student, teacher) == (pytest.approx(0.025), pytest.approx(0.10))
     names = [name for name, _, _ in calls]
     assert names[: 2 * WARMUP_CALLS] == ["student", "teacher"] * WARMUP_CALLS
-    rounds = [names[i:i + 2] for i in range(2 * WARMUP_CALLS, len(names), 2)]
+    rounds = [names[i : i + 2] for i in range(2 * WARMUP_CALLS, len(names), 2)]
     assert rounds == [["student", "teacher"], ["teacher", "student"]] * 2  # alternating order
     assert {threads for _, _, threads in calls} == {1}
     assert torch.get_num_threads() == before

@@ -1,4 +1,5 @@
 """Stage 4 as run.sh runs it: N extraction jobs, then the merge, from the recipe directory."""
+
 import os
 import runpy
 import shutil
@@ -20,9 +21,11 @@ from oskdft.utils.kaldi_io import read_scp
 from tests.embedding.tiny_system import scratch_config, tiny_model, write_set
 
 REPO = Path(__file__).resolve().parents[2]
-SETS = {"test": [0.5, 1.2, 2.8, 1.9, 0.8, 2.2, 1.4, 3.0, 1.1, 0.6, 2.5, 1.7],
-        "valid": [1.3, 0.7, 2.1, 1.6, 0.9, 2.4],
-        "backend": [2.0, 1.0, 1.5, 0.4, 2.6, 1.8]}
+SETS = {
+    "test": [0.5, 1.2, 2.8, 1.9, 0.8, 2.2, 1.4, 3.0, 1.1, 0.6, 2.5, 1.7],
+    "valid": [1.3, 0.7, 2.1, 1.6, 0.9, 2.4],
+    "backend": [2.0, 1.0, 1.5, 0.4, 2.6, 1.8],
+}
 NUM_JOBS = 2
 
 
@@ -48,11 +51,24 @@ def stage_4(recipe):
         monkeypatch.chdir(recipe)
         sets = " ".join(SETS)
         for job in range(1, NUM_JOBS + 1):
-            script_main("extract_embeddings.py")([
-                "--sets", sets, "--job", str(job), "--num-jobs", str(NUM_JOBS),
-                "--device", "cpu", "exp/sys/final", "data", "exp/sys/embeddings"])
-        script_main("merge_embeddings.py")(["--sets", sets, "--num-jobs", str(NUM_JOBS), "data",
-                                            "exp/sys/embeddings"])
+            script_main("extract_embeddings.py")(
+                [
+                    "--sets",
+                    sets,
+                    "--job",
+                    str(job),
+                    "--num-jobs",
+                    str(NUM_JOBS),
+                    "--device",
+                    "cpu",
+                    "exp/sys/final",
+                    "data",
+                    "exp/sys/embeddings",
+                ]
+            )
+        script_main("merge_embeddings.py")(
+            ["--sets", sets, "--num-jobs", str(NUM_JOBS), "data", "exp/sys/embeddings"]
+        )
     return recipe / "exp" / "sys" / "embeddings"
 
 
@@ -75,8 +91,9 @@ def test_stage_4_embeds_every_utterance_of_every_set_once(recipe, stage_4, monke
         for job in range(1, NUM_JOBS + 1):  # both jobs did work
             assert (out / name / f"xvector.{job}.ark").stat().st_size > 0
         expected = embed_cuts(model, cuts, "cpu")
-        np.testing.assert_allclose(table.vectors, np.stack([expected[k] for k in table.keys]),
-                                   atol=1e-4)
+        np.testing.assert_allclose(
+            table.vectors, np.stack([expected[k] for k in table.keys]), atol=1e-4
+        )
     crops_scp = out / "test" / "xvector_crops.scp"
     assert {m.shape for m in read_scp(crops_scp).values()} == {(3, 8)}  # eval.num_crops of 3
     ark = crops_scp.read_text().split()[1].rsplit(":", 1)[0]
@@ -86,8 +103,15 @@ def test_stage_4_embeds_every_utterance_of_every_set_once(recipe, stage_4, monke
 def test_a_rerun_redoes_only_missing_or_stale_work(recipe, copied):
     out = copied
     (out / "valid" / "xvector_crops.2.scp").unlink()  # job 2 died while writing valid
-    args = dict(final_dir="exp/sys/final", data_dir="data", embeddings_dir=out, sets=list(SETS),
-                num_jobs=NUM_JOBS, device="cpu", progress=False)
+    args = dict(
+        final_dir="exp/sys/final",
+        data_dir="data",
+        embeddings_dir=out,
+        sets=list(SETS),
+        num_jobs=NUM_JOBS,
+        device="cpu",
+        progress=False,
+    )
     assert extract_embeddings_job(job=1, **args) == []
     untouched = (out / "test" / "xvector.2.ark").stat().st_mtime_ns
     assert extract_embeddings_job(job=2, **args) == ["valid"]
@@ -123,13 +147,18 @@ def test_merge_detects_lost_utterances_and_a_wrong_job_count(merged):
     lines = scp.read_text().splitlines(keepends=True)
     lost = lines[0].split()[0]
     scp.write_text("".join(lines[1:]))
-    with pytest.raises(InputError, match=rf"job 1: xvector_crops\.1\.scp lacks 1 of its "
-                                         rf"{len(lines)} utterances \(e\.g\. '{lost}'\)"):
+    with pytest.raises(
+        InputError,
+        match=rf"job 1: xvector_crops\.1\.scp lacks 1 of its "
+        rf"{len(lines)} utterances \(e\.g\. '{lost}'\)",
+    ):
         merge_embeddings("data", merged, ["valid"], NUM_JOBS)
     with pytest.raises(InputError, match=r"job 3: xvector\.3\.scp missing"):
         merge_embeddings("data", merged, ["backend"], 3)
     assert merge_embeddings("data", merged, ["test", "backend"], NUM_JOBS) == {
-        "test": len(SETS["test"]), "backend": len(SETS["backend"])}
+        "test": len(SETS["test"]),
+        "backend": len(SETS["backend"]),
+    }
 
 
 def test_merge_runs_without_torch(merged):
@@ -141,23 +170,37 @@ def test_merge_runs_without_torch(merged):
         "assert 'torch' not in sys.modules, 'merge imported torch'\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    run = subprocess.run([sys.executable, "-c", code], cwd=Path.cwd(), env=env,
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=Path.cwd(), env=env, capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     assert (merged / "test" / "xvector.scp").read_text().count("\n") == len(SETS["test"])
 
 
 def test_a_job_without_a_trained_model_says_to_run_stage_3(recipe, tmp_path):
     with pytest.raises(InputError, match="final: no trained model here .*stage 3"):
-        extract_embeddings_job(recipe / "exp" / "nothing" / "final", recipe / "data", tmp_path,
-                               ["test"], job=1, num_jobs=1)
+        extract_embeddings_job(
+            recipe / "exp" / "nothing" / "final",
+            recipe / "data",
+            tmp_path,
+            ["test"],
+            job=1,
+            num_jobs=1,
+        )
     (tmp_path / "final").mkdir()
     with pytest.raises(InputError, match="config.yaml: missing .*stage 3"):
-        extract_embeddings_job(tmp_path / "final", recipe / "data", tmp_path, ["test"], job=1,
-                               num_jobs=1)
+        extract_embeddings_job(
+            tmp_path / "final", recipe / "data", tmp_path, ["test"], job=1, num_jobs=1
+        )
 
 
 def test_a_set_without_a_manifest_names_it(recipe, tmp_path):
     with pytest.raises(InputError, match=r"cohort_cuts\.jsonl\.gz: cut manifest not found"):
-        extract_embeddings_job(recipe / "exp" / "sys" / "final", recipe / "data", tmp_path,
-                               ["cohort"], job=1, num_jobs=1)
+        extract_embeddings_job(
+            recipe / "exp" / "sys" / "final",
+            recipe / "data",
+            tmp_path,
+            ["cohort"],
+            job=1,
+            num_jobs=1,
+        )

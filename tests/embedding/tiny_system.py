@@ -1,5 +1,6 @@
 """A tiny random-weight speaker model and a generated corpus with cut manifests, for the
 stage 4 tests."""
+
 import copy
 from pathlib import Path
 from typing import Dict, Sequence
@@ -71,8 +72,9 @@ def kd_branch_model(model):
 def original_fused_score(full_a, full_b, crops_a, crops_b):
     """The original's trial score, term by term: 0.5 (cos of the full utterances + the mean of
     the 25 crop-pair cosines)."""
+
     def cos(x, y):
         return float(np.dot(x, y) / np.linalg.norm(x) / np.linalg.norm(y))
+
     pairs = [cos(a, b) for a in crops_a for b in crops_b]
     return 0.5 * (cos(full_a, full_b) + sum(pairs) / len(pairs))
-

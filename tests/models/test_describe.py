@@ -43,18 +43,26 @@ def ecapa_macs(input_dim, frames, channels, embed_dim, pooled, attention, scale=
     """Multiply-accumulates of ECAPA-TDNN on ``frames`` frames, layer by layer (weights times
     the positions they are applied at; SE and the final layer act once)."""
     width = channels // scale
-    block = (2 * channels * channels * frames  # the 1x1 convolutions in and out
-             + (scale - 1) * width * width * 3 * frames  # the Res2 convolutions, kernel 3
-             + 2 * channels * se)  # squeeze-excitation on the time average
-    return (input_dim * channels * 5 * frames + 3 * block
-            + 3 * channels * pooled * frames  # the convolution before pooling
-            + (3 * pooled * attention + attention * pooled) * frames  # attention
-            + 2 * pooled * embed_dim)
+    block = (
+        2 * channels * channels * frames  # the 1x1 convolutions in and out
+        + (scale - 1) * width * width * 3 * frames  # the Res2 convolutions, kernel 3
+        + 2 * channels * se
+    )  # squeeze-excitation on the time average
+    return (
+        input_dim * channels * 5 * frames
+        + 3 * block
+        + 3 * channels * pooled * frames  # the convolution before pooling
+        + (3 * pooled * attention + attention * pooled) * frames  # attention
+        + 2 * pooled * embed_dim
+    )
 
 
 def fbank_config():
-    return tiny_system_config(ssl={"source": "fbank"}, kd={"loss": "none"},
-                              backend={"pooled_channels": 48, "attention_channels": 16})
+    return tiny_system_config(
+        ssl={"source": "fbank"},
+        kd={"loss": "none"},
+        backend={"pooled_channels": 48, "attention_channels": 16},
+    )
 
 
 def test_an_fbank_systems_macs_are_its_filter_bank_and_ecapa_layer_by_layer():
@@ -70,8 +78,9 @@ def test_an_fbank_systems_macs_are_its_filter_bank_and_ecapa_layer_by_layer():
 @pytest.mark.parametrize("backend_input", ["last", "weighted_sum"])
 def test_an_ssl_systems_back_end_macs_are_ecapa_on_the_encoders_frames(backend_input):
     teacher = build_ssl_from_arch(tiny_arch())
-    cfg = tiny_system_config(backend={"input": backend_input, "pooled_channels": 48,
-                                      "attention_channels": 16})
+    cfg = tiny_system_config(
+        backend={"input": backend_input, "pooled_channels": 48, "attention_channels": 16}
+    )
     model = build_model(cfg, teacher).train()
     macs = macs_per_second(model)
     frames = num_frames(teacher.config, 16000)
@@ -88,7 +97,9 @@ def test_describe_counts_on_the_meta_device_what_the_real_model_has():
     model = build_model(cfg, teacher)
     assert description["system"]["macs_per_second"] == macs_per_second(model)
     assert description["system"]["params"] == count_parameters(model)
-    assert (description["teacher"]["macs_per_second"]["ssl"]
-            > description["system"]["macs_per_second"]["ssl"])  # 3 layers against 2
+    assert (
+        description["teacher"]["macs_per_second"]["ssl"]
+        > description["system"]["macs_per_second"]["ssl"]
+    )  # 3 layers against 2
     fbank = describe_system(fbank_config())
     assert fbank.keys() == {"system"} and fbank["system"]["params"]["ssl"] == 0

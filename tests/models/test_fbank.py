@@ -1,4 +1,5 @@
 """The filter-bank front end of ``ssl.source: fbank``, against torchaudio's Kaldi fbank."""
+
 import pytest
 import torch
 import torchaudio.compliance.kaldi as kaldi
@@ -23,8 +24,9 @@ def features(front_end, wav, lengths=None):
 
 @pytest.mark.parametrize("mels,length,shift", [(80, 25.0, 10.0), (40, 32.0, 8.0)])
 def test_features_are_kaldis_fbank_minus_the_utterance_mean(mels, length, shift):
-    front_end = FbankFrontEnd(num_mel_bins=mels, frame_length_ms=length,
-                              frame_shift_ms=shift).eval()
+    front_end = FbankFrontEnd(
+        num_mel_bins=mels, frame_length_ms=length, frame_shift_ms=shift
+    ).eval()
     options = {"num_mel_bins": mels, "frame_length": length, "frame_shift": shift}
     generator = torch.Generator().manual_seed(0)
     for samples in (16000, 23457):
@@ -43,7 +45,7 @@ def test_a_padded_batch_gives_each_row_its_own_features():
     batch, mask = features(front_end, wav, lengths)
     assert mask.sum(dim=1).tolist() == [148, 98, 31]  # 1 + (length - 400) // 160
     for row, length in enumerate(lengths.tolist()):
-        alone, _ = features(front_end, wav[row:row + 1, :length])
+        alone, _ = features(front_end, wav[row : row + 1, :length])
         frames = alone.shape[1]
         torch.testing.assert_close(batch[row, :frames], alone[0], atol=1e-4, rtol=0)
         assert not batch[row, frames:].any()  # padded frames are zeros
@@ -74,17 +76,21 @@ def test_a_filter_bank_has_nothing_to_distil():
     with pytest.raises(ValueError, match="no hidden states to distil"):
         FbankFrontEnd()(torch.randn(1, 8000), kd_branch=True)
     cfg = apply_overrides(SystemConfig(), ["ssl.source=fbank", "teacher.path=t"])
-    with pytest.raises(InputError, match="ssl.source=fbank has no hidden states to distil "
-                                         "kd.loss=mse_last"):
+    with pytest.raises(
+        InputError, match="ssl.source=fbank has no hidden states to distil kd.loss=mse_last"
+    ):
         cfg.check_teacher("conf/x.yaml")
     apply_overrides(cfg, ["kd.loss=none", "teacher.path=null"]).check_teacher("conf/x.yaml")
 
 
-@pytest.mark.parametrize("override,problem", [
-    ("ssl.fbank.num_mel_bins=2", "must be at least 4"),
-    ("ssl.fbank.frame_shift_ms=0", "must be positive"),
-    ("ssl.fbank.dither=-1", "must be at least 0"),
-])
+@pytest.mark.parametrize(
+    "override,problem",
+    [
+        ("ssl.fbank.num_mel_bins=2", "must be at least 4"),
+        ("ssl.fbank.frame_shift_ms=0", "must be positive"),
+        ("ssl.fbank.dither=-1", "must be at least 0"),
+    ],
+)
 def test_fbank_options_out_of_range_are_refused(override, problem):
     with pytest.raises(InputError, match=problem):
         apply_overrides(SystemConfig(), [override])

@@ -30,8 +30,12 @@ def test_copied_weights_equal_the_teachers_exactly(model_type, pre_ln):
     student = make_student(teacher, num_layers=2, init_layers=[2, 0])
     assert student.config.num_hidden_layers == 2 and teacher.config.num_hidden_layers == 3
 
-    for prefix in ("feature_extractor.", "feature_projection.", "encoder.pos_conv_embed.",
-                   "encoder.layer_norm."):
+    for prefix in (
+        "feature_extractor.",
+        "feature_projection.",
+        "encoder.pos_conv_embed.",
+        "encoder.layer_norm.",
+    ):
         theirs = params(teacher, prefix)
         assert theirs and params(student, prefix).keys() == theirs.keys()
         for key, value in params(student, prefix).items():
@@ -49,10 +53,14 @@ def test_copied_weights_equal_the_teachers_exactly(model_type, pre_ln):
 def test_wavlm_relative_position_embedding_stays_with_layer_0():
     teacher = teacher_model("wavlm", pre_ln=False)
     student = make_student(teacher, num_layers=2, init_layers=[1, 2])
-    assert torch.equal(student.encoder.layers[0].attention.rel_attn_embed.weight,
-                       teacher.encoder.layers[0].attention.rel_attn_embed.weight)
-    assert torch.equal(student.encoder.layers[0].attention.q_proj.weight,
-                       teacher.encoder.layers[1].attention.q_proj.weight)
+    assert torch.equal(
+        student.encoder.layers[0].attention.rel_attn_embed.weight,
+        teacher.encoder.layers[0].attention.rel_attn_embed.weight,
+    )
+    assert torch.equal(
+        student.encoder.layers[0].attention.q_proj.weight,
+        teacher.encoder.layers[1].attention.q_proj.weight,
+    )
 
 
 def test_paper_faithful_init_leaves_pos_conv_and_final_norm_random():
@@ -66,8 +74,10 @@ def test_paper_faithful_init_leaves_pos_conv_and_final_norm_random():
     for key, value in params(faithful, "encoder.pos_conv_embed.").items():
         if value.numel() > 32:  # the conv weights, not its zero-initialised bias
             assert not torch.equal(value, params(teacher, "encoder.pos_conv_embed.")[key])
-    assert torch.equal(faithful.encoder.layers[1].feed_forward.output_dense.weight,
-                       teacher.encoder.layers[1].feed_forward.output_dense.weight)
+    assert torch.equal(
+        faithful.encoder.layers[1].feed_forward.output_dense.weight,
+        teacher.encoder.layers[1].feed_forward.output_dense.weight,
+    )
 
 
 def test_thin_cnn_changes_only_the_cnn():
@@ -155,9 +165,16 @@ def test_without_adapters_the_kd_states_are_the_single_pass():
 # XLSR-53's config.json: mask_time_prob 0.075, mask_time_length 10 (mask_time_min_masks: Hugging
 # Face's default 2); the real CNN strides give 99 frames for a 2 s window. No dropout, so the
 # masks are the only randomness.
-XLSR_MASKING = dict(mask_time_prob=0.075, mask_time_length=10, mask_time_min_masks=2,
-                    feat_proj_dropout=0.0, hidden_dropout=0.0, attention_dropout=0.0,
-                    activation_dropout=0.0, layerdrop=0.0)
+XLSR_MASKING = dict(
+    mask_time_prob=0.075,
+    mask_time_length=10,
+    mask_time_min_masks=2,
+    feat_proj_dropout=0.0,
+    hidden_dropout=0.0,
+    attention_dropout=0.0,
+    activation_dropout=0.0,
+    layerdrop=0.0,
+)
 
 
 def expected_masked_fraction(frames=99, span=10, prob=0.075, min_masks=2):
@@ -183,9 +200,11 @@ def masked_frames(ssl, wav, kd_branch=True):
     model = ssl.model
     hooks = [
         model.feature_projection.register_forward_hook(
-            lambda m, i, out: seen.update(projected=out[0].clone())),  # masked in place
+            lambda m, i, out: seen.update(projected=out[0].clone())
+        ),  # masked in place
         model.encoder.pos_conv_embed.register_forward_hook(
-            lambda m, inputs, out: seen.update(pos_conv_input=inputs[0])),
+            lambda m, inputs, out: seen.update(pos_conv_input=inputs[0])
+        ),
     ]
     try:
         ssl(wav, kd_branch=kd_branch)
@@ -268,8 +287,9 @@ def test_doubled_front_end_gives_each_half_its_own_dropout(doubled):
 
 
 def test_original_adapter_init_is_normal_0_02_with_zero_bias():
-    teacher = teacher_model(hidden_size=256, intermediate_size=64, num_attention_heads=4,
-                            initializer_range=0.02)
+    teacher = teacher_model(
+        hidden_size=256, intermediate_size=64, num_attention_heads=4, initializer_range=0.02
+    )
     torch.manual_seed(0)
     ssl = BranchedSSL(make_student(teacher, 2), adapter_dim=64, adapter_init="normal")
     for adapter in ssl.adapters:
@@ -306,8 +326,10 @@ def test_cheaper_pos_conv_has_its_kernel_groups_and_receptive_field(kernel, grou
     teacher = teacher_model()  # positional conv: kernel 16, 2 groups, 32 wide
     student = make_student(teacher, 2, pos_conv_kernel=kernel, pos_conv_groups=groups)
     conv = student.encoder.pos_conv_embed
-    assert (student.config.num_conv_pos_embeddings,
-            student.config.num_conv_pos_embedding_groups) == (kernel, groups)
+    assert (
+        student.config.num_conv_pos_embeddings,
+        student.config.num_conv_pos_embedding_groups,
+    ) == (kernel, groups)
     weights = sum(p.numel() for n, p in conv.named_parameters() if "bias" not in n)
     assert weights == 32 * 32 // groups * kernel + kernel  # weight norm: direction, tap gains
     # Frames in = frames out; output frame t reads frames t - k//2 .. t + (k - 1)//2 (an even
@@ -319,8 +341,9 @@ def test_cheaper_pos_conv_has_its_kernel_groups_and_receptive_field(kernel, grou
     with torch.no_grad():
         changed = (conv(moved) - conv(hidden)).abs().sum(dim=-1)[0] > 0
     assert changed.shape == (frames,)
-    assert changed.nonzero().flatten().tolist() == list(range(t - (kernel - 1) // 2,
-                                                              t + kernel // 2 + 1))
+    assert changed.nonzero().flatten().tolist() == list(
+        range(t - (kernel - 1) // 2, t + kernel // 2 + 1)
+    )
     # Each group's outputs read its own inputs only.
     moved = hidden.clone()
     moved[0, t, : 32 // groups] += 1.0
@@ -360,5 +383,7 @@ def test_sliced_thin_cnn_starts_as_the_teachers_leading_channels():
     last = student.feature_extractor.conv_layers[-1].conv.weight
     assert last.shape[0] == 16  # the last layer keeps the teacher's width
     random = make_student(teacher, 2, thin_cnn_dim=8)
-    assert not torch.equal(random.feature_extractor.conv_layers[0].conv.weight,
-                           teacher.feature_extractor.conv_layers[0].conv.weight[:8])
+    assert not torch.equal(
+        random.feature_extractor.conv_layers[0].conv.weight,
+        teacher.feature_extractor.conv_layers[0].conv.weight[:8],
+    )

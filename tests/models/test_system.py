@@ -122,8 +122,9 @@ def test_a_trained_model_rebuilds_from_its_saved_encoder_config_without_the_teac
 
 
 def test_an_fbank_system_has_no_encoder_and_trains_its_back_end_alone():
-    cfg = tiny_system_config(ssl={"source": "fbank"}, kd={"loss": "none"},
-                             backend={"instance_norm": False})
+    cfg = tiny_system_config(
+        ssl={"source": "fbank"}, kd={"loss": "none"}, backend={"instance_norm": False}
+    )
     cfg.ssl.fbank.num_mel_bins = 24
     model = build_model(cfg)  # no teacher needed
     assert model.ssl_encoder is None and model.ssl.hidden_size == 24

@@ -1,4 +1,5 @@
 """Tiny random-weight SSL shapes shared by the model, loss and CLI tests."""
+
 from typing import Any, Dict
 
 from oskdft.config import SystemConfig

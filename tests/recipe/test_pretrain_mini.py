@@ -2,6 +2,7 @@
 pool and a few training steps, so the recipe that made the committed teacher cannot rot; the
 saved teacher loads with transformers and has the declared shape; the pool's speakers are
 disjoint from egs/mini's and at least 5x its fine-tuning speakers."""
+
 import re
 import shlex
 import subprocess
@@ -31,8 +32,9 @@ def prepare_opts(recipe: Path) -> dict:
 
 
 def run(*args: str, cwd: Path) -> None:
-    done = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -49,22 +51,75 @@ def test_the_pool_is_disjoint_from_mini_and_five_times_its_training_speakers():
 
 def test_a_shortened_pretraining_saves_a_12_layer_teacher(tmp_path):
     data = tmp_path / "data"
-    run(PRETRAIN / "prepare.py", "--seed", "0", "--first-speaker", "1000", "--train-speakers",
-        "6", "--test-speakers", "12", data, cwd=tmp_path)
+    run(
+        PRETRAIN / "prepare.py",
+        "--seed",
+        "0",
+        "--first-speaker",
+        "1000",
+        "--train-speakers",
+        "6",
+        "--test-speakers",
+        "12",
+        data,
+        cwd=tmp_path,
+    )
     assert all(spk.startswith("id11") for spk in read_data_dir(data / "train").utt2spk.values())
     aug_sets = conf_value(PRETRAIN, "aug_sets")
-    run(REPO / "local" / "prepare_manifests.py", "--train-set", "train", "--eval-sets", "test",
-        "--aug-sets", aug_sets, "--num-threads", "1", data, cwd=tmp_path)
+    run(
+        REPO / "local" / "prepare_manifests.py",
+        "--train-set",
+        "train",
+        "--eval-sets",
+        "test",
+        "--aug-sets",
+        aug_sets,
+        "--num-threads",
+        "1",
+        data,
+        cwd=tmp_path,
+    )
     data_config = tmp_path / "data.yaml"  # the recipe's, with a validation split of 2 speakers
-    data_config.write_text(yaml.safe_dump({
-        "base": str(PRETRAIN / "conf" / "data.yaml"), "valid_speakers": 2,
-        "valid_utts_per_speaker": 4, "valid_trials": 20, "backend_utts_per_speaker": 2}))
-    run(REPO / "local" / "make_windows.py", "--data-config", data_config, "--train-set", "train",
-        "--aug-sets", aug_sets, data, cwd=tmp_path)
+    data_config.write_text(
+        yaml.safe_dump(
+            {
+                "base": str(PRETRAIN / "conf" / "data.yaml"),
+                "valid_speakers": 2,
+                "valid_utts_per_speaker": 4,
+                "valid_trials": 20,
+                "backend_utts_per_speaker": 2,
+            }
+        )
+    )
+    run(
+        REPO / "local" / "make_windows.py",
+        "--data-config",
+        data_config,
+        "--train-set",
+        "train",
+        "--aug-sets",
+        aug_sets,
+        data,
+        cwd=tmp_path,
+    )
     config = PRETRAIN / "conf" / "teacher.yaml"
-    run(REPO / "local" / "train.py", "--device", "cpu", "--config", config, "--data-config",
-        data_config, data, "exp/teacher", "--override", "optim.epochs=1", "optim.batch_size=4",
-        "train.max_steps_per_epoch=2", "train.progress_bar=false", cwd=tmp_path)
+    run(
+        REPO / "local" / "train.py",
+        "--device",
+        "cpu",
+        "--config",
+        config,
+        "--data-config",
+        data_config,
+        data,
+        "exp/teacher",
+        "--override",
+        "optim.epochs=1",
+        "optim.batch_size=4",
+        "train.max_steps_per_epoch=2",
+        "train.progress_bar=false",
+        cwd=tmp_path,
+    )
 
     ssl = tmp_path / "exp" / "teacher" / "final" / "ssl"
     assert {"config.json", "model.safetensors"} <= {f.name for f in ssl.iterdir()}

@@ -6,6 +6,7 @@ the OS-KDFT student clearly better than the trivial baseline; a second run chang
 nor one naming fewer systems; stage 2 caching a teacher; the exported model serving
 `oskdft verify`; a rescoring of fewer systems keeping the others' rows in the results table.
 """
+
 import json
 import os
 import re
@@ -18,16 +19,24 @@ import pytest
 from oskdft.embedding.baseline import baseline_eers
 
 REPO = Path(__file__).resolve().parents[2]
-SYSTEMS = re.search(r'^systems="([^"]+)"', (REPO / "egs" / "mini" / "run.conf").read_text(),
-                    re.M).group(1).split()
+SYSTEMS = (
+    re.search(r'^systems="([^"]+)"', (REPO / "egs" / "mini" / "run.conf").read_text(), re.M)
+    .group(1)
+    .split()
+)
 
 pytestmark = pytest.mark.slow
 SKIPPING = "done with the same config and inputs: skipping"  # utils/done.sh's is_done
 
 
 def run_sh(work: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(REPO / "run.sh"), "--dir", str(work), *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=2400)
+    return subprocess.run(
+        ["bash", str(REPO / "run.sh"), "--dir", str(work), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +106,22 @@ def test_stage_2_caches_the_teacher_for_a_cached_system(mini):
 
 def test_exported_model_verifies_a_pair(mini):
     work, _ = mini
-    wavs = [line.split(maxsplit=1)[1].strip()
-            for line in (work / "data" / "test" / "wav.scp").read_text().splitlines()[:2]]
+    wavs = [
+        line.split(maxsplit=1)[1].strip()
+        for line in (work / "data" / "test" / "wav.scp").read_text().splitlines()[:2]
+    ]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    run = subprocess.run(["oskdft", "verify", str(work / "exp" / "oskdft" / "export" / "model.onnx"),
-                          *wavs], capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        ["oskdft", "verify", str(work / "exp" / "oskdft" / "export" / "model.onnx"), *wavs],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
-    assert "llr" in run.stdout.lower() and ("same" in run.stdout.lower()
-                                            or "different" in run.stdout.lower())
+    assert "llr" in run.stdout.lower() and (
+        "same" in run.stdout.lower() or "different" in run.stdout.lower()
+    )
 
 
 def table_systems(work: Path):
@@ -122,7 +139,9 @@ def test_scoring_fewer_systems_keeps_the_others_in_the_table(mini):
 
     teacher_scores = work / "exp" / "teacher_ft" / "scores" / "metrics.json"
     before = teacher_scores.stat().st_mtime_ns
-    run = run_sh(work, "--stage", "5", "--stop-stage", "5", "--systems", "oskdft", "--force", "true")
+    run = run_sh(
+        work, "--stage", "5", "--stop-stage", "5", "--systems", "oskdft", "--force", "true"
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     assert "Stage 5: scoring oskdft" in run.stderr and "scoring teacher_ft" not in run.stderr
     assert table_systems(work) == SYSTEMS + ["oskdft_cached"]
@@ -135,8 +154,10 @@ def test_scoring_fewer_systems_keeps_the_others_in_the_table(mini):
     try:
         run = run_sh(work, "--stage", "5", "--stop-stage", "5", "--systems", "oskdft")
         assert run.returncode == 0, run.stderr[-4000:]
-        assert "not in the results table (not scored since their last embeddings): ft_only" \
+        assert (
+            "not in the results table (not scored since their last embeddings): ft_only"
             in run.stderr
+        )
         assert "ft_only" not in table_systems(work)
         assert "| ft_only |" not in (work / "exp" / "results.md").read_text()
     finally:

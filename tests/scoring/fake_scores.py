@@ -1,6 +1,7 @@
 """Scored systems without embeddings: what stage 5 leaves for the results table (score files and
 metrics.json, computed by the library's metrics) over one generated trial list, and its
 utt2spk."""
+
 import json
 from pathlib import Path
 from typing import Dict, Sequence
@@ -22,7 +23,7 @@ def make_trials(data_dir: Path, speakers: int = 12, utts: int = 6, seed: int = 0
     keys = sorted(utt2spk)
     enrol, test = [], []
     for i, a in enumerate(keys):
-        for b in keys[i + 1:]:
+        for b in keys[i + 1 :]:
             if utt2spk[a] == utt2spk[b] or rng.random() < 1 / 3:
                 enrol.append(a)
                 test.append(b)
@@ -41,8 +42,9 @@ def speaker_effect(trials: Trials, seed: int = 0) -> np.ndarray:
     return rng.normal(size=len(trials.labels)) + trials.labels * (2.5 + offset)
 
 
-def write_system(exp_dir: Path, name: str, trials: Trials,
-                 scores: Dict[str, np.ndarray]) -> Dict[str, Dict[str, float]]:
+def write_system(
+    exp_dir: Path, name: str, trials: Trials, scores: Dict[str, np.ndarray]
+) -> Dict[str, Dict[str, float]]:
     """``exp_dir/name/scores/``: one score file per back end and metrics.json; returns the
     metrics per back end."""
     out = exp_dir / name / "scores"
@@ -51,9 +53,13 @@ def write_system(exp_dir: Path, name: str, trials: Trials,
     for backend, values in scores.items():
         write_scores(out / f"{LIST}.{backend}.score", trials, values)
         results[backend] = evaluate(values, trials.labels, llrs=values)
-    metrics = {"system": name, "backends": list(scores),
-               "trial_lists": {LIST: {"set": SET, "trials": f"data/{SET}/trials_{LIST}",
-                                      "results": results}}}
+    metrics = {
+        "system": name,
+        "backends": list(scores),
+        "trial_lists": {
+            LIST: {"set": SET, "trials": f"data/{SET}/trials_{LIST}", "results": results}
+        },
+    }
     (out / "metrics.json").write_text(json.dumps(metrics))
     return results
 
@@ -63,5 +69,9 @@ def write_systems(exp_dir: Path, trials: Trials, systems: Sequence[str], seed: i
     base = speaker_effect(trials, seed)
     rng = np.random.default_rng(seed + 1)
     for i, name in enumerate(systems):
-        write_system(exp_dir, name, trials, {
-            backend: base + i * rng.normal(size=len(base)) for backend in ("cosine", "plda")})
+        write_system(
+            exp_dir,
+            name,
+            trials,
+            {backend: base + i * rng.normal(size=len(base)) for backend in ("cosine", "plda")},
+        )

@@ -1,4 +1,5 @@
 """Back ends against their formulas computed directly, trial by trial."""
+
 import numpy as np
 import pytest
 
@@ -53,11 +54,17 @@ def test_asnorm_equals_its_formula_for_a_few_trials():
     got = backend.score(data, enrol, test)
 
     mean = train.vectors.mean(axis=0)
-    cohort = np.stack([
-        unit(np.mean([unit(v - mean) for v, s in zip(train.vectors, train_speakers) if s == spk],
-                     axis=0))
-        for spk in sorted(set(train_speakers))
-    ])
+    cohort = np.stack(
+        [
+            unit(
+                np.mean(
+                    [unit(v - mean) for v, s in zip(train.vectors, train_speakers) if s == spk],
+                    axis=0,
+                )
+            )
+            for spk in sorted(set(train_speakers))
+        ]
+    )
 
     def top_stats(v):
         top = np.sort(cohort @ unit(v - mean))[::-1][:top_n]

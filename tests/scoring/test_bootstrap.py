@@ -1,6 +1,7 @@
 """The speaker bootstrap against resamples built by hand: each trial list copied trial by trial as
 many times as its two speakers were drawn, scored with the brute-force metrics of
 test_metrics.py."""
+
 import numpy as np
 import pytest
 
@@ -48,7 +49,8 @@ def test_each_resample_equals_the_metrics_of_its_trials_copied_by_hand(seed, tie
         assert got["eer"][b] == pytest.approx(brute_force_eer(s, lab))
         for p_target in (0.01, 0.001):
             assert got[f"min_dcf_{p_target}"][b] == pytest.approx(
-                brute_force_min_dcf(s, lab, p_target))
+                brute_force_min_dcf(s, lab, p_target)
+            )
 
 
 def test_a_speaker_drawn_twice_doubles_its_side_and_seeds_repeat():
@@ -78,8 +80,9 @@ def test_paired_difference_separates_a_better_system_and_not_a_copy():
     boot = SpeakerBootstrap(enrol, test, resamples=200)
     base = boot.metrics(scores, labels)["eer"]
     better = boot.metrics(scores + 1.0 * labels, labels)["eer"]
-    noisy = boot.metrics(scores + 0.01 * np.random.default_rng(0).normal(size=len(scores)),
-                         labels)["eer"]
+    noisy = boot.metrics(scores + 0.01 * np.random.default_rng(0).normal(size=len(scores)), labels)[
+        "eer"
+    ]
     assert excludes_zero(*interval(better - base))
     assert not excludes_zero(*interval(noisy - base))
 

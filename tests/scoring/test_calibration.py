@@ -1,4 +1,5 @@
 """Calibration: recovery of a known LLR, quality measures, thresholds, the saved file."""
+
 import json
 import math
 
@@ -75,8 +76,10 @@ def test_thresholds_and_separable_trials_stay_finite():
 
 def test_saved_file_round_trip_and_errors(tmp_path):
     path = tmp_path / "calibration.json"
-    cals = {"cosine": Calibration(2.0, -1.0, thresholds={"eer": 0.1}),
-            "plda": Calibration(0.5, 0.2, [0.1, -0.2], {"eer": 0.3})}
+    cals = {
+        "cosine": Calibration(2.0, -1.0, thresholds={"eer": 0.1}),
+        "plda": Calibration(0.5, 0.2, [0.1, -0.2], {"eer": 0.3}),
+    }
     save_calibrations(path, cals, default_backend="plda", trained_on="data/valid/trials_valid")
     assert load_calibration(path) == ("plda", cals["plda"])
     assert load_calibration(path, "cosine") == ("cosine", cals["cosine"])

@@ -1,4 +1,5 @@
 """EER, minDCF, Cllr and min Cllr against brute-force evaluations of their definitions."""
+
 import math
 
 import numpy as np
@@ -32,8 +33,9 @@ def brute_force_eer(scores, labels):
 
 
 def brute_force_min_dcf(scores, labels, p_target):
-    costs = [p_target * miss + (1 - p_target) * fa
-             for miss, fa in brute_force_points(scores, labels)]
+    costs = [
+        p_target * miss + (1 - p_target) * fa for miss, fa in brute_force_points(scores, labels)
+    ]
     return min(costs) / min(p_target, 1 - p_target)
 
 

@@ -1,4 +1,5 @@
 """PLDA and LDA: recovery of known covariances, LLR against the closed-form Gaussian ratio."""
+
 import math
 
 import numpy as np
@@ -67,8 +68,9 @@ def test_length_normalised_llr_matches_kaldi_per_trial_formula():
     """Kaldi's TransformIvector (normalize-length) + LogLikelihoodRatio, one trial at a time."""
     rng = np.random.default_rng(2)
     dim = 5
-    x, speakers = draw(rng, np.zeros(dim), random_spd(rng, dim, 1.0), random_spd(rng, dim, 0.3),
-                       50, 6)
+    x, speakers = draw(
+        rng, np.zeros(dim), random_spd(rng, dim, 1.0), random_spd(rng, dim, 0.3), 50, 6
+    )
     plda = PLDA.fit(x, speakers, num_iters=5)
 
     def kaldi_transform(vector):
@@ -84,8 +86,9 @@ def test_length_normalised_llr_matches_kaldi_per_trial_formula():
 
     enrol, test = rng.integers(0, len(x), 40), rng.integers(0, len(x), 40)
     got = plda.llr(plda.project(x), enrol, test)
-    expected = [kaldi_llr(kaldi_transform(x[e]), kaldi_transform(x[t]))
-                for e, t in zip(enrol, test)]
+    expected = [
+        kaldi_llr(kaldi_transform(x[e]), kaldi_transform(x[t])) for e, t in zip(enrol, test)
+    ]
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
 
 

@@ -1,5 +1,6 @@
 """The results tables: intervals and paired comparisons from the score files, the table over
 seeds, and the errors that name a file."""
+
 import json
 import statistics
 
@@ -20,17 +21,29 @@ def test_intervals_and_paired_differences_come_from_the_score_files(tmp_path):
     base = speaker_effect(trials)
     rng = np.random.default_rng(1)
     write_system(exp, "oskdft", trials, {"cosine": base, "plda": base + 0.3 * trials.labels})
-    write_system(exp, "worse", trials, {"cosine": base + 2 * rng.normal(size=len(base)),
-                                        "plda": base + 0.3 * trials.labels
-                                        + 0.001 * rng.normal(size=len(base))})
+    write_system(
+        exp,
+        "worse",
+        trials,
+        {
+            "cosine": base + 2 * rng.normal(size=len(base)),
+            "plda": base + 0.3 * trials.labels + 0.001 * rng.normal(size=len(base)),
+        },
+    )
     markdown = make_results(exp, data, ["worse", "oskdft"], ["test"], resamples=200, seed=5)
-    rows = {(r["system"], r["backend"]): r
-            for r in json.loads((exp / "results.json").read_text())["rows"]}
+    rows = {
+        (r["system"], r["backend"]): r
+        for r in json.loads((exp / "results.json").read_text())["rows"]
+    }
 
     # The same resamples, drawn here from the score files and utt2spk as written.
     speakers = {u: u.split("-")[0] for u in trials.enrol + trials.test}
-    boot = SpeakerBootstrap([speakers[u] for u in trials.enrol],
-                            [speakers[u] for u in trials.test], resamples=200, seed=5)
+    boot = SpeakerBootstrap(
+        [speakers[u] for u in trials.enrol],
+        [speakers[u] for u in trials.test],
+        resamples=200,
+        seed=5,
+    )
     eers = {}
     for (system, backend), row in rows.items():
         written, scores = read_scores(exp / system / "scores" / f"{LIST}.{backend}.score")
@@ -42,7 +55,8 @@ def test_intervals_and_paired_differences_come_from_the_score_files(tmp_path):
         row, ref = rows["worse", backend], rows["oskdft", backend]
         assert row["eer_diff"] == pytest.approx(row["eer"] - ref["eer"])
         assert row["eer_diff_ci"] == pytest.approx(
-            list(interval(eers["worse", backend] - eers["oskdft", backend])))
+            list(interval(eers["worse", backend] - eers["oskdft", backend]))
+        )
         assert ref["eer_diff"] is None and ref["significant"] is None
     assert rows["worse", "cosine"]["significant"] is True, "much noise added: clearly worse"
     assert rows["worse", "plda"]["significant"] is False, "a near-copy: no difference"
@@ -66,8 +80,11 @@ def test_systems_on_other_trials_or_unknown_speakers_are_named(tmp_path):
     write_system(exp, "oskdft", trials, {"cosine": scores})
     shorter = type(trials)(trials.enrol[1:], trials.test[1:], trials.labels[1:])
     write_system(exp, "other", shorter, {"cosine": scores[1:]})
-    with pytest.raises(InputError, match=r"other/scores/mini.cosine.score: not the trials of "
-                                         r".*oskdft/scores/mini.cosine.score"):
+    with pytest.raises(
+        InputError,
+        match=r"other/scores/mini.cosine.score: not the trials of "
+        r".*oskdft/scores/mini.cosine.score",
+    ):
         make_results(exp, data, ["oskdft", "other"], ["test"], resamples=10)
     lines = (data / "test" / "utt2spk").read_text().splitlines()
     (data / "test" / "utt2spk").write_text("\n".join(lines[1:]) + "\n")
@@ -87,8 +104,9 @@ def test_seed_table_means_and_spreads(tmp_path):
         eers["oskdft", seed] = write_system(seed_exp, "oskdft", trials, {"cosine": base})
         systems = ["oskdft"]
         if seed != 3:  # ft_only is missing from seed 3's table
-            eers["ft_only", seed] = write_system(seed_exp, "ft_only", trials,
-                                                 {"cosine": base + 3 * noise})
+            eers["ft_only", seed] = write_system(
+                seed_exp, "ft_only", trials, {"cosine": base + 3 * noise}
+            )
             systems.append("ft_only")
         make_results(seed_exp, data, systems, ["test"], resamples=30)
     markdown = make_seed_results(exp, [1, 2, 3])
@@ -104,13 +122,15 @@ def test_seed_table_means_and_spreads(tmp_path):
         dcfs = [eers[system, seed]["cosine"]["min_dcf_0.01"] for seed in seeds]
         assert row["min_dcf_0.01"]["sd"] == pytest.approx(statistics.stdev(dcfs))
     assert rows["ft_only"]["compared_seeds"] == 2 and rows["oskdft"]["compared_seeds"] == 0
-    diffs = [eers["ft_only", s]["cosine"]["eer"] - eers["oskdft", s]["cosine"]["eer"]
-             for s in (1, 2)]
+    diffs = [
+        eers["ft_only", s]["cosine"]["eer"] - eers["oskdft", s]["cosine"]["eer"] for s in (1, 2)
+    ]
     assert rows["ft_only"]["eer_diff"]["mean"] == pytest.approx(statistics.mean(diffs))
     line = next(line for line in markdown.splitlines() if line.startswith("| ft_only |"))
     mean, sd = statistics.mean(diffs), statistics.stdev(diffs)
-    assert f"| {100 * mean:+.2f} ± {100 * sd:.2f} | {rows['ft_only']['significant_seeds']}/2 |" \
-        in line
+    assert (
+        f"| {100 * mean:+.2f} ± {100 * sd:.2f} | {rows['ft_only']['significant_seeds']}/2 |" in line
+    )
     with pytest.raises(InputError, match=r"seed4/exp/results.json: not found"):
         make_seed_results(exp, [1, 4])
 
@@ -133,7 +153,12 @@ def test_the_table_holds_the_systems_scored_since_their_last_embeddings(tmp_path
     (tmp_path / "never_scored").mkdir()
     with caplog.at_level("INFO"):
         assert current_systems(tmp_path, ["oskdft", "never_scored", "zeta"], "test a") == [
-            "oskdft", "zeta", "alpha"]  # run.conf's order, then the others by name
-    assert "not in the results table (not scored since their last embeddings): " \
+            "oskdft",
+            "zeta",
+            "alpha",
+        ]  # run.conf's order, then the others by name
+    assert (
+        "not in the results table (not scored since their last embeddings): "
         "no_embeddings other_sets re_embedded" in caplog.text
+    )
     assert current_systems(tmp_path, [], "test") == ["other_sets"]

@@ -1,4 +1,5 @@
 """Trial lists and score files: parsing, bad lines, utterances without embeddings."""
+
 import numpy as np
 import pytest
 
@@ -9,8 +10,9 @@ from oskdft.utils.errors import InputError
 def test_bad_trial_lines_name_file_and_line(tmp_path):
     path = tmp_path / "trials_x"
     path.write_text("a b target\n1 a.wav b.wav\n")
-    with pytest.raises(InputError,
-                       match=r"trials_x:2: bad trial '1 a.wav b.wav'.*target\|nontarget"):
+    with pytest.raises(
+        InputError, match=r"trials_x:2: bad trial '1 a.wav b.wav'.*target\|nontarget"
+    ):
         read_trials(path)
     path.write_text("")
     with pytest.raises(InputError, match="no trials"):
@@ -32,8 +34,9 @@ def test_unknown_utterances_error_names_file_line_and_ids(tmp_path):
     assert f"{path}:3:" in message  # the first trial with an unknown utterance
     assert "7 utterance(s) have no embedding in exp/sys/embeddings/test/xvector.scp" in message
     assert "x0, x1, x2, x3, x4, ..." in message and "x5" not in message
-    enrol, test = trial_rows(path, Trials(trials.enrol[:2], trials.test[:2], trials.labels[:2]),
-                             index, "unused")
+    enrol, test = trial_rows(
+        path, Trials(trials.enrol[:2], trials.test[:2], trials.labels[:2]), index, "unused"
+    )
     assert enrol.tolist() == [0, 0] and test.tolist() == [1, 2]
 
 

@@ -1,5 +1,6 @@
 """Shared by the shell tests: run a bash script that sources this checkout's utils/*.sh, and a
 tiny recipe for run.sh's stage 3."""
+
 import os
 import subprocess
 from pathlib import Path
@@ -19,8 +20,14 @@ def bash(tmp_path):
         path = tmp_path / "caller.sh"
         path.write_text(script)
         full_env = {**os.environ, "UTILS": str(UTILS), **(env or {})}
-        return subprocess.run(["bash", path.name, *args], cwd=tmp_path, env=full_env,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            ["bash", path.name, *args],
+            cwd=tmp_path,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     return run
 
@@ -35,6 +42,9 @@ def recipe(tmp_path_factory):
 
     root = make_tiny_recipe(tmp_path_factory.mktemp("recipe"))
     (root / "data" / ".stage1.done").write_text("hash: made by make_tiny_recipe\n")
-    write_system(root, "tiny", tiny_system(optim={"epochs": 1, "batch_size": 4},
-                                           train={"max_steps_per_epoch": 2}))
+    write_system(
+        root,
+        "tiny",
+        tiny_system(optim={"epochs": 1, "batch_size": 4}, train={"max_steps_per_epoch": 2}),
+    )
     return root

@@ -1,5 +1,6 @@
 """A throw-away Slurm cluster on localhost for the shell tests (tests/shell/slurm_cluster.sh),
 and the skip marker for machines without Debian's slurm-wlm and munge packages."""
+
 import contextlib
 import os
 import shutil
@@ -16,7 +17,8 @@ PROGRAMS = ("sbatch", "srun", "squeue", "scontrol", "slurmctld", "slurmd", "mung
 
 needs_slurm = pytest.mark.skipif(
     not all(shutil.which(p) or Path("/usr/sbin", p).exists() for p in PROGRAMS),
-    reason="needs slurm-wlm and munge (apt-get install slurm-wlm munge)")
+    reason="needs slurm-wlm and munge (apt-get install slurm-wlm munge)",
+)
 
 
 def free_ports(count: int) -> List[int]:
@@ -50,15 +52,20 @@ def slurm_cluster(num_nodes: int = 1) -> Iterator[Dict[str, str]]:
         pytest.skip("this host's name does not resolve: a 2-node cluster's hosts must")
     # A short path: munged's socket lives there, and socket paths are limited to 107 bytes.
     cluster = tempfile.mkdtemp(prefix="oskdft-slurm-")
-    env = {**os.environ, "PATH": f"{os.environ['PATH']}:/usr/sbin",
-           "SLURM_CONF": f"{cluster}/slurm.conf"}
+    env = {
+        **os.environ,
+        "PATH": f"{os.environ['PATH']}:/usr/sbin",
+        "SLURM_CONF": f"{cluster}/slurm.conf",
+    }
     script = str(HERE / "slurm_cluster.sh")
     ports = [str(port) for port in free_ports(1 + num_nodes)]
-    started = subprocess.run([script, "start", cluster, *ports], env=env,
-                             capture_output=True, text=True, timeout=60)
+    started = subprocess.run(
+        [script, "start", cluster, *ports], env=env, capture_output=True, text=True, timeout=60
+    )
     try:
         assert started.returncode == 0, started.stderr + "".join(
-            f"\n--- {p}\n{p.read_text()[-2000:]}" for p in Path(cluster).glob("*.log"))
+            f"\n--- {p}\n{p.read_text()[-2000:]}" for p in Path(cluster).glob("*.log")
+        )
         yield env
     finally:
         subprocess.run([script, "stop", cluster], env=env, timeout=60)

@@ -1,4 +1,5 @@
 """utils/done.sh: stage_hash, is_done and mark_done, as run.sh uses them."""
+
 import subprocess
 from pathlib import Path
 
@@ -69,8 +70,9 @@ def test_interrupted_rerun_that_cleared_its_marker_leaves_none(bash, tmp_path):
     (tmp_path / "conf.yaml").write_text("a\n")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "wav.scp").write_text("u1 a.wav\n")
-    clearing = STAGE.replace("echo ran >> work.txt",
-                             "clear_done exp stage3\n  echo ran >> work.txt; [ $# -lt 3 ]")
+    clearing = STAGE.replace(
+        "echo ran >> work.txt", "clear_done exp stage3\n  echo ran >> work.txt; [ $# -lt 3 ]"
+    )
     assert bash(clearing).returncode == 0
     assert (tmp_path / "exp" / ".stage3.done").is_file()
     (tmp_path / "conf.yaml").write_text("b\n")
@@ -89,8 +91,9 @@ def test_marker_records_hash_command_line_date_and_git_revision(bash, tmp_path):
     assert len(fields["hash"]) == 64
     assert fields["cmdline"] == "caller.sh false x"
     assert fields["date"][:2] == "20"
-    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True)
+    git = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
     if git.returncode == 0:  # a git checkout
         assert fields["git"].startswith(git.stdout.strip()[:7])
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == [".stage3.done"]
@@ -124,8 +127,18 @@ def test_stage_hash_depends_on_contents_and_strings_not_on_paths(bash, tmp_path)
     (tmp_path / "a.yaml").write_text("x\n")
     (tmp_path / "copy.yaml").write_text("x\n")
     (tmp_path / "b.yaml").write_text("y\n")
-    h = hashes(bash, "a.yaml", "copy.yaml", "b.yaml", "a.yaml -- s1", "a.yaml -- s2",
-               "a.yaml b.yaml", "b.yaml a.yaml", '-- "a b"', "-- a b")
+    h = hashes(
+        bash,
+        "a.yaml",
+        "copy.yaml",
+        "b.yaml",
+        "a.yaml -- s1",
+        "a.yaml -- s2",
+        "a.yaml b.yaml",
+        "b.yaml a.yaml",
+        '-- "a b"',
+        "-- a b",
+    )
     a, copy, b, s1, s2, ab, ba, one_string, two_strings = h
     assert all(len(x) == 64 for x in h)
     assert a == copy, "the same contents under another path: the same hash"

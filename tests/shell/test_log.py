@@ -1,4 +1,5 @@
 """utils/log.sh: "YYYY-mm-dd HH:MM:SS (file:line:func) MSG" on stderr, naming the caller's line."""
+
 import re
 
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"

@@ -1,4 +1,5 @@
 """utils/parse_options.sh: Kaldi's semantics plus --opt=value, --, and a generated --help."""
+
 import re
 
 CALLER = """set -euo pipefail
@@ -103,7 +104,7 @@ def test_config_files_are_read_first_so_the_command_line_wins(bash, tmp_path):
 def test_config_file_may_define_new_options(bash, tmp_path):
     # Kaldi semantics: an option is known when its variable is defined, by the script or a config.
     (tmp_path / "run.conf").write_text("train_set=voxceleb2\n")
-    script = CALLER.replace('printf \'arg', 'echo "train_set=$train_set"\nprintf \'arg')
+    script = CALLER.replace("printf 'arg", 'echo "train_set=$train_set"\nprintf \'arg')
     out = parsed(bash(script, "--config", "run.conf", "--train-set", "mini"))
     assert out["train_set"] == "mini"
 
@@ -147,8 +148,9 @@ def test_help_lists_the_configuration_section_under_set_u(bash):
 
 
 def test_help_prints_help_message_first(bash):
-    script = CALLER.replace("options_before=$-",
-                            'help_message="Usage: caller.sh <dir>"\noptions_before=$-')
+    script = CALLER.replace(
+        "options_before=$-", 'help_message="Usage: caller.sh <dir>"\noptions_before=$-'
+    )
     result = bash(script, "-h")
     assert result.returncode == 0
     assert result.stdout.startswith("Usage: caller.sh <dir>\n")

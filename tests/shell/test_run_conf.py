@@ -1,6 +1,7 @@
 """run.sh's options against egs/<egs>/run.conf, and what stage 0's marker covers, in a copy of
 the repository's layout (run.sh, utils/, local/ and .venv linked; oskdft/ and egs/ its own, so
 that the test can edit them)."""
+
 import os
 import re
 import shutil
@@ -47,8 +48,7 @@ def repo(tmp_path):
     root.mkdir()
     for name in ("run.sh", "path.sh", "setup.py", "utils", "local", ".venv"):
         (root / name).symlink_to(REPO / name)
-    shutil.copytree(REPO / "oskdft", root / "oskdft",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "oskdft", root / "oskdft", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "egs" / "toy").mkdir(parents=True)
     (root / "egs" / "toy" / "run.conf").write_text(RUN_CONF)
     (root / "egs" / "toy" / "prepare.py").write_text(PREPARE)
@@ -57,8 +57,14 @@ def repo(tmp_path):
 
 def run_sh(repo: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    result = subprocess.run(["bash", str(repo / "run.sh"), "--egs", "toy", *args], cwd=repo,
-                            env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["bash", str(repo / "run.sh"), "--egs", "toy", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

@@ -1,4 +1,5 @@
 """utils/run_local.sh: JOB=1:N jobs with one log each, failure reports, reruns of failed jobs."""
+
 import os
 import re
 import signal
@@ -24,8 +25,14 @@ def workdir(tmp_path):
 
 
 def run(cwd, *args, env=None):
-    return subprocess.run([RUNNER, *args], cwd=cwd, capture_output=True, text=True, timeout=30,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [RUNNER, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def runs(cwd):
@@ -42,14 +49,16 @@ def test_each_job_gets_its_index_and_a_log_with_header_and_footer(workdir):
         assert lines[0] == f"# bash job.sh {i}"
         assert re.fullmatch(rf"# Started at [\d-]+ [\d:]+ on \S+ \(job {i}\)", lines[1])
         assert lines[3].startswith("threads=")
-        assert re.fullmatch(r"# Ended \(code 0\) at [\d-]+ [\d:]+, elapsed time \d+ seconds",
-                            lines[-1])
+        assert re.fullmatch(
+            r"# Ended \(code 0\) at [\d-]+ [\d:]+, elapsed time \d+ seconds", lines[-1]
+        )
 
 
 def test_arguments_reach_the_command_unchanged(workdir):
     # No shell reads the command again: no word splitting, expansion or pipe.
-    result = run(workdir, "JOB=2:2", "log/p.JOB.log",
-                 "printf", "[%s]\\n", "a b", "$HOME", "x;JOB|y")
+    result = run(
+        workdir, "JOB=2:2", "log/p.JOB.log", "printf", "[%s]\\n", "a b", "$HOME", "x;JOB|y"
+    )
     assert result.returncode == 0, result.stderr
     lines = (workdir / "log" / "p.2.log").read_text().splitlines()
     assert lines[3:6] == ["[a b]", "[$HOME]", "[x;2|y]"]
@@ -98,8 +107,9 @@ def test_without_job_key_every_job_runs_each_time(workdir):
 def test_job_count_at_once_and_threads(workdir):
     # Each job counts the jobs running beside it (itself included) while it sleeps.
     (workdir / "slot.sh").write_text(
-        'mkdir -p running; touch running/$1; sleep 0.5; ls running | wc -l > seen.$1\n'
-        'echo "$OMP_NUM_THREADS $MKL_NUM_THREADS" > threads.$1; rm running/$1\n')
+        "mkdir -p running; touch running/$1; sleep 0.5; ls running | wc -l > seen.$1\n"
+        'echo "$OMP_NUM_THREADS $MKL_NUM_THREADS" > threads.$1; rm running/$1\n'
+    )
     job = ["JOB=1:4", "log/slot.JOB.log", "bash", "slot.sh", "JOB"]
 
     def most_at_once():
@@ -114,8 +124,9 @@ def test_job_count_at_once_and_threads(workdir):
 
     assert run(workdir, "--max-jobs-run", "4", *job, env={"OMP_NUM_THREADS": "5"}).returncode == 0
     assert most_at_once() >= 3, "with room for 4, the jobs overlap"
-    assert {p.read_text().split()[0] for p in workdir.glob("threads.*")} == {"5"}, \
+    assert {p.read_text().split()[0] for p in workdir.glob("threads.*")} == {"5"}, (
         "a thread count the caller set is kept"
+    )
 
 
 def test_one_job_without_a_range_substitutes_nothing(workdir):
@@ -134,8 +145,24 @@ def test_usage_errors(workdir):
 
 
 def test_slurm_options_are_accepted_and_ignored(workdir):
-    result = run(workdir, "--gpus", "1", "--mem", "8G", "--time", "1:00:00", "--partition", "p",
-                 "--extra", "--qos=high", "JOB=1:2", "log/job.JOB.log", "bash", "job.sh", "JOB")
+    result = run(
+        workdir,
+        "--gpus",
+        "1",
+        "--mem",
+        "8G",
+        "--time",
+        "1:00:00",
+        "--partition",
+        "p",
+        "--extra",
+        "--qos=high",
+        "JOB=1:2",
+        "log/job.JOB.log",
+        "bash",
+        "job.sh",
+        "JOB",
+    )
     assert result.returncode == 0, result.stderr
     assert runs(workdir) == {1: 1, 2: 1}
 
@@ -151,8 +178,12 @@ def alive(pid):
 def test_sigterm_stops_every_job_and_what_it_started(workdir):
     # Each job starts a child of its own and waits for it.
     (workdir / "long.sh").write_text("sleep 60 & echo $! > tmp.$1; mv tmp.$1 child.$1\nwait\n")
-    runner = subprocess.Popen([RUNNER, "JOB=1:2", "log/long.JOB.log", "bash", "long.sh", "JOB"],
-                              cwd=workdir, stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [RUNNER, "JOB=1:2", "log/long.JOB.log", "bash", "long.sh", "JOB"],
+        cwd=workdir,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     children = []
     try:
         deadline = time.monotonic() + 10

@@ -2,6 +2,7 @@
 data/), each system trained with train.seed=<k>; the results tables per seed and over seeds.
 Training is stood in for by a runner that records what it was asked (as in test_run_sh.py);
 stage 5 reads generated score files (tests/scoring/fake_scores.py)."""
+
 import json
 import subprocess
 from pathlib import Path
@@ -13,8 +14,15 @@ SYSTEMS = ["ft_only", "oskdft"]
 
 
 def run_sh(work: Path, *args: str) -> subprocess.CompletedProcess:
-    command = ["bash", str(REPO / "run.sh"), "--dir", "work", "--cmd",
-               str(work.parent / "runner.sh"), *args]
+    command = [
+        "bash",
+        str(REPO / "run.sh"),
+        "--dir",
+        "work",
+        "--cmd",
+        str(work.parent / "runner.sh"),
+        *args,
+    ]
     result = subprocess.run(command, cwd=work.parent, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -46,8 +54,13 @@ def test_each_seed_trains_every_system_in_its_own_directory(work):
 
 def stage_hash(directory: Path, *args: str) -> str:
     script = f'. "{REPO}/utils/done.sh"; stage_hash "$@"'
-    return subprocess.run(["bash", "-c", script, "stage_hash", *args], cwd=directory,
-                          capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["bash", "-c", script, "stage_hash", *args],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def test_stage_5_writes_a_table_per_seed_and_one_over_seeds(work):
@@ -60,8 +73,18 @@ def test_stage_5_writes_a_table_per_seed_and_one_over_seeds(work):
             (seed_exp / system / ".stage4.done").write_text(f"hash: embedded {seed}\n")
             h = stage_hash(seed_exp.parent, f"exp/{system}/.stage4.done", "--", "test")
             (seed_exp / system / ".stage5.done").write_text(f"hash: {h}\n")
-    args = ["--stage", "5", "--stop-stage", "5", "--seeds", "1 2", "--systems", "oskdft worse",
-            "--bootstrap", "40"]
+    args = [
+        "--stage",
+        "5",
+        "--stop-stage",
+        "5",
+        "--seeds",
+        "1 2",
+        "--systems",
+        "oskdft worse",
+        "--bootstrap",
+        "40",
+    ]
     result = run_sh(work, *args)
     for seed in (1, 2):
         table = json.loads((work / "exp" / f"seed{seed}" / "exp" / "results.json").read_text())
@@ -70,7 +93,8 @@ def test_stage_5_writes_a_table_per_seed_and_one_over_seeds(work):
     seeds = json.loads((work / "exp" / "results_seeds.json").read_text())
     assert seeds["seeds"] == [1, 2]
     assert {(r["system"], r["backend"]): r["seeds"] for r in seeds["rows"]} == {
-        (s, b): [1, 2] for s in systems for b in ("cosine", "plda")}
+        (s, b): [1, 2] for s in systems for b in ("cosine", "plda")
+    }
     assert "# Results over seeds" in result.stdout
 
     before = (work / "exp" / "results_seeds.md").stat().st_mtime_ns
@@ -78,5 +102,9 @@ def test_stage_5_writes_a_table_per_seed_and_one_over_seeds(work):
     assert "results_seeds of exp done with the same config and inputs: skipping" in result.stderr
     assert (work / "exp" / "results_seeds.md").stat().st_mtime_ns == before
     run_sh(work, *args[:-1], "30")
-    assert json.loads((work / "exp" / "seed1" / "exp" / "results.json").read_text())[
-        "bootstrap"]["resamples"] == 30, "another resample count: the tables are remade"
+    assert (
+        json.loads((work / "exp" / "seed1" / "exp" / "results.json").read_text())["bootstrap"][
+            "resamples"
+        ]
+        == 30
+    ), "another resample count: the tables are remade"

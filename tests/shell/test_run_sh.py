@@ -3,6 +3,7 @@ the system) stands in for utils/run_local.sh, over egs/mini's systems. What reru
 a system's config as loaded (its YAML or its `base:` chain), or a retrained teacher; what does
 not: a comment edit, a rerun naming fewer systems. Options' paths are relative to where run.sh
 is started."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -34,8 +35,19 @@ def work(tmp_path):
 def stage3(work: Path, *args: str) -> subprocess.CompletedProcess:
     """``run.sh --dir work --stage 3 --stop-stage 3 args...``, started in work's parent with
     relative paths."""
-    command = ["bash", str(REPO / "run.sh"), "--dir", "work", "--stage", "3", "--stop-stage", "3",
-               "--cmd", str(work.parent / "runner.sh"), *args]
+    command = [
+        "bash",
+        str(REPO / "run.sh"),
+        "--dir",
+        "work",
+        "--stage",
+        "3",
+        "--stop-stage",
+        "3",
+        "--cmd",
+        str(work.parent / "runner.sh"),
+        *args,
+    ]
     result = subprocess.run(command, cwd=work.parent, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -53,8 +65,9 @@ def test_fewer_systems_skip_and_a_retrained_teacher_retrains_its_students(work):
     stage3(work)
     assert trained(work) == SYSTEMS
     assert all((work / "exp" / s / ".stage3.done").is_file() for s in SYSTEMS)
-    oskdft = [c for c in (work / "commands.txt").read_text().splitlines()
-              if c.endswith(" exp/oskdft")][0]
+    oskdft = [
+        c for c in (work / "commands.txt").read_text().splitlines() if c.endswith(" exp/oskdft")
+    ][0]
     assert " --inputs-hash data/.stage1.done=" in oskdft
     assert " exp/teacher_ft/.stage3.done=" in oskdft, "its teacher is teacher_ft's model"
 
@@ -90,8 +103,18 @@ def test_an_edit_of_a_base_file_retrains(work):
 
 
 def test_a_student_before_its_teacher_names_the_missing_stage(work):
-    command = ["bash", str(REPO / "run.sh"), "--dir", str(work), "--stage", "3",
-               "--stop-stage", "3", "--systems", "oskdft"]
+    command = [
+        "bash",
+        str(REPO / "run.sh"),
+        "--dir",
+        str(work),
+        "--stage",
+        "3",
+        "--stop-stage",
+        "3",
+        "--systems",
+        "oskdft",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "missing exp/teacher_ft/.stage3.done: stage 3 writes it" in result.stderr
@@ -102,25 +125,37 @@ def test_a_system_that_needs_a_teacher_and_names_none_stops_before_stage_0(work)
     command = ["bash", str(REPO / "run.sh"), "--dir", "work", "--train-config", "bad.yaml"]
     result = subprocess.run(command, cwd=work.parent, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
-    assert (f"ERROR: {(work.parent / 'bad.yaml').resolve()}: ssl.source=student and "
-            "kd.loss=mse_last need a teacher, and teacher.path is not set") in result.stderr
+    assert (
+        f"ERROR: {(work.parent / 'bad.yaml').resolve()}: ssl.source=student and "
+        "kd.loss=mse_last need a teacher, and teacher.path is not set"
+    ) in result.stderr
     assert "Traceback" not in result.stderr, "bad input is one line, not a traceback"
     assert "Stage 0" not in result.stderr
 
 
 def test_config_inputs_prints_digests_teacher_modes_and_teacher_markers():
     conf = REPO / "egs" / "mini" / "conf"
-    command = [sys.executable, str(REPO / "local" / "config_inputs.py"), "--data-config",
-               str(conf / "data.yaml"), *[f"{s}={conf / s}.yaml" for s in SYSTEMS]]
-    lines = [line.split() for line in subprocess.run(
-        command, capture_output=True, text=True, check=True).stdout.splitlines()]
+    command = [
+        sys.executable,
+        str(REPO / "local" / "config_inputs.py"),
+        "--data-config",
+        str(conf / "data.yaml"),
+        *[f"{s}={conf / s}.yaml" for s in SYSTEMS],
+    ]
+    lines = [
+        line.split()
+        for line in subprocess.run(
+            command, capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+    ]
     assert lines[0][0] == "data" and len(lines[0][1]) == 64
     systems = {fields[1]: fields[2:] for fields in lines[1:]}
     assert list(systems) == SYSTEMS
     assert systems["teacher_ft"][1:] == ["none", "-"]
     assert systems["oskdft"][2] == "exp/teacher_ft/.stage3.done"
     assert len({fields[0] for fields in systems.values()}) == len(SYSTEMS)
-    overridden = subprocess.run([*command, "--override", "teacher.mode=cached"],
-                                capture_output=True, text=True, check=True).stdout.splitlines()
+    overridden = subprocess.run(
+        [*command, "--override", "teacher.mode=cached"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert overridden[0] == " ".join(lines[0])
     assert overridden[2].split()[3] == "cached" and overridden[2] != " ".join(lines[2])

@@ -1,6 +1,7 @@
 """utils/run_slurm.sh on a real single-node Slurm cluster started on localhost for these tests
 (tests/shell/slurm_cluster.sh). Runs where Debian's slurm-wlm and munge packages are installed;
 skipped elsewhere."""
+
 import re
 import signal
 import subprocess
@@ -41,8 +42,14 @@ def workdir(tmp_path):
 
 
 def run(env, cwd, *args):
-    return subprocess.run([RUNNER, "--poll-interval", "0.2", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [RUNNER, "--poll-interval", "0.2", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def runs(cwd):
@@ -50,8 +57,19 @@ def runs(cwd):
 
 
 def test_array_with_a_failed_job_then_only_that_job_is_resubmitted(slurm_env, workdir):
-    args = ["--mem", "100M", "--time", "0:05:00", "--job-key", "k1",
-            "JOB=1:3", "log/job.JOB.log", "bash", "job.sh", "JOB"]
+    args = [
+        "--mem",
+        "100M",
+        "--time",
+        "0:05:00",
+        "--job-key",
+        "k1",
+        "JOB=1:3",
+        "log/job.JOB.log",
+        "bash",
+        "job.sh",
+        "JOB",
+    ]
     (workdir / "fail.2").touch()
     result = run(slurm_env, workdir, *args)
     assert result.returncode == 1, result.stderr
@@ -62,8 +80,9 @@ def test_array_with_a_failed_job_then_only_that_job_is_resubmitted(slurm_env, wo
 
     log1 = (workdir / "log" / "job.1.log").read_text().splitlines()
     assert log1[0] == "# bash job.sh 1"
-    assert log1[3:5] == ["task=1 mem=100 threads=1", "TimeLimit=00:05:00"], \
+    assert log1[3:5] == ["task=1 mem=100 threads=1", "TimeLimit=00:05:00"], (
         "the memory and time requests reach Slurm"
+    )
     assert log1[-1].startswith("# Ended (code 0)")
     assert (workdir / "log" / "slurm" / "job.JOB.sh").exists(), "the sbatch script is by the logs"
 
@@ -73,8 +92,9 @@ def test_array_with_a_failed_job_then_only_that_job_is_resubmitted(slurm_env, wo
     assert "2 of 3 jobs already succeeded" in result.stderr
     assert "jobs 2 of JOB=1:3" in result.stderr, "the array holds only the failed job"
     assert runs(workdir) == {1: 1, 2: 2, 3: 1}
-    assert (workdir / "log" / "job.2.log").read_text().splitlines()[-1].startswith(
-        "# Ended (code 0)")
+    assert (
+        (workdir / "log" / "job.2.log").read_text().splitlines()[-1].startswith("# Ended (code 0)")
+    )
 
 
 def test_a_request_slurm_cannot_meet_is_reported(slurm_env, workdir):
@@ -88,7 +108,11 @@ def test_a_request_slurm_cannot_meet_is_reported(slurm_env, workdir):
 def test_sigterm_cancels_the_array(slurm_env, workdir):
     runner = subprocess.Popen(
         [RUNNER, "--poll-interval", "0.2", "JOB=1:2", "log/long.JOB.log", "sleep", "60"],
-        cwd=workdir, env=slurm_env, stderr=subprocess.PIPE, text=True)
+        cwd=workdir,
+        env=slurm_env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         logs = [workdir / "log" / f"long.{i}.log" for i in (1, 2)]
         deadline = time.monotonic() + 20
@@ -103,7 +127,8 @@ def test_sigterm_cancels_the_array(slurm_env, workdir):
             runner.wait(timeout=20)
     job_id = re.search(r"Slurm job (\d+)", runner.stderr.read()).group(1)
     deadline = time.monotonic() + 20
-    while subprocess.run(["squeue", "-h", "-j", job_id], env=slurm_env, capture_output=True,
-                         text=True).stdout.strip():
+    while subprocess.run(
+        ["squeue", "-h", "-j", job_id], env=slurm_env, capture_output=True, text=True
+    ).stdout.strip():
         assert time.monotonic() < deadline, "the array was not cancelled"
         time.sleep(0.2)

@@ -1,5 +1,6 @@
 """utils/setup_env.sh, run from a copy beside a fake setup.py, with fake interpreters that log
 what they are asked to do instead of installing anything."""
+
 import os
 import shutil
 import stat
@@ -36,8 +37,13 @@ def write_exe(path: Path, text: str) -> None:
 
 def setup(root: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHON": str(root / "python3")}
-    return subprocess.run(["bash", str(root / "utils" / "setup_env.sh")], env=env,
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["bash", str(root / "utils" / "setup_env.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def calls(root: Path):

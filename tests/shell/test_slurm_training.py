@@ -2,6 +2,7 @@
 both nodes are this machine): utils/torchrun.sh under srun, utils/run_slurm.sh --num-nodes, and
 run.sh's stage 3 with --cmd utils/run_slurm.sh on two CPU nodes. Runs where Debian's slurm-wlm
 and munge packages are installed; skipped elsewhere."""
+
 import os
 import re
 import signal
@@ -35,8 +36,15 @@ def slurm_env():
 def run(env, cwd, *command) -> subprocess.CompletedProcess:
     """Run ``command``; on a timeout, SIGTERM it and everything it started (utils/run_slurm.sh
     then cancels its Slurm job) before failing."""
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = process.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -55,23 +63,42 @@ def node_names(env):
 def test_torchrun_under_srun_takes_rank_and_rendezvous_host_from_slurm(slurm_env, tmp_path):
     port = free_port()
     # The same line on both nodes, with a rank and a host that would fail if they were used.
-    result = run(slurm_env, tmp_path, "srun", "--nodes=2", "--ntasks-per-node=1", "--label",
-                 TORCHRUN, "--num-nodes", "2", "--node-rank", "1",
-                 "--rdzv-endpoint", f"no-such-host.invalid:{port}", "--rdzv-id", "probe",
-                 PROBE, "x")
+    result = run(
+        slurm_env,
+        tmp_path,
+        "srun",
+        "--nodes=2",
+        "--ntasks-per-node=1",
+        "--label",
+        TORCHRUN,
+        "--num-nodes",
+        "2",
+        "--node-rank",
+        "1",
+        "--rdzv-endpoint",
+        f"no-such-host.invalid:{port}",
+        "--rdzv-id",
+        "probe",
+        PROBE,
+        "x",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     found = read_reports(result.stdout)
     assert [r["rank"] for r in found] == [0, 1]
     assert all(r["world_size"] == 2 and r["args"] == ["x"] for r in found)
     assert sorted(found[0]["nodes"]) == ["0", "1"], "one process on each node"
     run_id = found[0]["run_id"]
-    assert re.fullmatch(r"probe-\d+", run_id) and found[1]["run_id"] == run_id, \
+    assert re.fullmatch(r"probe-\d+", run_id) and found[1]["run_id"] == run_id, (
         "the Slurm job id is appended to the rendezvous id"
+    )
     host = node_names(slurm_env)[0]
     for node in ("0", "1"):
-        assert re.search(rf"^{node}: .*node {node} of 2 nodes, 1 process\(es\) each, "
-                         rf"rendezvous {host}:{port} id {run_id} \(from Slurm job",
-                         result.stderr, re.M), result.stderr
+        assert re.search(
+            rf"^{node}: .*node {node} of 2 nodes, 1 process\(es\) each, "
+            rf"rendezvous {host}:{port} id {run_id} \(from Slurm job",
+            result.stderr,
+            re.M,
+        ), result.stderr
 
 
 def test_torchrun_refuses_a_step_that_is_not_one_task_per_node(slurm_env, tmp_path):
@@ -79,15 +106,22 @@ def test_torchrun_refuses_a_step_that_is_not_one_task_per_node(slurm_env, tmp_pa
     assert result.returncode != 0
     assert "--num-nodes is 2, but this srun step" in result.stderr
     assert "runs 1 tasks on 1 nodes" in result.stderr
-    result = run(slurm_env, tmp_path, "srun", "--nodes=2", "--ntasks-per-node=1", TORCHRUN,
-                 PROBE)
+    result = run(slurm_env, tmp_path, "srun", "--nodes=2", "--ntasks-per-node=1", TORCHRUN, PROBE)
     assert result.returncode != 0
     assert "--num-nodes is 1, but this srun step" in result.stderr
     assert not read_reports(result.stdout), "no node trained on its own"
 
     # A batch script that forgets srun would start node 0 alone.
-    result = run(slurm_env, tmp_path, "sbatch", "--wait", "--nodes=2", "--output=batch.log",
-                 "--wrap", f"{TORCHRUN} --num-nodes 2 {PROBE}")
+    result = run(
+        slurm_env,
+        tmp_path,
+        "sbatch",
+        "--wait",
+        "--nodes=2",
+        "--output=batch.log",
+        "--wrap",
+        f"{TORCHRUN} --num-nodes 2 {PROBE}",
+    )
     assert result.returncode != 0
     assert "outside an srun step" in (tmp_path / "batch.log").read_text()
 
@@ -99,16 +133,32 @@ NODE_JOB = """echo "node $SLURM_NODEID mem=$SLURM_MEM_PER_NODE" >> runs
 
 def test_run_slurm_runs_one_job_on_several_nodes(slurm_env, tmp_path):
     (tmp_path / "job.sh").write_text(NODE_JOB)
-    args = [RUNNER, "--poll-interval", "0.2", "--num-nodes", "2", "--mem", "200M",
-            "--job-key", "k1", "log/train.log", "bash", "job.sh"]
+    args = [
+        RUNNER,
+        "--poll-interval",
+        "0.2",
+        "--num-nodes",
+        "2",
+        "--mem",
+        "200M",
+        "--job-key",
+        "k1",
+        "log/train.log",
+        "bash",
+        "job.sh",
+    ]
     result = run(slurm_env, tmp_path, *args)
     assert result.returncode == 0, result.stderr
     assert re.search(r"Slurm job \d+: on 2 node\(s\), log .*/log/train\.log", result.stderr)
     assert sorted((tmp_path / "runs").read_text().splitlines()) == [
-        "node 0 mem=200", "node 1 mem=200"], "once on each node, with --mem per node"
+        "node 0 mem=200",
+        "node 1 mem=200",
+    ], "once on each node, with --mem per node"
     log = (tmp_path / "log" / "train.log").read_text().splitlines()
-    assert log[0] == ("# srun --nodes=2 --ntasks-per-node=1 --cpus-per-task=1 "
-                      "--kill-on-bad-exit=1 --label bash job.sh")
+    assert log[0] == (
+        "# srun --nodes=2 --ntasks-per-node=1 --cpus-per-task=1 "
+        "--kill-on-bad-exit=1 --label bash job.sh"
+    )
     assert log[-1].startswith("# Ended (code 0)")
     assert (tmp_path / "log" / ".train.log.done").exists()
     assert (tmp_path / "log" / "slurm" / "train.sh").exists()
@@ -127,17 +177,32 @@ def test_run_slurm_runs_one_job_on_several_nodes(slurm_env, tmp_path):
     assert "task 1: Exited with exit code 3" in (tmp_path / "log" / "train.log").read_text()
     assert not (tmp_path / "log" / ".train.log.done").exists()
 
-    result = run(slurm_env, tmp_path, RUNNER, "--num-nodes", "2", "JOB=1:2", "log/x.JOB.log",
-                 "true")
+    result = run(
+        slurm_env, tmp_path, RUNNER, "--num-nodes", "2", "JOB=1:2", "log/x.JOB.log", "true"
+    )
     assert result.returncode == 1
     assert "--num-nodes runs one job (on 2 nodes), not JOB=1:2" in result.stderr
 
 
 def test_stage3_trains_on_two_slurm_nodes_through_run_sh(slurm_env, recipe):
-    command = ["bash", str(REPO / "run.sh"), "--dir", str(recipe),
-               "--train-config", str(recipe / "tiny.yaml"), "--stage", "3", "--stop-stage", "3",
-               "--num-nodes", "2", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
-               "--cmd", "utils/run_slurm.sh --poll-interval 0.5 --mem 2G --time 0:10:00"]
+    command = [
+        "bash",
+        str(REPO / "run.sh"),
+        "--dir",
+        str(recipe),
+        "--train-config",
+        str(recipe / "tiny.yaml"),
+        "--stage",
+        "3",
+        "--stop-stage",
+        "3",
+        "--num-nodes",
+        "2",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{free_port()}",
+        "--cmd",
+        "utils/run_slurm.sh --poll-interval 0.5 --mem 2G --time 0:10:00",
+    ]
     result = run(slurm_env, REPO, *command)
     assert result.returncode == 0, result.stderr[-5000:]
     exp = recipe / "exp" / "tiny"

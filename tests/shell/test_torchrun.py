@@ -1,6 +1,7 @@
 """utils/torchrun.sh without Slurm: a plain process, torchrun on one node, two nodes meeting at
 a rendezvous on 127.0.0.1, the options it refuses; and run.sh's stage 3 through it, started on
 two "nodes" (both this machine). Under Slurm: test_slurm_training.py."""
+
 import os
 import signal
 import subprocess
@@ -29,8 +30,14 @@ def clean_env() -> Dict[str, str]:
 
 def start(*args: str, program: str = TORCHRUN) -> subprocess.Popen:
     """``program args...`` in a session of its own (see :func:`finish`)."""
-    return subprocess.Popen([program, *args], env=clean_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [program, *args],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def finish(*processes: subprocess.Popen) -> str:
@@ -54,16 +61,23 @@ def finish(*processes: subprocess.Popen) -> str:
 def test_one_process_on_one_node_is_a_plain_python_run(gpus):
     stdout = finish(start("--gpus", gpus, PROBE, "a b", "$HOME", "--device", "cpu"))
     assert read_reports(stdout) == [
-        {"args": ["a b", "$HOME", "--device", "cpu"], "torchrun": False}]
+        {"args": ["a b", "$HOME", "--device", "cpu"], "torchrun": False}
+    ]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--num-nodes", "2", "--node-rank", "2", PROBE], "--node-rank 2 is not below --num-nodes 2"),
-    (["--gpus", "two", PROBE], "--gpus expects a whole number, got 'two'"),
-    (["--num-nodes", "0", PROBE], "--num-nodes must be at least 1"),
-    (["--num-nodes", "2", "--rdzv-endpoint", "host0", PROBE], "expects HOST:PORT, got 'host0'"),
-    (["--gpus", "2"], "expected SCRIPT"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--num-nodes", "2", "--node-rank", "2", PROBE],
+            "--node-rank 2 is not below --num-nodes 2",
+        ),
+        (["--gpus", "two", PROBE], "--gpus expects a whole number, got 'two'"),
+        (["--num-nodes", "0", PROBE], "--num-nodes must be at least 1"),
+        (["--num-nodes", "2", "--rdzv-endpoint", "host0", PROBE], "expects HOST:PORT, got 'host0'"),
+        (["--gpus", "2"], "expected SCRIPT"),
+    ],
+)
 def test_bad_options_are_refused_before_anything_starts(args, message):
     process = start(*args)
     stdout, stderr = process.communicate(timeout=TIMEOUT)
@@ -86,22 +100,46 @@ def test_several_gpus_on_one_node_run_under_torchrun():
 def test_two_nodes_meet_at_the_rendezvous_endpoint():
     endpoint = f"127.0.0.1:{free_port()}"
     # Node 1 first: it must wait for node 0, which hosts the rendezvous.
-    nodes = [start("--num-nodes", "2", "--node-rank", rank, "--rdzv-endpoint", endpoint,
-                   "--rdzv-id", "pair", PROBE, "x") for rank in ("1", "0")]
+    nodes = [
+        start(
+            "--num-nodes",
+            "2",
+            "--node-rank",
+            rank,
+            "--rdzv-endpoint",
+            endpoint,
+            "--rdzv-id",
+            "pair",
+            PROBE,
+            "x",
+        )
+        for rank in ("1", "0")
+    ]
     found = read_reports(finish(*nodes))
     assert [r["rank"] for r in found] == [0, 1]
-    assert all(r["world_size"] == 2 and r["run_id"] == "pair" and r["args"] == ["x"]
-               for r in found)
+    assert all(r["world_size"] == 2 and r["run_id"] == "pair" and r["args"] == ["x"] for r in found)
 
 
 @pytest.mark.slow
 def test_stage3_of_run_sh_on_two_nodes_started_by_hand(recipe):
     # What the README says to run on each node, node 1 first.
-    common = ["--dir", str(recipe), "--train-config", str(recipe / "tiny.yaml"),
-              "--stage", "3", "--stop-stage", "3", "--num-nodes", "2",
-              "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
-    nodes = [start(*common, "--node-rank", rank, program=str(REPO / "run.sh"))
-             for rank in ("1", "0")]
+    common = [
+        "--dir",
+        str(recipe),
+        "--train-config",
+        str(recipe / "tiny.yaml"),
+        "--stage",
+        "3",
+        "--stop-stage",
+        "3",
+        "--num-nodes",
+        "2",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{free_port()}",
+    ]
+    nodes = [
+        start(*common, "--node-rank", rank, program=str(REPO / "run.sh")) for rank in ("1", "0")
+    ]
     finish(*nodes)
     exp = recipe / "exp" / "tiny"
     assert (exp / "final" / "model.pt").is_file()
@@ -117,12 +155,28 @@ def test_stage3_of_run_sh_on_two_nodes_started_by_hand(recipe):
 @pytest.mark.slow
 def test_stage3_trains_through_a_train_cmd_of_any_name(recipe, tmp_path):
     runner = tmp_path / "queue.sh"  # a site's own runner, here one that delegates
-    runner.write_text(f'#!/usr/bin/env bash\necho "$*" >> {tmp_path}/calls.txt\n'
-                      f'exec {REPO}/utils/run_local.sh "$@"\n')
+    runner.write_text(
+        f'#!/usr/bin/env bash\necho "$*" >> {tmp_path}/calls.txt\n'
+        f'exec {REPO}/utils/run_local.sh "$@"\n'
+    )
     runner.chmod(0o755)
-    finish(start("--dir", str(recipe), "--train-config", str(recipe / "tiny.yaml"), "--stage", "3",
-                 "--stop-stage", "3", "--force", "true", "--train-cmd", str(runner),
-                 program=str(REPO / "run.sh")))
+    finish(
+        start(
+            "--dir",
+            str(recipe),
+            "--train-config",
+            str(recipe / "tiny.yaml"),
+            "--stage",
+            "3",
+            "--stop-stage",
+            "3",
+            "--force",
+            "true",
+            "--train-cmd",
+            str(runner),
+            program=str(REPO / "run.sh"),
+        )
+    )
     [call] = (tmp_path / "calls.txt").read_text().splitlines()
     assert call.startswith("--gpus 0 --num-nodes 1 exp/log/tiny/train.log ")
     assert (recipe / "exp" / "tiny" / ".stage3.done").is_file()

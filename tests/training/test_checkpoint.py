@@ -1,4 +1,5 @@
 """Checkpoint files: weights-only round trip, which one is resumed, pruning, averaging."""
+
 import pytest
 import torch
 
@@ -21,9 +22,16 @@ def test_round_trip_of_a_training_state(tmp_path):
     optimizer = torch.optim.Adam([{"params": model.parameters(), "name": "backend"}], lr=0.1)
     model(torch.ones(1, 3)).sum().backward()
     optimizer.step()
-    state = {"epoch": 2, "step": 7, "model": model.state_dict(),
-             "optimizer": optimizer.state_dict(), "sampler": {"epoch": 2, "consumed": 8},
-             "valid_eers": [0.5, None], "best_epoch": 0, "train_seconds": 1.5}
+    state = {
+        "epoch": 2,
+        "step": 7,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "sampler": {"epoch": 2, "consumed": 8},
+        "valid_eers": [0.5, None],
+        "best_epoch": 0,
+        "train_seconds": 1.5,
+    }
     save_checkpoint(tmp_path / "c.pt", state)
     loaded = load_checkpoint(tmp_path / "c.pt")  # weights_only=True inside
     assert loaded["valid_eers"] == [0.5, None] and loaded["sampler"]["consumed"] == 8
@@ -31,8 +39,9 @@ def test_round_trip_of_a_training_state(tmp_path):
     restored = torch.optim.Adam([{"params": model.parameters(), "name": "backend"}], lr=1.0)
     restored.load_state_dict(loaded["optimizer"])
     assert restored.param_groups[0]["lr"] == 0.1
-    assert torch.equal(restored.state[model.weight]["exp_avg"],
-                       optimizer.state[model.weight]["exp_avg"])
+    assert torch.equal(
+        restored.state[model.weight]["exp_avg"], optimizer.state[model.weight]["exp_avg"]
+    )
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -70,9 +79,11 @@ def test_newest_is_latest_then_highest_epoch_and_pruning_keeps_the_last(tmp_path
 
 
 def test_average_of_model_states():
-    states = [{"w": torch.tensor([1.0, 4.0]), "n": torch.tensor(3)},
-              {"w": torch.tensor([2.0, 5.0]), "n": torch.tensor(5)},
-              {"w": torch.tensor([6.0, 0.0]), "n": torch.tensor(9)}]
+    states = [
+        {"w": torch.tensor([1.0, 4.0]), "n": torch.tensor(3)},
+        {"w": torch.tensor([2.0, 5.0]), "n": torch.tensor(5)},
+        {"w": torch.tensor([6.0, 0.0]), "n": torch.tensor(9)},
+    ]
     averaged = average_model_states(states)
     assert averaged["w"].tolist() == [3.0, 3.0]
     assert averaged["n"].item() == 9  # counters are not averaged

@@ -1,4 +1,5 @@
 """The experiment directory: start, resume on an equal config, refuse another, --force."""
+
 import pytest
 import torch
 
@@ -69,15 +70,21 @@ def test_equal_inputs_resume_and_other_inputs_are_refused_naming_them(tmp_path):
     cfg = SystemConfig()
     prepare_exp_dir(tmp_path, cfg, force=False, ctx=SINGLE, input_hashes=WINDOWS)
     save_checkpoint(tmp_path / "checkpoints" / LATEST, {"step": 3})
-    assert prepare_exp_dir(tmp_path, cfg, force=False, ctx=SINGLE,
-                           input_hashes=dict(WINDOWS)).name == LATEST
+    assert (
+        prepare_exp_dir(tmp_path, cfg, force=False, ctx=SINGLE, input_hashes=dict(WINDOWS)).name
+        == LATEST
+    )
     retrained = {**WINDOWS, "exp/teacher_ft/.stage3.done": "t2"}
-    with pytest.raises(InputError, match=r"other inputs; changed since: "
-                       r"exp/teacher_ft/\.stage3\.done.*--force true"):
+    with pytest.raises(
+        InputError,
+        match=r"other inputs; changed since: "
+        r"exp/teacher_ft/\.stage3\.done.*--force true",
+    ):
         prepare_exp_dir(tmp_path, cfg, force=False, ctx=SINGLE, input_hashes=retrained)
     with pytest.raises(InputError, match=r"changed since: data/\.stage1\.done"):
-        prepare_exp_dir(tmp_path, cfg, force=False, ctx=SINGLE,
-                        input_hashes={"data/.stage1.done": "a2"})
+        prepare_exp_dir(
+            tmp_path, cfg, force=False, ctx=SINGLE, input_hashes={"data/.stage1.done": "a2"}
+        )
     assert (tmp_path / "checkpoints" / LATEST).is_file(), "a refused run is left as it was"
 
 
@@ -93,6 +100,6 @@ def test_force_starts_over_on_other_inputs_and_records_them(tmp_path):
     save_checkpoint(exp / "checkpoints" / LATEST, {"step": 3})
     new = {"data/.stage1.done": "a2"}
     assert prepare_exp_dir(exp, SystemConfig(), force=True, ctx=SINGLE, input_hashes=new) is None
-    backup, = tmp_path.glob("oskdft.bak-*")
+    (backup,) = tmp_path.glob("oskdft.bak-*")
     assert (backup / "checkpoints" / LATEST).is_file()
     assert prepare_exp_dir(exp, SystemConfig(), force=False, ctx=SINGLE, input_hashes=new) is None

@@ -1,4 +1,5 @@
 """Metric sinks: metrics.jsonl across a resume, TensorBoard, W&B only with its token."""
+
 import json
 import sys
 import types

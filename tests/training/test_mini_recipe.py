@@ -1,5 +1,6 @@
 """egs/mini's stage 3: every system of run.conf, in its order, from its real config (epochs and
 batches shrunk) on the tiny recipe. The real mini recipe runs end to end in tests/recipe."""
+
 import re
 import shutil
 from pathlib import Path
@@ -26,13 +27,25 @@ def test_every_mini_system_trains_in_the_recipe_order(tmp_path, monkeypatch):
     assert systems[0] == "teacher_ft" and "oskdft" in systems
     for system in systems:
         config = MINI / "conf" / f"{system}.yaml"
-        overrides = ["optim.epochs=2", "optim.batch_size=4", "train.max_steps_per_epoch=2",
-                     "train.num_workers=0", "train.progress_bar=false", "kd.decay_epochs=2",
-                     "teacher.mode=online"]  # stage 2's cache is not made here
+        overrides = [
+            "optim.epochs=2",
+            "optim.batch_size=4",
+            "train.max_steps_per_epoch=2",
+            "train.num_workers=0",
+            "train.progress_bar=false",
+            "kd.decay_epochs=2",
+            "teacher.mode=online",
+        ]  # stage 2's cache is not made here
         if load_config(config).kd.until_epoch is not None:  # two-step: 1 epoch of each
             overrides += ["kd.until_epoch=1", "sv.from_epoch=1"]
-        final = train_system(config, recipe / "data.yaml", recipe / "data",
-                             recipe / "exp" / system, overrides=overrides, device="cpu")
+        final = train_system(
+            config,
+            recipe / "data.yaml",
+            recipe / "data",
+            recipe / "exp" / system,
+            overrides=overrides,
+            device="cpu",
+        )
         model, cfg, meta = load_final(final)
         assert meta["steps"] == 4 and len(meta["valid_eers"]) == 2
         assert 0 < meta["macs_per_second"]["ssl"] < meta["macs_per_second"]["total"]

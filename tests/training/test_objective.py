@@ -1,4 +1,5 @@
 """The training objective's loss phases and the optimizer step (clipping, parameter groups)."""
+
 import pytest
 import torch
 from torch import nn
@@ -88,7 +89,7 @@ class Quadratic(nn.Module):
         self.w = nn.Parameter(torch.ones(4))
 
     def forward(self, wav, speakers, teacher_states, weights):
-        loss = 1e6 * (self.w ** 2).sum()
+        loss = 1e6 * (self.w**2).sum()
         return loss, {"sv": loss.detach()}
 
 
@@ -98,8 +99,16 @@ def test_optimizer_step_clips_the_gradient_norm(clip):
     optimizer = torch.optim.SGD(module.parameters(), lr=1.0)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     before = module.w.detach().clone()
-    out = optimizer_step(module, optimizer, scaler, torch.zeros(1, 1), torch.zeros(1),
-                         None, LossWeights(kd=0.0, sv=1.0), grad_clip=clip)
+    out = optimizer_step(
+        module,
+        optimizer,
+        scaler,
+        torch.zeros(1, 1),
+        torch.zeros(1),
+        None,
+        LossWeights(kd=0.0, sv=1.0),
+        grad_clip=clip,
+    )
     moved = (module.w.detach() - before).norm().item()
     assert out["loss"].item() == 4e6
     assert moved == pytest.approx(clip if clip else 4e6, rel=1e-4)  # gradient 2e6 per entry

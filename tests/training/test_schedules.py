@@ -1,6 +1,7 @@
 """The three learning-rate schedules and the loss weights against values worked out by hand
 from method.md's rules (paper settings: E = 100, back end 1e-4 -> 1e-6, adapters x10, SSL
 5e-5 with a 9-epoch warm-up then x0.93 per epoch, KD weight (E - e) / E)."""
+
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,8 @@ def original_rates(epochs=100, lr=1e-4, lr_min=1e-6):
 
     guide = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        guide, T_0=epochs, T_mult=1, eta_min=lr_min)
+        guide, T_0=epochs, T_mult=1, eta_min=lr_min
+    )
     rates, kd_lr = {}, None
     for e in range(1, epochs + 1):
         sv_lr = guide.param_groups[0]["lr"]
@@ -96,7 +98,8 @@ def test_paper_config_runs_the_original_learning_rates_in_all_100_epochs():
 def test_backend_tied_ssl_schedule_without_warmup_decays_from_the_first_back_end_rate():
     cfg = OptimConfig(epochs=10, ssl_schedule="backend", ssl_warmup_epochs=0, ssl_decay=0.5)
     assert [learning_rates(cfg, e)["ssl"] for e in range(3)] == pytest.approx(
-        [1e-4, 5e-5, 2.5e-5], rel=1e-12)
+        [1e-4, 5e-5, 2.5e-5], rel=1e-12
+    )
 
 
 def test_format_schedule_shows_each_group_in_the_chosen_epochs():
@@ -106,5 +109,6 @@ def test_format_schedule_shows_each_group_in_the_chosen_epochs():
     expected = original_rates()
     rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in lines[1:]}
     for group in ("backend", "adapters", "ssl"):
-        assert rows[group] == pytest.approx([expected[e][group] for e in (1, 9, 10, 50, 100)],
-                                            rel=5e-3)
+        assert rows[group] == pytest.approx(
+            [expected[e][group] for e in (1, 9, 10, 50, 100)], rel=5e-3
+        )

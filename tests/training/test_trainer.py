@@ -1,5 +1,6 @@
 """Stage 3 end to end on the tiny recipe: what a run writes, the baselines' loss phases,
 a cached teacher, and a run killed with SIGKILL that resumes to the same weights."""
+
 import json
 import signal
 import subprocess
@@ -22,9 +23,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 def train(recipe, name, system, **kwargs):
     config = write_system(recipe, name, system)
-    return train_system(config, recipe / "data.yaml", recipe / "data", recipe / "exp" / name,
-                        device="cpu", teacher_cache=recipe / "exp" / "teacher_cache",
-                        **kwargs)
+    return train_system(
+        config,
+        recipe / "data.yaml",
+        recipe / "data",
+        recipe / "exp" / name,
+        device="cpu",
+        teacher_cache=recipe / "exp" / "teacher_cache",
+        **kwargs,
+    )
 
 
 def records(exp_dir, kind):
@@ -61,16 +68,25 @@ def test_two_step_baseline_distils_then_fine_tunes(recipe, monkeypatch):
     monkeypatch.chdir(recipe)
     system = tiny_system(
         ssl={"num_layers": 2, "adapters": False},
-        kd={"loss": "distilhubert", "target_layers": [1, 3], "scale": 1.0,
-            "schedule": "constant", "until_epoch": 1},
+        kd={
+            "loss": "distilhubert",
+            "target_layers": [1, 3],
+            "scale": 1.0,
+            "schedule": "constant",
+            "until_epoch": 1,
+        },
         sv={"from_epoch": 1},
     )
     exp = train(recipe, "distilhubert", system).parent
     phases = {(r["epoch"], "kd" in r, "sv" in r) for r in records(exp, "step")}
     assert phases == {(1, True, False), (2, False, True)}
     state = torch.load(exp / "checkpoints" / "epoch-2.pt", weights_only=True)
-    assert set(state["kd_loss"]) == {"heads.1.weight", "heads.1.bias", "heads.3.weight",
-                                     "heads.3.bias"}
+    assert set(state["kd_loss"]) == {
+        "heads.1.weight",
+        "heads.1.bias",
+        "heads.3.weight",
+        "heads.3.bias",
+    }
     # fine-tuning started with a fresh Adam: its moments hold epoch 2's 4 steps only
     assert {float(s["step"]) for s in state["optimizer"]["state"].values()} == {4.0}
 
@@ -78,9 +94,12 @@ def test_two_step_baseline_distils_then_fine_tunes(recipe, monkeypatch):
 def test_teacher_ft_from_scratch_saves_a_teacher(recipe, monkeypatch):
     monkeypatch.chdir(recipe)
     arch = load_teacher(TEACHER_DIR).hf_model.config.to_dict()
-    system = tiny_system(teacher={"path": None}, kd={"loss": "none"},
-                         ssl={"source": "scratch", "arch": arch, "adapters": False},
-                         backend={"input": "weighted_sum"})
+    system = tiny_system(
+        teacher={"path": None},
+        kd={"loss": "none"},
+        ssl={"source": "scratch", "arch": arch, "adapters": False},
+        backend={"input": "weighted_sum"},
+    )
     final = train(recipe, "teacher_ft", system)
     teacher = load_teacher(str(final / "ssl"))
     assert teacher.num_layers == 3
@@ -88,9 +107,12 @@ def test_teacher_ft_from_scratch_saves_a_teacher(recipe, monkeypatch):
 
 def test_an_fbank_system_trains_without_a_teacher(recipe, monkeypatch):
     monkeypatch.chdir(recipe)
-    system = tiny_system(teacher={"path": None}, kd={"loss": "none"},
-                         ssl={"source": "fbank", "fbank": {"num_mel_bins": 24}},
-                         backend={"instance_norm": False})
+    system = tiny_system(
+        teacher={"path": None},
+        kd={"loss": "none"},
+        ssl={"source": "fbank", "fbank": {"num_mel_bins": 24}},
+        backend={"instance_norm": False},
+    )
     final = train(recipe, "ecapa_fbank", system)
     assert not (final / "ssl").exists()
     model, cfg, meta = load_final(final)
@@ -103,14 +125,23 @@ def test_an_fbank_system_trains_without_a_teacher(recipe, monkeypatch):
 def test_cached_teacher_gives_the_online_teacher_targets(recipe, monkeypatch):
     monkeypatch.chdir(recipe)
     online = tiny_system(optim={"epochs": 1}, train={"max_steps_per_epoch": 2})
-    cached = tiny_system(teacher={"mode": "cached"}, optim={"epochs": 1},
-                         train={"max_steps_per_epoch": 2})
+    cached = tiny_system(
+        teacher={"mode": "cached"}, optim={"epochs": 1}, train={"max_steps_per_epoch": 2}
+    )
     config = write_system(recipe, "cached", cached)
     for job in (1, 2):
-        cache_teacher_job(config, recipe / "data.yaml", recipe / "data",
-                          recipe / "exp" / "teacher_cache", job, 2, device="cpu")
-    merge_teacher_cache(config, recipe / "data.yaml", recipe / "data",
-                        recipe / "exp" / "teacher_cache", 2)
+        cache_teacher_job(
+            config,
+            recipe / "data.yaml",
+            recipe / "data",
+            recipe / "exp" / "teacher_cache",
+            job,
+            2,
+            device="cpu",
+        )
+    merge_teacher_cache(
+        config, recipe / "data.yaml", recipe / "data", recipe / "exp" / "teacher_cache", 2
+    )
     kd = {}
     for name, system in (("online", online), ("cached", cached)):
         kd[name] = records(train(recipe, name, system).parent, "step")[0]["kd"]
@@ -125,12 +156,23 @@ def test_sigkilled_run_resumes_to_the_same_weights(recipe, monkeypatch):
     config = write_system(recipe, "killed", system)
     exp = recipe / "exp" / "killed"
     latest = exp / "checkpoints" / "latest.pt"
-    command = [sys.executable, str(REPO / "local" / "train.py"), "--device", "cpu",
-               "--config", str(config), "--data-config", str(recipe / "data.yaml"),
-               "--teacher-cache", str(recipe / "exp" / "teacher_cache"),
-               str(recipe / "data"), str(exp)]
-    process = subprocess.Popen(command, cwd=recipe, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        str(REPO / "local" / "train.py"),
+        "--device",
+        "cpu",
+        "--config",
+        str(config),
+        "--data-config",
+        str(recipe / "data.yaml"),
+        "--teacher-cache",
+        str(recipe / "exp" / "teacher_cache"),
+        str(recipe / "data"),
+        str(exp),
+    ]
+    process = subprocess.Popen(
+        command, cwd=recipe, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     while not (exp / "checkpoints" / "epoch-1.pt").is_file() or not latest.is_file():
         assert process.poll() is None and time.monotonic() < deadline, "never checkpointed"
@@ -147,16 +189,21 @@ def test_sigkilled_run_resumes_to_the_same_weights(recipe, monkeypatch):
     assert all(torch.equal(want[k], got[k]) for k in want)
     steps = [r["step"] for r in records(exp, "step")]
     assert steps == sorted(set(steps))  # no step logged twice across the kill
-    assert json.loads((resumed / "meta.json").read_text())["valid_eers"] == \
-        json.loads((reference / "meta.json").read_text())["valid_eers"]
+    assert (
+        json.loads((resumed / "meta.json").read_text())["valid_eers"]
+        == json.loads((reference / "meta.json").read_text())["valid_eers"]
+    )
 
 
 @pytest.mark.parametrize("reset", [False, True])
 def test_adam_moments_kept_across_epochs_unless_reset(recipe, monkeypatch, reset):
     monkeypatch.chdir(recipe)
     name = f"reset_{reset}"
-    train(recipe, name, tiny_system(optim={"reset_each_epoch": reset},
-                                    train={"max_steps_per_epoch": 2}))
+    train(
+        recipe,
+        name,
+        tiny_system(optim={"reset_each_epoch": reset}, train={"max_steps_per_epoch": 2}),
+    )
     state = torch.load(recipe / "exp" / name / "checkpoints" / "epoch-2.pt", weights_only=True)
     adam_steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}
     assert adam_steps == {2.0 if reset else 4.0}  # 2 steps per epoch
@@ -166,8 +213,9 @@ def test_final_is_the_average_of_the_last_epochs(recipe, monkeypatch):
     monkeypatch.chdir(recipe)
     final = train(recipe, "averaged", tiny_system(train={"average_last": 2, "keep_last": 1}))
     checkpoints = recipe / "exp" / "averaged" / "checkpoints"
-    states = [torch.load(checkpoints / f"epoch-{e}.pt", weights_only=True)["model"]
-              for e in (1, 2)]  # both kept: keep_last is raised to average_last
+    states = [
+        torch.load(checkpoints / f"epoch-{e}.pt", weights_only=True)["model"] for e in (1, 2)
+    ]  # both kept: keep_last is raised to average_last
     model = torch.load(final / "model.pt", weights_only=True)
     weight = "ecapa.fc.weight"
     assert torch.allclose(model[weight], (states[0][weight] + states[1][weight]) / 2)
@@ -181,10 +229,16 @@ def test_the_originals_training_options_train_and_repeat_exactly(recipe, monkeyp
     # and selection by the fused score with the original's crop branches.
     monkeypatch.chdir(recipe)
     system = tiny_system(
-        ssl={"spec_augment": True, "layer_drop": True, "doubled_front_end": True,
-             "adapter_init": "normal", "doubled_residual": True},
+        ssl={
+            "spec_augment": True,
+            "layer_drop": True,
+            "doubled_front_end": True,
+            "adapter_init": "normal",
+            "doubled_residual": True,
+        },
         optim={"backend_schedule": "restarts", "ssl_schedule": "backend"},
-        eval={"batch_seconds": 20.0, "valid_score": "fused", "original_crop_branches": True})
+        eval={"batch_seconds": 20.0, "valid_score": "fused", "original_crop_branches": True},
+    )
     first, second = (train(recipe, name, system) for name in ("paper_a", "paper_b"))
     want = torch.load(first / "model.pt", weights_only=True)
     got = torch.load(second / "model.pt", weights_only=True)

@@ -1,5 +1,6 @@
 """A tiny recipe for the training tests: the toy corpus through stage 1, a random-weight
 teacher in Hugging Face format, and system YAMLs small enough to train in seconds."""
+
 from pathlib import Path
 from typing import Any, Dict
 
@@ -35,10 +36,21 @@ def tiny_system(**sections: Dict[str, Any]) -> Dict[str, Any]:
         "backend": {"channels": 16, "embed_dim": 8},
         "augment": {"prob": 0.5, "choices": {"none": 1.0, "noise": 1.0, "music": 1.0}},
         "kd": {"decay_epochs": 2},
-        "optim": {"epochs": 2, "batch_size": 4, "backend_lr": 1.0e-3, "ssl_lr": 1.0e-3,
-                  "ssl_warmup_epochs": 1},
-        "train": {"num_workers": 0, "num_threads": 1, "log_every": 2, "keep_last": 1,
-                  "checkpoint_every": 1, "progress_bar": False},
+        "optim": {
+            "epochs": 2,
+            "batch_size": 4,
+            "backend_lr": 1.0e-3,
+            "ssl_lr": 1.0e-3,
+            "ssl_warmup_epochs": 1,
+        },
+        "train": {
+            "num_workers": 0,
+            "num_threads": 1,
+            "log_every": 2,
+            "keep_last": 1,
+            "checkpoint_every": 1,
+            "progress_bar": False,
+        },
         "eval": {"batch_seconds": 20.0},
     }
     for section, values in sections.items():

@@ -56,8 +56,9 @@ def test_ark_scp_round_trip_and_final_paths(tmp_path):
 
 
 def test_scp_index_is_sorted_in_c_order(tmp_path):
-    write_scp_index(tmp_path / "x.scp", ["b x.ark:9\n", "B x.ark:5\n", "a-2 x.ark:1\n",
-                                         "a x.ark:3\n"])
+    write_scp_index(
+        tmp_path / "x.scp", ["b x.ark:9\n", "B x.ark:5\n", "a-2 x.ark:1\n", "a x.ark:3\n"]
+    )
     assert read_scp_keys(tmp_path / "x.scp") == ["B", "a", "a-2", "b"]
 
 

@@ -1,4 +1,5 @@
 """imported_sources: the oskdft files a script runs, followed through the package, with skips."""
+
 import pytest
 
 from oskdft.utils.errors import InputError
@@ -23,19 +24,32 @@ def package(tmp_path):
         (tmp_path / "oskdft" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "oskdft" / name).write_text(text)
     (tmp_path / "prepare.py").write_text(
-        "import argparse\nfrom oskdft.cli.common import run\nfrom oskdft.data.a import f\n")
+        "import argparse\nfrom oskdft.cli.common import run\nfrom oskdft.data.a import f\n"
+    )
     return tmp_path / "oskdft"
 
 
 def test_follows_imports_through_the_package_and_skips_whole_subpackages(package):
     listed = imported_sources(package.parent / "prepare.py", package_dir=package)
     names = [str(p.relative_to(package)) for p in listed]
-    assert names == ["__init__.py", "cli/common.py", "data/a.py", "data/b.py", "data/unused.py",
-                     "layout.py", "utils/io.py"]
-    skipped = imported_sources(package.parent / "prepare.py", ("oskdft.cli", "oskdft.utils"),
-                               package)
+    assert names == [
+        "__init__.py",
+        "cli/common.py",
+        "data/a.py",
+        "data/b.py",
+        "data/unused.py",
+        "layout.py",
+        "utils/io.py",
+    ]
+    skipped = imported_sources(
+        package.parent / "prepare.py", ("oskdft.cli", "oskdft.utils"), package
+    )
     assert [str(p.relative_to(package)) for p in skipped] == [
-        "__init__.py", "data/a.py", "data/b.py", "layout.py"]
+        "__init__.py",
+        "data/a.py",
+        "data/b.py",
+        "layout.py",
+    ]
 
 
 def test_a_script_that_is_not_python_is_named(package):
