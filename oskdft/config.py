@@ -156,6 +156,9 @@ class BackendConfig:
     # Width before pooling, and the attentive pooling's bottleneck (the paper: 1536 = 3C, 256).
     pooled_channels: int = 1536
     attention_channels: int = 256
+    # The pooling's global context uses the unbiased (n - 1) standard deviation over frames, as
+    # the original's torch.var did; false: the biased one, consistent with the attentive one.
+    unbiased_context_std: bool = False
 
 
 @dataclass

@@ -21,11 +21,17 @@ import torch
 from torch import Tensor, nn
 
 
-def weighted_mean_std(x: Tensor, weights: Tensor, eps: float = 1e-4) -> Tuple[Tensor, Tensor]:
+def weighted_mean_std(
+    x: Tensor, weights: Tensor, eps: float = 1e-4, unbiased: bool = False
+) -> Tuple[Tensor, Tensor]:
     """Mean and standard deviation of ``x [B, C, T]`` over time under ``weights`` that sum
-    to one over T (``[B, 1 or C, T]``); the variance is floored at ``eps`` as in the reference."""
+    to one over T (``[B, 1 or C, T]``); the variance is floored at ``eps`` as in the reference.
+    ``unbiased`` divides the variance by ``1 - sum(w^2)``, which for uniform weights over n
+    frames is ``torch.var``'s ``n / (n - 1)``."""
     mean = (x * weights).sum(dim=2)
     var = (x * x * weights).sum(dim=2) - mean * mean
+    if unbiased:
+        var = var / (1.0 - (weights * weights).sum(dim=2))
     return mean, var.clamp(min=eps).sqrt()
 
 
@@ -100,8 +106,9 @@ class AttentiveStatsPool(nn.Module):
     """Attentive statistics pooling with global context: per-channel attention over frames,
     computed from each frame and the utterance's mean and standard deviation."""
 
-    def __init__(self, channels: int, bottleneck: int = 256):
+    def __init__(self, channels: int, bottleneck: int = 256, unbiased_context_std: bool = False):
         super().__init__()
+        self.unbiased_context_std = unbiased_context_std
         self.attention = nn.Sequential(
             nn.Conv1d(3 * channels, bottleneck, kernel_size=1),
             nn.ReLU(),
@@ -111,7 +118,7 @@ class AttentiveStatsPool(nn.Module):
         )
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        mean, std = weighted_mean_std(x, uniform_weights(mask))
+        mean, std = weighted_mean_std(x, uniform_weights(mask), unbiased=self.unbiased_context_std)
         frames = x.shape[2]
         context = torch.cat(
             [x, mean[..., None].expand(-1, -1, frames), std[..., None].expand(-1, -1, frames)],
@@ -129,6 +136,8 @@ class EcapaTdnn(nn.Module):
     :param pooled_channels: width of the layer before pooling (1536 = 3 x 512 in the paper); the
         pooling costs more than the blocks unless it shrinks with C.
     :param attention_channels: bottleneck of the attentive pooling.
+    :param unbiased_context_std: the pooling's global context uses the unbiased standard
+        deviation (the original code's ``torch.var``).
     """
 
     def __init__(
@@ -140,6 +149,7 @@ class EcapaTdnn(nn.Module):
         scale: int = 8,
         pooled_channels: int = 1536,
         attention_channels: int = 256,
+        unbiased_context_std: bool = False,
     ):
         super().__init__()
         self.embed_dim = embed_dim
@@ -149,7 +159,7 @@ class EcapaTdnn(nn.Module):
             SERes2Block(channels, kernel_size=3, dilation=d, scale=scale) for d in dilations
         )
         self.conv_cat = nn.Conv1d(len(dilations) * channels, pooled_channels, kernel_size=1)
-        self.pool = AttentiveStatsPool(pooled_channels, attention_channels)
+        self.pool = AttentiveStatsPool(pooled_channels, attention_channels, unbiased_context_std)
         self.bn_pool = nn.BatchNorm1d(2 * pooled_channels)
         self.fc = nn.Linear(2 * pooled_channels, embed_dim)
         self.bn_embed = nn.BatchNorm1d(embed_dim)

@@ -234,6 +234,7 @@ def build_model(
         embed_dim=cfg.backend.embed_dim,
         pooled_channels=cfg.backend.pooled_channels,
         attention_channels=cfg.backend.attention_channels,
+        unbiased_context_std=cfg.backend.unbiased_context_std,
     )
     return SpeakerModel(front_end, backend_input, ecapa)
 

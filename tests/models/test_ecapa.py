@@ -1,6 +1,11 @@
 import torch
 
-from oskdft.models.ecapa import EcapaTdnn, masked_instance_norm
+from oskdft.models.ecapa import (
+    EcapaTdnn,
+    masked_instance_norm,
+    uniform_weights,
+    weighted_mean_std,
+)
 
 
 def test_embedding_shape_and_paper_blocks():
@@ -30,3 +35,35 @@ def test_masked_instance_norm_normalises_valid_frames_only():
     assert torch.allclose(y[0, :, :6].var(dim=1, unbiased=False), torch.ones(4), atol=1e-3)
     assert torch.equal(y[0, :, 6:], torch.zeros(4, 4))
     assert torch.allclose(y[0, :, :6], masked_instance_norm(x[:1, :, :6], None)[0], atol=1e-6)
+
+
+def test_unbiased_context_std_is_torch_var_over_valid_frames():
+    # The original code's global context: sqrt(torch.var(x, dim=2).clamp(min=1e-4)), unbiased.
+    x = torch.randn(2, 5, 12) * 2
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[1, 7:] = False
+    weights = uniform_weights(mask)
+    _, unbiased = weighted_mean_std(x, weights, unbiased=True)
+    _, biased = weighted_mean_std(x, weights)
+    assert torch.allclose(unbiased[0], x[0].var(dim=1, unbiased=True).clamp(min=1e-4).sqrt())
+    assert torch.allclose(unbiased[1], x[1, :, :7].var(dim=1, unbiased=True).clamp(min=1e-4).sqrt())
+    assert torch.allclose(biased[0], x[0].var(dim=1, unbiased=False).clamp(min=1e-4).sqrt())
+
+
+def test_unbiased_context_std_changes_the_embedding():
+    torch.manual_seed(0)
+    model = EcapaTdnn(input_dim=16, channels=32, embed_dim=8).eval()
+    torch.manual_seed(0)
+    unbiased = EcapaTdnn(input_dim=16, channels=32, embed_dim=8, unbiased_context_std=True).eval()
+    x = torch.randn(2, 16, 30)
+    assert not torch.allclose(model(x), unbiased(x))
+
+
+def test_only_the_paper_config_pools_with_the_unbiased_context_std():
+    from pathlib import Path
+
+    from oskdft.config import load_config
+
+    conf = Path(__file__).parents[2] / "egs" / "voxceleb" / "conf"
+    assert load_config(conf / "oskdft_paper.yaml").backend.unbiased_context_std
+    assert not load_config(conf / "oskdft.yaml").backend.unbiased_context_std
