@@ -121,22 +121,24 @@ def _config_info(args: argparse.Namespace) -> str:
     from oskdft.losses.aam import AAMSoftmax
     from oskdft.models.describe import describe_system, format_description
     from oskdft.models.teacher import load_teacher_config
-    from oskdft.training.schedules import format_schedule
+    from oskdft.training.schedules import format_schedule, trained_groups
 
     cfg = load_config(args.config, args.override)
+    schedule = format_schedule(cfg.optim, groups=trained_groups(cfg))
     teacher_config = None
     if cfg.ssl.source in _NEEDS_TEACHER:
         cfg.check_teacher(args.config)
-        teacher_config = load_teacher_config(_resolve(cfg.teacher.path, args.dir))
+        try:
+            teacher_config = load_teacher_config(_resolve(cfg.teacher.path, args.dir))
+        except InputError as error:
+            # The schedule needs no model: show it, then say why the counts are missing.
+            print(schedule)
+            raise error
     aam_head = None
     if args.num_speakers is not None:
         aam_head = AAMSoftmax(cfg.backend.embed_dim, args.num_speakers)
     description = describe_system(cfg, teacher_config, aam_head)
-    return (
-        format_description(Path(args.config).stem, description)
-        + "\n\n"
-        + format_schedule(cfg.optim)
-    )
+    return format_description(Path(args.config).stem, description) + "\n\n" + schedule
 
 
 def add_verify(subparsers) -> None:

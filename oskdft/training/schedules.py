@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from oskdft.config import OptimConfig, SystemConfig
+from oskdft.config import FBANK, OptimConfig, SystemConfig
 from oskdft.losses.kd import kd_weight
 
 
@@ -72,12 +72,31 @@ def learning_rates(cfg: OptimConfig, epoch: int) -> Dict[str, float]:
     }
 
 
+def trained_groups(cfg: SystemConfig) -> List[str]:
+    """The groups of :func:`learning_rates` that system ``cfg`` has parameters in: no SSL
+    encoder on filter banks, no adapters without them.
+
+    >>> trained_groups(SystemConfig())
+    ['backend', 'adapters', 'ssl']
+    """
+    has_ssl = cfg.ssl.source != FBANK
+    return (
+        ["backend"]
+        + (["adapters"] if has_ssl and cfg.ssl.adapters else [])
+        + (["ssl"] if has_ssl else [])
+    )
+
+
 SCHEDULE_EPOCHS = (1, 9, 10, 50, 100)
 
 
-def format_schedule(cfg: OptimConfig, epochs: Sequence[int] = SCHEDULE_EPOCHS) -> str:
-    """The learning rate of every group in ``epochs`` (1-based; those past ``cfg.epochs`` are
-    left out, the last epoch added), for checking a config before training it.
+def format_schedule(
+    cfg: OptimConfig,
+    epochs: Sequence[int] = SCHEDULE_EPOCHS,
+    groups: Optional[Sequence[str]] = None,
+) -> str:
+    """The learning rate of every group (or of ``groups``) in ``epochs`` (1-based; those past
+    ``cfg.epochs`` are left out, the last epoch added), for checking a config before training it.
 
     >>> print(format_schedule(OptimConfig(epochs=10), epochs=(1, 10)))
     learning rate     epoch 1  epoch 10
@@ -88,7 +107,7 @@ def format_schedule(cfg: OptimConfig, epochs: Sequence[int] = SCHEDULE_EPOCHS) -
     shown = sorted({e for e in epochs if e <= cfg.epochs} | {cfg.epochs})
     rates = [learning_rates(cfg, e - 1) for e in shown]
     lines = [f"{'learning rate':<15}" + "".join(f"{f'epoch {e}':>10}" for e in shown)]
-    for group in rates[0]:
+    for group in rates[0] if groups is None else groups:
         lines.append(f"{group:<15}" + "".join(f"{r[group]:>10.2e}" for r in rates))
     return "\n".join(lines)
 

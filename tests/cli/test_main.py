@@ -84,7 +84,22 @@ def test_info_prints_the_paper_configs_learning_rate_schedule(tmp_path, capsys):
 def test_info_reports_a_missing_teacher(tmp_path, capsys):
     config = write_config(tmp_path / "oskdft.yaml", teacher={"path": "exp/missing/ssl"})
     assert main(["info", config, "--dir", str(tmp_path)]) == 1
-    assert "exp/missing/ssl: no such model directory" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "exp/missing/ssl: no such model directory" in err
+    # The learning rates need no model: they are shown all the same.
+    assert out.splitlines()[0].startswith("learning rate")
+    assert [line.split()[0] for line in out.strip().splitlines()[1:]] == [
+        "backend",
+        "adapters",
+        "ssl",
+    ]
+
+
+def test_info_schedule_lists_only_the_groups_a_system_trains(capsys):
+    fbank = REPO / "egs" / "voxceleb" / "conf" / "ecapa_fbank.yaml"
+    assert main(["info", str(fbank)]) == 0
+    schedule = capsys.readouterr().out.split("\n\n")[1].strip().splitlines()
+    assert [line.split()[0] for line in schedule[1:]] == ["backend"]
 
 
 def test_subcommands_are_required():
