@@ -51,7 +51,10 @@ def random_trials(rng, speakers, num_trials):
 def loop_cosine(data, enrol, test):
     x = data.vectors
     return np.array(
-        [x[e] @ x[t] / (np.linalg.norm(x[e]) * np.linalg.norm(x[t])) for e, t in zip(enrol, test)]
+        [
+            x[e] @ x[t] / (np.linalg.norm(x[e]) * np.linalg.norm(x[t]))
+            for e, t in zip(enrol, test, strict=True)
+        ]
     )
 
 
@@ -62,7 +65,7 @@ def loop_plda(backend, data, enrol, test):
     given_var = 1.0 + psi / (psi + 1.0)
     without_var = 1.0 + psi
     scores = np.empty(len(enrol))
-    for i, (e, t) in enumerate(zip(enrol, test)):
+    for i, (e, t) in enumerate(zip(enrol, test, strict=True)):
         u, v = projected[e], projected[t]
         given = -0.5 * np.sum(np.log(given_var) + (v - psi / (psi + 1.0) * u) ** 2 / given_var)
         without = -0.5 * np.sum(np.log(without_var) + v**2 / without_var)
@@ -74,7 +77,7 @@ def loop_asnorm(backend, data, enrol, test):
     unit = length_normalize(data.vectors - backend.mean)
     top_n = backend.top_n
     scores = np.empty(len(enrol))
-    for i, (e, t) in enumerate(zip(enrol, test)):
+    for i, (e, t) in enumerate(zip(enrol, test, strict=True)):
         raw = unit[e] @ unit[t]
         stats = []
         for row in (e, t):
@@ -91,28 +94,12 @@ def timed(fn, *args):
     return time.perf_counter() - start, result
 
 
-def main():
-    parser = make_parser(__doc__)
-    parser.add_argument("--utterances", type=int, default=145_000)
-    parser.add_argument("--speakers", type=int, default=1_251)
-    parser.add_argument("--trials", type=int, default=580_000)
-    parser.add_argument(
-        "--loop-trials",
-        type=int,
-        default=20_000,
-        help="trials the cosine/PLDA loops run on (AS-norm: a twentieth)",
-    )
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--train-embeddings", type=int, default=1_000_000)
-    parser.add_argument("--train-speakers", type=int, default=5_994)
-    args = parser.parse_args()
-
-    rng = np.random.default_rng(0)
+def scoring_table(args, rng, cfg):
+    """Print the vectorised-against-loop table, checking both give the same scores."""
     data, speakers = random_embeddings(rng, args.utterances, args.speakers)
     enrol, test = random_trials(rng, speakers, args.trials)
     # Back-end set: 20 utterances of each VoxCeleb2-dev-sized speaker (mean, PLDA, cohort).
     train, train_speakers = random_embeddings(rng, 20 * args.train_speakers, args.train_speakers)
-    cfg = EvalConfig()
     cosine = build_backend("cosine", cfg)
     plda = build_backend("plda", cfg).fit(train, train_speakers)
     asnorm = build_backend("asnorm", cfg).fit(train, train_speakers)
@@ -158,7 +145,27 @@ def main():
             f"{per_trial / vec:.0f}x |"
         )
 
-    del train, plda, asnorm
+
+def main():
+    parser = make_parser(__doc__)
+    parser.add_argument("--utterances", type=int, default=145_000)
+    parser.add_argument("--speakers", type=int, default=1_251)
+    parser.add_argument("--trials", type=int, default=580_000)
+    parser.add_argument(
+        "--loop-trials",
+        type=int,
+        default=20_000,
+        help="trials the cosine/PLDA loops run on (AS-norm: a twentieth)",
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-embeddings", type=int, default=1_000_000)
+    parser.add_argument("--train-speakers", type=int, default=5_994)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    cfg = EvalConfig()
+    # In a function of its own so that its back ends and data are freed before the big fit.
+    scoring_table(args, rng, cfg)
     big, big_speakers = random_embeddings(rng, args.train_embeddings, args.train_speakers)
     seconds, _ = timed(build_backend("plda", cfg).fit, big, big_speakers)
     print(

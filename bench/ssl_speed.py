@@ -100,7 +100,7 @@ def main(argv=None) -> None:
     medians: Dict[Tuple[str, int], float] = {}
     for batch in args.batch_sizes:
         times = median_times(models, args.seconds, batch, args.repeats, args.threads, args.device)
-        medians.update({(name, batch): t for name, t in zip(candidates, times)})
+        medians.update({(name, batch): t for name, t in zip(candidates, times, strict=True)})
     params = {
         name: sum(p.numel() for p in model.parameters()) for name, (model, _) in candidates.items()
     }

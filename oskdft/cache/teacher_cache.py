@@ -25,7 +25,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
@@ -103,8 +103,8 @@ def cache_teacher_job(
     if _is_complete(out_dir):
         return out_dir
     log_size_estimate(spec, job, num_jobs, shard_size)
-    device = resolve_device(device)
-    teacher = load_teacher(cfg.teacher.path).to(device)
+    torch_device = resolve_device(device)
+    teacher = load_teacher(cfg.teacher.path).to(torch_device)
     write_job_shards(
         windows_path(data_dir),
         out_dir,
@@ -114,7 +114,7 @@ def cache_teacher_job(
         num_jobs,
         shard_size=shard_size,
         batch_size=batch_size,
-        device=device,
+        device=torch_device,
     )
     return out_dir
 
@@ -245,7 +245,7 @@ def write_job_shards(
     num_jobs: int,
     shard_size: int = WINDOWS_PER_SHARD,
     batch_size: int = 8,
-    device: torch.device = torch.device("cpu"),
+    device: Union[str, torch.device] = "cpu",
 ) -> int:
     """Write this job's shards that are not done yet (``teacher`` runs on ``device``).
 
@@ -296,7 +296,7 @@ def write_shard(
     teacher: Teacher,
     spec: CacheSpec,
     batch_size: int = 8,
-    device: torch.device = torch.device("cpu"),
+    device: Union[str, torch.device] = "cpu",
 ) -> None:
     """Run ``teacher`` on the clean ``windows`` and write the shard (arrays first, then the
     cuts manifest that marks it done), atomically."""
@@ -316,7 +316,7 @@ def write_shard(
                 with torch.inference_mode():
                     hidden_states = teacher(wav)
                 stacked = torch.stack([hidden_states[i] for i in spec.layers], dim=1)
-                for window, array in zip(batch, stacked.float().cpu().numpy()):
+                for window, array in zip(batch, stacked.float().cpu().numpy(), strict=True):
                     _check_array(window, array, spec)
                     manifest = storage.store_array(
                         window.id,

@@ -267,7 +267,7 @@ class TrainingWindows(Dataset):
             example["teacher_wav"] = clean
         if self.index.storage is not None:
             stacked = self.index.storage.load(index).astype(np.float16)
-            example["teacher_hidden"] = dict(zip(self.teacher_layers, stacked))
+            example["teacher_hidden"] = dict(zip(self.teacher_layers, stacked, strict=True))
         return example
 
 

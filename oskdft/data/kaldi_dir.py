@@ -423,7 +423,7 @@ def probe_recordings(data: DataDir, num_threads: int = 8) -> Dict[str, Recording
         ) as progress,
     ):
         while batch := list(islice(items, 4096)):
-            for (rec_id, _), result in zip(batch, pool.map(probe, batch)):
+            for (rec_id, _), result in zip(batch, pool.map(probe, batch), strict=True):
                 if isinstance(result, InputError):
                     errors.append((rec_id, result))
                 else:

@@ -146,8 +146,9 @@ def prepare_manifests(
 
     The training set needs speakers with ``min_utts_per_speaker`` utterances or more;
     evaluation sets need speakers, at least one ``trials_*`` file and utterances of
-    ``min_eval_seconds`` or more; augmentation sets need only wav.scp. Sets are done one after the other; a failure leaves the manifests of earlier
-    sets written and complete, and no done marker.
+    ``min_eval_seconds`` or more; augmentation sets need only wav.scp. Sets are done one after
+    the other; a failure leaves the manifests of earlier sets written and complete, and no done
+    marker.
 
     :return: speakers, utterances and hours per set (also logged as a table).
     """

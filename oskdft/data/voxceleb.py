@@ -185,7 +185,7 @@ def convert_m4a_tree(src: Pathlike, dst: Pathlike, num_jobs: int = 4) -> int:
     with ThreadPoolExecutor(num_jobs) as pool:
         results = pool.map(lambda item: _convert(ffmpeg, *item), todo)
         for (m4a, _), error in tqdm(
-            zip(todo, results),
+            zip(todo, results, strict=True),
             total=len(todo),
             unit="file",
             disable=len(todo) < 1000,

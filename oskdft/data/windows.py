@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
@@ -148,7 +149,7 @@ def sample_balanced_trials(
     order = np.argsort(speakers, kind="stable")
     bounds = np.flatnonzero(np.r_[True, speakers[order][1:] != speakers[order][:-1], True])
     target_pairs = []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in pairwise(bounds):
         i, j = np.triu_indices(hi - lo, k=1)
         target_pairs.append(np.stack([order[lo + i], order[lo + j]], axis=1))
     targets = np.concatenate(target_pairs) if target_pairs else np.zeros((0, 2), np.int64)
@@ -435,7 +436,9 @@ def _write_speaker_lists(data_dir: Path, classes: Dict[str, np.ndarray]) -> None
     with atomic_write(speaker_counts_path(data_dir)) as f:
         f.writelines(
             f"{s} {u} {w}\n"
-            for s, u, w in zip(classes["speaker"], classes["utterances"], classes["windows"])
+            for s, u, w in zip(
+                classes["speaker"], classes["utterances"], classes["windows"], strict=True
+            )
         )
 
 

@@ -317,7 +317,9 @@ def verify_pair(
     score = float(scorer.backend.score(embeddings, np.array([0]), np.array([1]))[0])
     seconds = np.array([len(samples) / SAMPLE_RATE for samples in audio])
     llr = float(scorer.calibration(np.array([score]), seconds[:1], seconds[1:])[0])
-    silent = [entry for entry, samples in zip((enrol, test), audio) if is_silent(samples)]
+    silent = [
+        entry for entry, samples in zip((enrol, test), audio, strict=True) if is_silent(samples)
+    ]
     return Verdict(scorer.name, score, llr, operating_point, threshold, llr >= threshold, silent)
 
 
@@ -383,7 +385,7 @@ def embed_wav_scp(
                 else []
             )
             _write_skipped(skipped, chunk_bad)
-            write_ark_scp(ark, scp, zip(good, vectors))
+            write_ark_scp(ark, scp, zip(good, vectors, strict=True))
             lines.extend(scp.read_text().splitlines(keepends=True))
     if bad and not skip_bad:
         more = f"; {len(bad) - 1} more bad entries, logged above" if len(bad) > 1 else ""
@@ -466,7 +468,9 @@ def embed_by_length(
     batch's utterances."""
     vectors: List[Optional[np.ndarray]] = [None] * len(audio)
     for batch in length_batches([len(samples) for samples in audio], max_samples):
-        for row, embedding in zip(batch, embedder(*pad_batch([audio[i] for i in batch]))):
+        for row, embedding in zip(
+            batch, embedder(*pad_batch([audio[i] for i in batch])), strict=True
+        ):
             vectors[row] = embedding
         if bar is not None:
             bar.update(len(batch))

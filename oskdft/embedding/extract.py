@@ -157,7 +157,9 @@ def embed_views(
         ):
             for batch in loader:
                 ids = batch["ids"]
-                full.update(zip(ids, _embed(model, batch["wav"], batch["lengths"], device)))
+                full.update(
+                    zip(ids, _embed(model, batch["wav"], batch["lengths"], device), strict=True)
+                )
                 if num_crops:
                     rows = np.concatenate(
                         [
@@ -165,7 +167,7 @@ def embed_views(
                             for part in batch["crops"].split(crop_rows)
                         ]
                     )
-                    crops.update(zip(ids, rows.reshape(len(ids), num_crops, -1)))
+                    crops.update(zip(ids, rows.reshape(len(ids), num_crops, -1), strict=True))
                 bar.update(len(ids))
     finally:
         model.train(was_training)

@@ -114,7 +114,10 @@ def format_description(name: str, description: Dict[str, Dict[str, Any]]) -> str
     widths = [max(len(title), 14) for title in columns]
     rows = [(row, "params", row) for row in COMPONENTS]
     rows += [(f"MACs/s {row}", "macs_per_second", row) for row in ("ssl", "total")]
-    lines = [f"{'component':<13}" + "".join(f"{t:>{w + 2}}" for t, w in zip(columns, widths))]
+    lines = [
+        f"{'component':<13}"
+        + "".join(f"{t:>{w + 2}}" for t, w in zip(columns, widths, strict=True))
+    ]
     for label, section, row in rows:
         if not any(row in value[section] for value in columns.values()):
             continue
@@ -122,7 +125,9 @@ def format_description(name: str, description: Dict[str, Dict[str, Any]]) -> str
             f"{value[section][row]:,}" if row in value[section] else "-"
             for value in columns.values()
         ]
-        lines.append(f"{label:<13}" + "".join(f"{c:>{w + 2}}" for c, w in zip(cells, widths)))
+        lines.append(
+            f"{label:<13}" + "".join(f"{c:>{w + 2}}" for c, w in zip(cells, widths, strict=True))
+        )
     if "teacher" in description:
         system, teacher = description["system"], description["teacher"]
         params, reference = system["params"], teacher["params"]

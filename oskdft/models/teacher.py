@@ -162,7 +162,7 @@ def build_ssl_from_arch(arch: Union[Mapping[str, Any], PretrainedConfig]) -> Pre
 
 def num_frames(config: PretrainedConfig, num_samples: Union[int, Tensor]) -> Union[int, Tensor]:
     """Frames the CNN feature extractor makes from ``num_samples`` (an int or a tensor)."""
-    for kernel, stride in zip(config.conv_kernel, config.conv_stride):
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):
         num_samples = (num_samples - kernel) // stride + 1
     return num_samples
 
@@ -176,7 +176,7 @@ def min_samples(config: PretrainedConfig) -> int:
     400
     """
     samples = 1
-    for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride))):
+    for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride, strict=True))):
         samples = (samples - 1) * stride + kernel
     return samples
 

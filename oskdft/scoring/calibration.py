@@ -160,7 +160,7 @@ def load_calibration(path: Pathlike, backend: Optional[str] = None) -> Tuple[str
         backend = backend or content["default_backend"]
         entries = content["backends"]
     except (OSError, ValueError, KeyError) as e:
-        raise InputError(path, f"not a calibration file: {e}", hint="re-run stage 5")
+        raise InputError(path, f"not a calibration file: {e}", hint="re-run stage 5") from e
     if backend not in entries:
         raise InputError(
             path,

@@ -162,7 +162,7 @@ def _build_backends(cfg: EvalConfig, config_path: Path) -> Dict[str, Backend]:
     try:
         return {name: build_backend(name, cfg) for name in cfg.backends}
     except KeyError as e:
-        raise InputError(config_path, f"eval.backends: {e.args[0]}")
+        raise InputError(config_path, f"eval.backends: {e.args[0]}") from e
 
 
 def _fit_backends(backends: Dict[str, Backend], set_dir: Path, utt2spk_path: Path) -> None:
@@ -272,7 +272,7 @@ def _score_set(
             len(trial_lists),
             time.perf_counter() - start,
         )
-        for trial_list, scores in zip(trial_lists, np.split(all_scores, ends)):
+        for trial_list, scores in zip(trial_lists, np.split(all_scores, ends), strict=True):
             labels = trial_list.trials.labels
             write_scores(out / f"{trial_list.name}.{name}.score", trial_list.trials, scores)
             llrs = trial_list.calibrate(calibrations[name], scores)

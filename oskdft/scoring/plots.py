@@ -54,7 +54,7 @@ def plot_histograms(path: Pathlike, curves: Mapping[str, ScoresAndLabels], title
     """Target and non-target score histograms, one panel per back end."""
     fig = Figure(figsize=(4.0 * len(curves), 3.5))
     axes = fig.subplots(1, len(curves), squeeze=False)[0]
-    for ax, (name, (scores, labels)) in zip(axes, curves.items()):
+    for ax, (name, (scores, labels)) in zip(axes, curves.items(), strict=True):
         labels = np.asarray(labels, dtype=bool)
         bins = np.histogram_bin_edges(scores, bins=60)
         # One filled outline per class instead of one rectangle per bin: much faster to draw.

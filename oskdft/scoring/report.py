@@ -217,8 +217,10 @@ def _add_intervals(
         for metric in METRICS:
             row[f"{metric}_ci"] = list(interval(values[metric]))
         resampled.append(values["eer"])
-    eers = {(r["system"], r["backend"]): (r["eer"], v) for r, v in zip(rows, resampled)}
-    for row, values in zip(rows, resampled):
+    eers = {
+        (r["system"], r["backend"]): (r["eer"], v) for r, v in zip(rows, resampled, strict=True)
+    }
+    for row, values in zip(rows, resampled, strict=True):
         ref = eers.get((reference, row["backend"]))
         row["eer_diff"] = row["eer_diff_ci"] = row["significant"] = None
         if ref is not None and row["system"] != reference:
@@ -424,7 +426,7 @@ def _read_json(path: Path, hint: str) -> Dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except ValueError as e:
-        raise InputError(path, f"not valid JSON: {e}", hint=hint)
+        raise InputError(path, f"not valid JSON: {e}", hint=hint) from e
 
 
 def _number(value: Optional[float], digits: int = 3) -> str:

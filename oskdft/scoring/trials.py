@@ -90,7 +90,9 @@ def write_scores(path: Pathlike, trials: Trials, scores: np.ndarray) -> None:
     label_names = np.where(trials.labels, "target", "nontarget")
     lines = [
         f"{e} {t} {s:.6f} {lab}\n"
-        for e, t, s, lab in zip(trials.enrol, trials.test, scores.tolist(), label_names)
+        for e, t, s, lab in zip(
+            trials.enrol, trials.test, scores.tolist(), label_names, strict=True
+        )
     ]
     with atomic_write(path) as f:
         f.writelines(lines)
@@ -124,7 +126,7 @@ def read_scores(path: Pathlike) -> Tuple[Trials, np.ndarray]:
                     f"bad score line {line.strip()!r}",
                     line=line_no,
                     hint="expected `<utt1> <utt2> <score> target|nontarget`",
-                )
+                ) from None
         raise
     return Trials(fields[0::4].tolist(), fields[1::4].tolist(), labels), scores
 
@@ -178,5 +180,5 @@ def read_utt2dur(path: Pathlike, utts: Sequence[str]) -> np.ndarray:
                 path,
                 f"duration of {utt!r} is not a number: {table[utt]!r}",
                 line=list(table).index(utt) + 1,
-            )
+            ) from None
     return durations

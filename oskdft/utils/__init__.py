@@ -1,1 +1,2 @@
-"""Generic helpers (no torch): atomic file writes, Kaldi ark/scp I/O, logging, errors, registries."""
+"""Generic helpers (no torch): atomic file writes, Kaldi ark/scp I/O, logging, errors,
+registries."""

@@ -19,10 +19,10 @@ class Registry(Generic[T]):
     Traceback (most recent call last):
     ...
     KeyError: "unknown model 'resnet'; available: ecapa"
-    >>> Registry("kd.loss", names=("mse",)).register("l1")
+    >>> Registry("kd.loss", names=("mse",)).register("l1")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    KeyError: "kd.loss 'l1' is not among the config's choices (mse): add it to oskdft.config.CHOICES"
+    KeyError: "kd.loss 'l1' is not among the config's choices (mse): add it to ...CHOICES"
     """
 
     def __init__(self, kind: str, names: Optional[Sequence[str]] = None):

@@ -181,7 +181,9 @@ def test_audio_shorter_than_the_model_needs_is_one_line(deployed, capsys, tmp_pa
     # The tiny model's CNN: kernels 10,3,3,3,3,2,2 and strides 5,2,2,2,2,2,2 make one frame
     # from 400 samples; computed here from the definition, not the code.
     receptive_field = 1
-    for kernel, stride in reversed(list(zip((10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)))):
+    for kernel, stride in reversed(
+        list(zip((10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2), strict=True))
+    ):
         receptive_field = (receptive_field - 1) * stride + kernel
     sf.write(tmp_path / "just.wav", np.full(receptive_field, 0.1, np.float32), 16000)
     if samples > receptive_field:

@@ -330,7 +330,8 @@ def test_the_paper_config_augments_as_the_original_code():
         ("augment.gain_curves=[]", "augment.gain_curves must name at least one curve"),
         (
             "augment.gain_curves=[sine, bouncy]",
-            "augment.gain_curves must be one of sine, quad, cubic, circ, expo, bounce, got 'bouncy'",
+            "augment.gain_curves must be one of sine, quad, cubic, circ, expo, bounce, "
+            "got 'bouncy'",
         ),
         ("augment.rir_mode=kaldi", "augment.rir_mode must be one of lhotse, original, got 'kaldi'"),
     ],

@@ -126,7 +126,8 @@ def test_same_seed_same_batches_with_any_number_of_workers(data):
             assert all(torch.equal(a[k], b[k]) for k in a)
     changed = batches(seed=5, workers=0)
     assert not all(
-        torch.equal(a["student_wav"], b["student_wav"]) for a, b in zip(reference, changed)
+        torch.equal(a["student_wav"], b["student_wav"])
+        for a, b in zip(reference, changed, strict=True)
     )
 
 

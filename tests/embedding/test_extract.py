@@ -172,7 +172,7 @@ def test_original_crop_branches_send_crops_0_and_1_through_the_kd_branch(cuts, o
     )
     enrol, test = np.array([0, 0, 1]), np.array([1, 2, 2])
     ours = build_backend("fused", EvalConfig()).score(data, enrol, test)
-    for score, i, j in zip(ours, enrol, test):
+    for score, i, j in zip(ours, enrol, test, strict=True):
         a, b = data.keys[i], data.keys[j]
         assert score == pytest.approx(
             original_fused_score(full[a], full[b], expected[a], expected[b]), abs=1e-5

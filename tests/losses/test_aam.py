@@ -45,7 +45,9 @@ def test_inverse_frequency_weights_average_the_classes():
     weighted = AAMSoftmax(4, num_classes=2, class_counts=[30, 10])
     weighted.weight = plain.weight
     embeddings, labels = torch.randn(4, 4), torch.tensor([0, 0, 0, 1])
-    per_utterance = torch.stack([plain(e[None], l[None]) for e, l in zip(embeddings, labels)])
+    per_utterance = torch.stack(
+        [plain(e[None], y[None]) for e, y in zip(embeddings, labels, strict=True)]
+    )
     # Weights 1/30 and 1/10: each class counts as much as the other, whatever its frequency.
     class_means = torch.stack([per_utterance[:3].mean(), per_utterance[3]])
     expected = (class_means[0] * 3 / 30 + class_means[1] / 10) / (3 / 30 + 1 / 10)

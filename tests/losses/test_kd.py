@@ -71,7 +71,7 @@ def test_kd_weight_fades_linearly_and_stops():
     cfg = tiny_system_config()
     weights = [kd_weight(cfg, epoch) for epoch in range(101)]
     assert math.isclose(weights[0], 0.99) and weights[99] == 0 and weights[100] == 0
-    assert all(math.isclose(a - b, 0.01) for a, b in zip(weights[:99], weights[1:100]))
+    assert all(math.isclose(a - b, 0.01) for a, b in zip(weights[:99], weights[1:100], strict=True))
     assert kd_weight(tiny_system_config(kd={"schedule": "constant"}), 50) == 1
     two_step = tiny_system_config(kd={"schedule": "constant", "until_epoch": 10})
     assert kd_weight(two_step, 9) == 1 and kd_weight(two_step, 10) == 0
@@ -86,10 +86,12 @@ def test_front_end_term_adds_the_distance_of_hidden_state_0(distance):
     teacher, student = states(), states(seed=1)
     s, t = student[0], teacher[0]
     if distance == "mse":
-        expected = sum((a - b) ** 2 for a, b in zip(s.flatten(), t.flatten())) / s.numel()
+        expected = (
+            sum((a - b) ** 2 for a, b in zip(s.flatten(), t.flatten(), strict=True)) / s.numel()
+        )
     else:  # per frame: mean |s - t| - log sigmoid(cos(s, t)), averaged over frames
         frames = []
-        for a, b in zip(s.reshape(-1, 4), t.reshape(-1, 4)):
+        for a, b in zip(s.reshape(-1, 4), t.reshape(-1, 4), strict=True):
             cosine = float(a @ b) / math.sqrt(float(a @ a) * float(b @ b))
             frames.append(float((a - b).abs().mean()) + math.log(1 + math.exp(-cosine)))
         expected = sum(frames) / len(frames)

@@ -1,4 +1,5 @@
 import copy
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -108,9 +109,9 @@ def test_kd_branch_is_hugging_faces_forward_whatever_the_adapters(model_type, pr
     wav, lengths = torch.randn(3, 8000), torch.tensor([8000, 6000, 4321])
     masked = ssl(wav, lengths, kd_branch=True)
     plain = ssl(wav, kd_branch=True)
-    for ours, theirs in zip(masked.kd_hidden_states, reference(wav, lengths)):
+    for ours, theirs in zip(masked.kd_hidden_states, reference(wav, lengths), strict=True):
         assert torch.allclose(ours[masked.frame_mask], theirs[masked.frame_mask], atol=1e-5)
-    for ours, theirs in zip(plain.kd_hidden_states, reference(wav)):
+    for ours, theirs in zip(plain.kd_hidden_states, reference(wav), strict=True):
         assert torch.allclose(ours, theirs, atol=1e-5)
     # ... while the FT branch does use the adapters.
     assert not torch.allclose(plain.hidden_states[-1], plain.kd_hidden_states[-1], atol=1e-3)
@@ -121,7 +122,7 @@ def test_zero_initialised_adapters_make_ft_equal_kd(model_type, pre_ln):
     ssl = BranchedSSL(make_student(teacher_model(model_type, pre_ln), 2)).eval()
     out = ssl(torch.randn(2, 8000), kd_branch=True)
     assert len(out.hidden_states) == len(out.kd_hidden_states) == 3
-    for ft, kd in zip(out.hidden_states, out.kd_hidden_states):
+    for ft, kd in zip(out.hidden_states, out.kd_hidden_states, strict=True):
         assert ft.shape == (2, 24, 32)
         assert torch.equal(ft, kd)
 
@@ -146,7 +147,7 @@ def test_inference_runs_the_ft_branch_alone():
     both = ssl(wav, kd_branch=True)
     alone = ssl(wav)
     assert alone.kd_hidden_states is None
-    for ft, inference in zip(both.hidden_states, alone.hidden_states):
+    for ft, inference in zip(both.hidden_states, alone.hidden_states, strict=True):
         assert torch.allclose(ft, inference, atol=1e-5)
 
 
@@ -263,8 +264,8 @@ def test_layer_drop_skips_a_layer_for_both_halves_at_once():
     with torch.no_grad():
         for _ in range(30):
             out = ssl(wav, kd_branch=True)
-            kd = [torch.equal(a, b) for a, b in zip(out.kd_hidden_states, out.kd_hidden_states[1:])]
-            ft = [torch.equal(a, b) for a, b in zip(out.hidden_states, out.hidden_states[1:])]
+            kd = [torch.equal(a, b) for a, b in pairwise(out.kd_hidden_states)]
+            ft = [torch.equal(a, b) for a, b in pairwise(out.hidden_states)]
             assert kd == ft
             skips.append(kd)
     per_layer = np.mean(skips, axis=0)
@@ -273,7 +274,7 @@ def test_layer_drop_skips_a_layer_for_both_halves_at_once():
     for model in (BranchedSSL(make_student(teacher, 3)).train(), ssl.eval()):
         with torch.no_grad():
             out = model(wav, kd_branch=True)
-        assert not any(torch.equal(a, b) for a, b in zip(out.hidden_states, out.hidden_states[1:]))
+        assert not any(torch.equal(a, b) for a, b in pairwise(out.hidden_states))
 
 
 @pytest.mark.parametrize("doubled", [False, True])

@@ -28,7 +28,7 @@ def test_hidden_states_follow_hf_convention(model_type, pre_ln):
     # Index L is last_hidden_state (after the final LayerNorm of pre-LN models) ...
     assert torch.equal(hidden_states[-1], hf.last_hidden_state)
     # ... and the others are the layer inputs/outputs Hugging Face records.
-    for ours, theirs in zip(hidden_states[:-1], hf.hidden_states[:-1]):
+    for ours, theirs in zip(hidden_states[:-1], hf.hidden_states[:-1], strict=True):
         assert torch.equal(ours, theirs)
     assert teacher.hidden_layers(wav, [0, 3]).keys() == {0, 3}
 

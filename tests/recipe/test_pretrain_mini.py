@@ -28,7 +28,7 @@ def conf_value(recipe: Path, name: str) -> str:
 
 def prepare_opts(recipe: Path) -> dict:
     words = shlex.split(conf_value(recipe, "prepare_opts"))
-    return {k.lstrip("-"): v for k, v in zip(words[::2], words[1::2])}
+    return {k.lstrip("-"): v for k, v in zip(words[::2], words[1::2], strict=True)}
 
 
 def run(*args: str, cwd: Path) -> None:

@@ -27,7 +27,7 @@ def make_trials(data_dir: Path, speakers: int = 12, utts: int = 6, seed: int = 0
             if utt2spk[a] == utt2spk[b] or rng.random() < 1 / 3:
                 enrol.append(a)
                 test.append(b)
-    labels = np.array([utt2spk[a] == utt2spk[b] for a, b in zip(enrol, test)])
+    labels = np.array([utt2spk[a] == utt2spk[b] for a, b in zip(enrol, test, strict=True)])
     (data_dir / SET).mkdir(parents=True, exist_ok=True)
     (data_dir / SET / "utt2spk").write_text("".join(f"{k} {v}\n" for k, v in utt2spk.items()))
     return Trials(enrol, test, labels)
@@ -37,7 +37,7 @@ def speaker_effect(trials: Trials, seed: int = 0) -> np.ndarray:
     """Scores with a per-speaker shift of the target scores (speakers differ in difficulty)."""
     rng = np.random.default_rng(seed)
     speakers = sorted({u.split("-")[0] for u in trials.enrol})
-    shift = dict(zip(speakers, rng.normal(size=len(speakers))))
+    shift = dict(zip(speakers, rng.normal(size=len(speakers)), strict=True))
     offset = np.array([shift[u.split("-")[0]] for u in trials.enrol])
     return rng.normal(size=len(trials.labels)) + trials.labels * (2.5 + offset)
 

@@ -39,7 +39,7 @@ def test_cosine_and_cosine_mean_equal_direct_formula():
     mean = train.vectors.mean(axis=0)
     centred = build_backend("cosine_mean", EvalConfig()).fit(train, train_speakers)
     scores = centred.score(data, enrol, test)
-    for i, (e, t) in enumerate(zip(enrol, test)):
+    for i, (e, t) in enumerate(zip(enrol, test, strict=True)):
         x, y = data.vectors[e], data.vectors[t]
         assert cosine[i] == pytest.approx(unit(x) @ unit(y), abs=1e-6)
         assert scores[i] == pytest.approx(unit(x - mean) @ unit(y - mean), abs=1e-6)
@@ -58,7 +58,11 @@ def test_asnorm_equals_its_formula_for_a_few_trials():
         [
             unit(
                 np.mean(
-                    [unit(v - mean) for v, s in zip(train.vectors, train_speakers) if s == spk],
+                    [
+                        unit(v - mean)
+                        for v, s in zip(train.vectors, train_speakers, strict=True)
+                        if s == spk
+                    ],
                     axis=0,
                 )
             )
@@ -70,7 +74,7 @@ def test_asnorm_equals_its_formula_for_a_few_trials():
         top = np.sort(cohort @ unit(v - mean))[::-1][:top_n]
         return top.mean(), top.std()
 
-    for i, (e, t) in enumerate(zip(enrol, test)):
+    for i, (e, t) in enumerate(zip(enrol, test, strict=True)):
         raw = unit(data.vectors[e] - mean) @ unit(data.vectors[t] - mean)
         (mu_e, sd_e), (mu_t, sd_t) = top_stats(data.vectors[e]), top_stats(data.vectors[t])
         expected = 0.5 * ((raw - mu_e) / sd_e + (raw - mu_t) / sd_t)
@@ -87,7 +91,7 @@ def test_fused_equals_mean_of_crop_pair_cosines(tmp_path):
     data = load_embeddings(tmp_path, crops=True)
     enrol, test = np.array([0, 0, 1]), np.array([1, 2, 2])
     got = build_backend("fused", EvalConfig()).score(data, enrol, test)
-    for i, (e, t) in enumerate(zip(enrol, test)):
+    for i, (e, t) in enumerate(zip(enrol, test, strict=True)):
         a, b = keys[e], keys[t]
         pairs = [unit(x) @ unit(y) for x in crops[a] for y in crops[b]]
         assert len(pairs) == 25

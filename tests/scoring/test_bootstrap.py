@@ -27,7 +27,7 @@ def speaker_trials(seed, speakers=6, n=240, ties=False, spread=1.0):
 
 def by_hand(enrol, test, scores, labels, drawn):
     """The resampled trial list: each trial repeated n(enrol speaker) x n(test speaker) times."""
-    times = np.array([drawn.get(e, 0) * drawn.get(t, 0) for e, t in zip(enrol, test)])
+    times = np.array([drawn.get(e, 0) * drawn.get(t, 0) for e, t in zip(enrol, test, strict=True)])
     return np.repeat(scores, times), np.repeat(labels, times)
 
 
@@ -41,7 +41,7 @@ def test_each_resample_equals_the_metrics_of_its_trials_copied_by_hand(seed, tie
     assert boot.counts.shape == (7, len(speakers))
     for b in range(7):
         assert boot.counts[b].sum() == len(speakers), "as many draws as speakers"
-        drawn = dict(zip(speakers, boot.counts[b].tolist()))
+        drawn = dict(zip(speakers, boot.counts[b].tolist(), strict=True))
         s, lab = by_hand(enrol, test, scores, labels, drawn)
         if lab.all() or not lab.any():
             assert np.isnan(got["eer"][b])

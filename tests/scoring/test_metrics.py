@@ -1,6 +1,7 @@
 """EER, minDCF, Cllr and min Cllr against brute-force evaluations of their definitions."""
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ def brute_force_points(scores, labels):
 def brute_force_eer(scores, labels):
     """Where the polyline through the DET points meets the line P_miss = P_fa."""
     points = brute_force_points(scores, labels)
-    for (miss_a, fa_a), (miss_b, fa_b) in zip(points, points[1:]):
+    for (miss_a, fa_a), (miss_b, fa_b) in pairwise(points):
         if miss_a - fa_a <= 0 < miss_b - fa_b:
             w = (fa_a - miss_a) / ((miss_b - miss_a) - (fa_b - fa_a))
             return miss_a + w * (miss_b - miss_a)

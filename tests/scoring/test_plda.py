@@ -60,7 +60,9 @@ def test_llr_equals_closed_form_gaussian_ratio():
     x = rng.normal(size=(6, dim)) * 2
     enrol, test = np.array([0, 1, 2, 3, 5]), np.array([1, 1, 4, 0, 2])
     got = plda.llr(plda.project(x, normalize_length=False), enrol, test)
-    expected = [closed_form_llr(x[e], x[t], mean, between, within) for e, t in zip(enrol, test)]
+    expected = [
+        closed_form_llr(x[e], x[t], mean, between, within) for e, t in zip(enrol, test, strict=True)
+    ]
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
 
 
@@ -87,7 +89,8 @@ def test_length_normalised_llr_matches_kaldi_per_trial_formula():
     enrol, test = rng.integers(0, len(x), 40), rng.integers(0, len(x), 40)
     got = plda.llr(plda.project(x), enrol, test)
     expected = [
-        kaldi_llr(kaldi_transform(x[e]), kaldi_transform(x[t])) for e, t in zip(enrol, test)
+        kaldi_llr(kaldi_transform(x[e]), kaldi_transform(x[t]))
+        for e, t in zip(enrol, test, strict=True)
     ]
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
 

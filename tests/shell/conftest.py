@@ -1,5 +1,6 @@
-"""Shared by the shell tests: run a bash script that sources this checkout's utils/*.sh, and a
-tiny recipe for run.sh's stage 3."""
+"""Shared by the shell tests: run a bash script that sources this checkout's utils/*.sh, a tiny
+recipe for run.sh's stage 3, and a run.sh working directory whose job runner only records what
+it is asked to train."""
 
 import os
 import subprocess
@@ -48,3 +49,22 @@ def recipe(tmp_path_factory):
         tiny_system(optim={"epochs": 1, "batch_size": 4}, train={"max_steps_per_epoch": 2}),
     )
     return root
+
+
+# Stands in for the job runner: run.sh calls it as `RUNNER --gpus G --num-nodes N LOG train...`,
+# in the working directory, with the experiment directory last.
+RUNNER = """#!/usr/bin/env bash
+echo "${!#}" >> runs.txt
+echo "$*" >> commands.txt
+"""
+
+
+@pytest.fixture
+def work(tmp_path):
+    """tmp_path/work, with stage 1 done (by hand), and the runner at tmp_path/runner.sh."""
+    (tmp_path / "work" / "data").mkdir(parents=True)
+    (tmp_path / "work" / "data" / ".stage1.done").write_text("hash: by hand\n")
+    runner = tmp_path / "runner.sh"
+    runner.write_text(RUNNER)
+    runner.chmod(0o755)
+    return tmp_path / "work"

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from tests.scoring.fake_scores import make_trials, write_systems
-from tests.shell.test_run_sh import REPO, trained, work  # noqa: F401 (fixture)
+from tests.shell.test_run_sh import REPO, trained
 
 SYSTEMS = ["ft_only", "oskdft"]
 

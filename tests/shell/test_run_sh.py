@@ -4,32 +4,23 @@ a system's config as loaded (its YAML or its `base:` chain), or a retrained teac
 not: a comment edit, a rerun naming fewer systems. Options' paths are relative to where run.sh
 is started."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
-SYSTEMS = ["teacher_ft", "oskdft", "ft_only", "kd_then_ft", "distilhubert"]
-
-# Stands in for the job runner: run.sh calls it as `RUNNER --gpus G --num-nodes N LOG train...`,
-# in the working directory, with the experiment directory last.
-RUNNER = """#!/usr/bin/env bash
-echo "${!#}" >> runs.txt
-echo "$*" >> commands.txt
-"""
+MINI = REPO / "egs" / "mini"
+SYSTEMS = re.search(r'^systems="([^"]+)"', (MINI / "run.conf").read_text(), re.M).group(1).split()
+# egs/mini's students distil the pre-trained teacher at data/teacher; this one distils
+# teacher_ft's trained model, so teacher_ft's stage 3 is one of its inputs.
+STUDENT = f"base: {MINI}/conf/oskdft.yaml\nteacher:\n  path: exp/teacher_ft/final/ssl\n"
 
 
-@pytest.fixture
-def work(tmp_path):
-    """tmp_path/work, with stage 1 done (by hand), and the runner at tmp_path/runner.sh."""
-    (tmp_path / "work" / "data").mkdir(parents=True)
-    (tmp_path / "work" / "data" / ".stage1.done").write_text("hash: by hand\n")
-    runner = tmp_path / "runner.sh"
-    runner.write_text(RUNNER)
-    runner.chmod(0o755)
-    return tmp_path / "work"
+def write_student(work: Path) -> str:
+    """Writes STUDENT beside ``work`` and returns its path relative to work's parent."""
+    (work.parent / "student.yaml").write_text(STUDENT)
+    return "student.yaml"
 
 
 def stage3(work: Path, *args: str) -> subprocess.CompletedProcess:
@@ -69,7 +60,11 @@ def test_fewer_systems_skip_and_a_retrained_teacher_retrains_its_students(work):
         c for c in (work / "commands.txt").read_text().splitlines() if c.endswith(" exp/oskdft")
     ][0]
     assert " --inputs-hash data/.stage1.done=" in oskdft
-    assert " exp/teacher_ft/.stage3.done=" in oskdft, "its teacher is teacher_ft's model"
+    assert "exp/teacher_ft/.stage3.done" not in oskdft, "its teacher is the pre-trained one"
+    stage3(work, "--train-config", write_student(work))
+    assert trained(work) == ["student"]
+    student = (work / "commands.txt").read_text().splitlines()[-1]
+    assert " exp/teacher_ft/.stage3.done=" in student, "its teacher is teacher_ft's model"
 
     result = stage3(work, "--systems", "ft_only oskdft")
     assert not (work / "runs.txt").exists(), "done: nothing trains"
@@ -77,10 +72,10 @@ def test_fewer_systems_skip_and_a_retrained_teacher_retrains_its_students(work):
 
     stage3(work, "--systems", "teacher_ft", "--force", "true")
     assert trained(work) == ["teacher_ft"]
-    stage3(work, "--systems", "ft_only")
-    assert trained(work) == ["ft_only"], "its teacher was retrained"
+    stage3(work, "--train-config", "student.yaml")
+    assert trained(work) == ["student"], "its teacher was retrained"
     stage3(work)
-    assert trained(work) == ["oskdft", "kd_then_ft", "distilhubert"]
+    assert not (work / "runs.txt").exists(), "the others' teacher is not teacher_ft"
 
 
 def test_an_edit_of_a_base_file_retrains(work):
@@ -112,8 +107,8 @@ def test_a_student_before_its_teacher_names_the_missing_stage(work):
         "3",
         "--stop-stage",
         "3",
-        "--systems",
-        "oskdft",
+        "--train-config",
+        str(work.parent / write_student(work)),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
@@ -133,29 +128,32 @@ def test_a_system_that_needs_a_teacher_and_names_none_stops_before_stage_0(work)
     assert "Stage 0" not in result.stderr
 
 
-def test_config_inputs_prints_digests_teacher_modes_and_teacher_markers():
-    conf = REPO / "egs" / "mini" / "conf"
+def test_config_inputs_prints_digests_teacher_modes_and_teacher_markers(work):
+    conf = MINI / "conf"
     command = [
         sys.executable,
         str(REPO / "local" / "config_inputs.py"),
         "--data-config",
         str(conf / "data.yaml"),
         *[f"{s}={conf / s}.yaml" for s in SYSTEMS],
+        f"student={work.parent / write_student(work)}",
     ]
-    lines = [
-        line.split()
-        for line in subprocess.run(
-            command, capture_output=True, text=True, check=True
+
+    def run(*override: str):
+        """The data line's fields, and each system's fields by name."""
+        out = subprocess.run(
+            [*command, *override], capture_output=True, text=True, check=True
         ).stdout.splitlines()
-    ]
-    assert lines[0][0] == "data" and len(lines[0][1]) == 64
-    systems = {fields[1]: fields[2:] for fields in lines[1:]}
-    assert list(systems) == SYSTEMS
-    assert systems["teacher_ft"][1:] == ["none", "-"]
-    assert systems["oskdft"][2] == "exp/teacher_ft/.stage3.done"
-    assert len({fields[0] for fields in systems.values()}) == len(SYSTEMS)
-    overridden = subprocess.run(
-        [*command, "--override", "teacher.mode=cached"], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    assert overridden[0] == " ".join(lines[0])
-    assert overridden[2].split()[3] == "cached" and overridden[2] != " ".join(lines[2])
+        return out[0].split(), {f[1]: f[2:] for f in map(str.split, out[1:])}
+
+    data, systems = run()
+    assert data[0] == "data" and len(data[1]) == 64
+    assert list(systems) == [*SYSTEMS, "student"]
+    assert systems["teacher_ft"][1:] == systems["ecapa_fbank"][1:] == ["none", "-"]
+    assert systems["oskdft"][1:] == ["cached", "-"], "the pre-trained teacher is no system"
+    assert systems["student"][2] == "exp/teacher_ft/.stage3.done"
+    assert len({fields[0] for fields in systems.values()}) == len(systems)
+    data_overridden, overridden = run("--override", "teacher.mode=online")
+    assert data_overridden == data, "the overrides are the systems'"
+    assert overridden["oskdft"][1] == "online" and overridden["oskdft"][0] != systems["oskdft"][0]
+    assert overridden["teacher_ft"][1] == "none"
