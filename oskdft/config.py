@@ -606,7 +606,7 @@ def _load_with_bases(path: Path, seen: Optional[Dict[Path, Path]] = None):
         lines = _key_lines(yaml.compose(text))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        raise InputError(path, f"not valid YAML: {e}", line=mark.line + 1 if mark else None)
+        raise InputError(path, f"not valid YAML: {e}", line=mark.line + 1 if mark else None) from e
     if not isinstance(raw, dict):
         raise InputError(path, "a config must be a mapping of sections")
     lines = {key: (path, line) for key, line in lines.items()}

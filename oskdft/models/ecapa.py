@@ -93,7 +93,7 @@ class SERes2Block(nn.Module):
         splits = torch.split(self.bn_in(torch.relu(self.conv_in(x))), self.width, dim=1)
         zero_padding = mask[:, None, :].to(x.dtype)
         outputs, part = [], None
-        for split, conv, bn in zip(splits, self.convs, self.bns):
+        for split, conv, bn in zip(splits[:-1], self.convs, self.bns, strict=True):
             part = split if part is None else part + split
             part = bn(torch.relu(conv(part * zero_padding)))
             outputs.append(part)

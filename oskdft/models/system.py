@@ -71,7 +71,8 @@ class WeightedLayerSum(nn.Module):
     def forward(self, hidden_states: Tuple[Tensor, ...], mask: Optional[Tensor]) -> Tensor:
         weights = torch.softmax(self.layer_logits, dim=0)
         return sum(
-            w * _channels_first(h, mask, self.instance_norm) for w, h in zip(weights, hidden_states)
+            w * _channels_first(h, mask, self.instance_norm)
+            for w, h in zip(weights, hidden_states, strict=True)
         )
 
 
