@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by run.sh (and usable in an interactive shell): the environment every stage runs in.
 # Creates .venv on first use and activates it. Thread pools are sized by the job runner
 # (utils/run_local.sh), which divides the cores among the jobs it runs side by side.

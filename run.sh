@@ -56,7 +56,8 @@ args=("$@")
 recipe=$root/egs/$egs
 [ -f "$recipe/run.conf" ] || { log "no recipe egs/$egs (missing $recipe/run.conf)"; exit 1; }
 # The recipe's corpus paths, set names and system list; it may set any option too (e.g. nj).
-# shellcheck disable=SC1090,SC1091
+# Every recipe's run.conf sets what the template's does: shellcheck reads that one.
+# shellcheck source=egs/TEMPLATE/run.conf
 . "$recipe/run.conf"
 recipe_systems=$systems  # the results table's order
 # Second pass: --config files, then the command line, win over run.conf.

@@ -25,6 +25,6 @@ if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
   "$python" -m venv --clear "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet -e "$root[test,lilcom]"
+"$venv/bin/python" -m pip install --quiet -e "${root}[test,lilcom]"
 echo "$want" > "$stamp"
 echo "$(date '+%Y-%m-%d %H:%M:%S') environment ready: $venv" >&2
