@@ -603,13 +603,13 @@ def _load_with_bases(path: Path, seen: Optional[Dict[Path, Path]] = None):
     text = path.read_text()
     try:
         raw = yaml.safe_load(text) or {}
-        lines = _key_lines(yaml.compose(text))
+        key_lines = _key_lines(yaml.compose(text))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise InputError(path, f"not valid YAML: {e}", line=mark.line + 1 if mark else None) from e
     if not isinstance(raw, dict):
         raise InputError(path, "a config must be a mapping of sections")
-    lines = {key: (path, line) for key, line in lines.items()}
+    lines = {key: (path, line) for key, line in key_lines.items()}
     base = raw.pop("base", None)
     if base is None:
         return raw, lines

@@ -82,12 +82,14 @@ def cache_spec(cfg: SystemConfig, data_cfg: DataConfig, windows_manifest: Pathli
     seconds for a 1.2 GB teacher and VoxCeleb2's windows.
     """
     get_storage(cfg.teacher.cache_storage)
-    teacher_config = load_teacher_config(cfg.teacher.path)
+    teacher = cfg.teacher.path
+    assert teacher, "callers check the system names a teacher"
+    teacher_config = load_teacher_config(teacher)
     window = round(data_cfg.window_seconds * data_cfg.sample_rate)
     num_windows, windows_fingerprint = manifest_fingerprint(windows_manifest)
     return CacheSpec(
-        teacher=cfg.teacher.path,
-        teacher_fingerprint=teacher_fingerprint(cfg.teacher.path),
+        teacher=teacher,
+        teacher_fingerprint=teacher_fingerprint(teacher),
         layers=tuple(kd_layers(cfg, teacher_config.num_hidden_layers)),
         hidden_size=teacher_config.hidden_size,
         frames=int(num_frames(teacher_config, window)),

@@ -275,7 +275,7 @@ def read_shards(
 ) -> Iterator[Tuple[int, List[Cut]]]:
     """The windows of each ``wanted`` shard, in order; other lines are skipped unparsed."""
     lines: List[str] = []
-    current = None
+    current = -1  # the shard of the line before: none yet
     with gzip.open(manifest, "rt", encoding="utf-8") as f:
         for i, line in enumerate(f):
             shard = i // shard_size

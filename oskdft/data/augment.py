@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -164,7 +164,7 @@ class UnitEnergyReverb(AudioTransform):
     :param rir: the impulse response's cut (its dict form when read back from a manifest).
     """
 
-    rir: Union[Cut, dict]
+    rir: Cut  # given as its dict form, it is deserialised
 
     def __post_init__(self):
         if isinstance(self.rir, dict):

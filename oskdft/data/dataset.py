@@ -31,6 +31,7 @@ import torch
 from lhotse.array import Array
 from lhotse.features.io import get_reader
 from lhotse.serialization import deserialize_item
+from numpy.typing import ArrayLike
 from torch.utils.data import Dataset, Sampler
 
 from oskdft.config import AugmentConfig
@@ -120,7 +121,8 @@ class _ArrayLocations:
     def __init__(self, manifest: Pathlike):
         self.manifest = manifest
         self.count, self.with_arrays = 0, False
-        self.storage_type, self.shape = None, None
+        self.storage_type: Optional[str] = None
+        self.shape: List[int] = []  # of every array, set by the first
         self.path_of: Dict[str, int] = {}
         self.path_index = array("q")
         self.keys: List[bytes] = []
@@ -165,14 +167,16 @@ class _ArrayLocations:
                 "before loading teacher-cache windows (it registers the storage)"
             )
         self.paths = list(self.path_of)
-        self.keys = np.array(self.keys, dtype=np.bytes_)
+        # One contiguous array, not millions of bytes objects.
+        self.packed_keys = np.array(self.keys, dtype=np.bytes_)
+        self.keys = []
         return self
 
     def load(self, index: int) -> np.ndarray:
         stored = Array(
             storage_type=self.storage_type,
             storage_path=self.paths[self.path_index[index]],
-            storage_key=self.keys[index].decode(),
+            storage_key=self.packed_keys[index].decode(),
             shape=self.shape,
         )
         return stored.load()
@@ -285,7 +289,7 @@ class OneWindowPerUtteranceSampler(Sampler):
 
     def __init__(
         self,
-        windows_per_utterance: Sequence[int],
+        windows_per_utterance: ArrayLike,
         num_replicas: int = 1,
         rank: int = 0,
         seed: int = 0,

@@ -374,20 +374,20 @@ def _check_spk2utt(path: Path, utt2spk: Mapping[str, str]) -> None:
 # Validation
 
 
-def check_utts_per_speaker(data: DataDir, min_utts: int) -> None:
-    """Every speaker of ``data`` must have at least ``min_utts`` utterances."""
-    counts = Counter(data.utt2spk.values())
+def check_utts_per_speaker(data_dir: Path, utt2spk: Mapping[str, str], min_utts: int) -> None:
+    """Every speaker of the data dir ``data_dir`` must have at least ``min_utts`` utterances."""
+    counts = Counter(utt2spk.values())
     few = sorted(spk for spk, count in counts.items() if count < min_utts)
     if not few:
         return
     spk = few[0]
-    first_utt = next(utt for utt, s in data.utt2spk.items() if s == spk)
+    first_utt = next(utt for utt, s in utt2spk.items() if s == spk)
     others = f" ({len(few) - 1} more speakers too)" if len(few) > 1 else ""
     raise InputError(
-        data.path / "utt2spk",
+        data_dir / "utt2spk",
         f"speaker {spk!r} has {counts[spk]} utterance(s); training needs at least "
         f"{min_utts} per speaker{others}",
-        line=find_line(data.path / "utt2spk", first_utt),
+        line=find_line(data_dir / "utt2spk", first_utt),
         hint="drop such speakers from the training set in prepare.py",
     )
 
@@ -485,7 +485,7 @@ def validate_data_dir(
             hint="write '<utt1> <utt2> target|nontarget' lines to trials_<name> in prepare.py",
         )
     if min_utts_per_speaker and data.utt2spk is not None:
-        check_utts_per_speaker(data, min_utts_per_speaker)
+        check_utts_per_speaker(data.path, data.utt2spk, min_utts_per_speaker)
     if data.utt2spk is not None:
         strays = sum(not utt.startswith(spk) for utt, spk in data.utt2spk.items())
         if strays:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
@@ -152,7 +152,9 @@ def prepare_manifests(
 
     :return: speakers, utterances and hours per set (also logged as a table).
     """
-    rules = [(train_set, dict(require_speakers=True, min_utts_per_speaker=min_utts_per_speaker))]
+    rules: List[Tuple[str, Dict[str, Any]]] = [
+        (train_set, dict(require_speakers=True, min_utts_per_speaker=min_utts_per_speaker))
+    ]
     rules += [
         (name, dict(require_speakers=True, require_trials=True, min_seconds=min_eval_seconds))
         for name in eval_sets

@@ -760,7 +760,7 @@ def prepare_mini_corpus(
     train = _plan_speakers(spec.first_speaker, spec.train_speakers, spec, seed)
     test = _plan_speakers(spec.first_speaker + spec.train_speakers, spec.test_speakers, spec, seed)
     layout_rng = _rng(seed, _LAYOUT)
-    sources = {}
+    sources: Dict[str, Dict[str, str]] = {}  # set -> recording id -> wav path
     with atomic_dir(corpus_dir) as tmp:
         logger.info(
             "synthesising %d training and %d test speakers into %s",

@@ -141,7 +141,10 @@ def voxceleb2_dev_tree(
     ``wav_dir`` first (those not converted yet); else an existing wav tree is used,
     ``wav_dir`` or ``dev/aac`` itself when it was converted in place."""
     aac = Path(voxceleb2) / "dev" / "aac" if voxceleb2 is not None else None
-    wav_dir = Path(wav_dir) if wav_dir is not None else Path(voxceleb2) / "dev" / "wav"
+    if wav_dir is None:
+        assert voxceleb2 is not None, "the caller passes voxceleb2 or wav_dir"
+        wav_dir = Path(voxceleb2) / "dev" / "wav"
+    wav_dir = Path(wav_dir)
     if aac is not None and next(glob.iglob(str(aac / f"{UTT_PATTERN}.m4a")), None):
         convert_m4a_tree(aac, wav_dir, num_jobs)
         return wav_dir

@@ -38,6 +38,7 @@ import numpy as np
 from lhotse import CutSet
 from lhotse.cut import Cut
 from lhotse.utils import fastcopy
+from numpy.typing import ArrayLike
 from tqdm import tqdm
 
 from oskdft.config import DataConfig, load_data_config
@@ -71,7 +72,7 @@ def window_starts(num_samples: int, window: int, hop: int) -> np.ndarray:
     >>> window_starts(31999, 32000, 16000).size  # shorter than one window: none
     0
     """
-    return np.arange(num_windows(num_samples, window, hop), dtype=np.int64) * hop
+    return np.arange(int(num_windows(num_samples, window, hop)), dtype=np.int64) * hop
 
 
 def window_id(utterance_id: str, index: int) -> str:
@@ -307,7 +308,7 @@ def make_windows_from_config(
     return stats
 
 
-def num_windows(num_samples: np.ndarray, window: int, hop: int) -> np.ndarray:
+def num_windows(num_samples: ArrayLike, window: int, hop: int) -> np.ndarray:
     """Windows of each utterance (vectorised :func:`window_starts` sizes).
 
     >>> num_windows(np.array([31999, 32000, 52800, 64000]), 32000, 16000).tolist()
@@ -445,8 +446,9 @@ def _write_speaker_lists(data_dir: Path, classes: Dict[str, np.ndarray]) -> None
 def _check_in_data_dir(source: DataDir, utterances: Iterable[str], cuts_path: Path) -> None:
     """Every utterance the subsets take from ``source`` must be in its utt2spk: a data dir
     edited after stage 0 is caught before stage 1 writes anything."""
+    utt2spk = source.utt2spk or {}
     for utt in utterances:
-        if utt not in source.utt2spk:
+        if utt not in utt2spk:
             raise InputError(
                 source.path / "utt2spk",
                 f"utterance {utt!r} is missing, though {cuts_path} has it",
@@ -464,7 +466,7 @@ def write_subset_dir(
     (piped commands kept), utt2spk, spk2utt, segments when the source has them, and trials.
     The directory is replaced whole, so no file of an earlier run lingers."""
     utterances = sorted(utterances)
-    utt2spk = {utt: source.utt2spk[utt] for utt in utterances}
+    utt2spk = None if source.utt2spk is None else {u: source.utt2spk[u] for u in utterances}
     segments = None
     if source.segments is None:
         wav_scp = {utt: source.wav_scp[utt] for utt in utterances}
@@ -498,7 +500,7 @@ def write_aug_sets(data_dir: Path, aug_sets: Sequence[str]) -> Dict[str, int]:
     by_kind: Dict[str, List[str]] = {}
     for name in aug_sets:
         by_kind.setdefault(aug_kind(name), []).append(name)
-    counts = {}
+    counts: Dict[str, int] = {}
     for kind, names in by_kind.items():
         with atomic_path(aug_cuts_path(data_dir, kind)) as tmp, CutSet.open_writer(tmp) as out:
             for name in names:

@@ -43,7 +43,7 @@ import logging
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, overload
 
 import numpy as np
 from tqdm import tqdm
@@ -380,7 +380,9 @@ def embed_wav_scp(
             bar.update(len(chunk_bad))
             good = [key for key in chunk if key in audio]
             vectors = (
-                embed_by_length(deployment.embedder, [audio[key] for key in good], max_samples, bar)
+                list(
+                    embed_by_length(deployment.embedder, [audio[k] for k in good], max_samples, bar)
+                )
                 if good
                 else []
             )
@@ -466,7 +468,7 @@ def embed_by_length(
     """``[N, D]`` embeddings of ``audio`` in its order, computed in zero-padded batches of
     similar length (:func:`~oskdft.embedding.views.length_batches`); ``bar`` advances by each
     batch's utterances."""
-    vectors: List[Optional[np.ndarray]] = [None] * len(audio)
+    vectors: Dict[int, np.ndarray] = {}
     for batch in length_batches([len(samples) for samples in audio], max_samples):
         for row, embedding in zip(
             batch, embedder(*pad_batch([audio[i] for i in batch])), strict=True
@@ -474,7 +476,7 @@ def embed_by_length(
             vectors[row] = embedding
         if bar is not None:
             bar.update(len(batch))
-    return np.stack(vectors)
+    return np.stack([vectors[row] for row in range(len(audio))])
 
 
 def _claim_out_dir(out_dir: Path, deployment: Deployment, chunk_size: int) -> None:
@@ -622,6 +624,10 @@ def _results_table(metrics: Dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+@overload
+def _read_json(path: Path, required: Literal[True]) -> Dict[str, Any]: ...
+@overload
+def _read_json(path: Path, required: bool = False) -> Optional[Dict[str, Any]]: ...
 def _read_json(path: Path, required: bool = False) -> Optional[Dict[str, Any]]:
     if not path.is_file():
         if required:

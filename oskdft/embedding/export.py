@@ -47,7 +47,7 @@ import logging
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 import torch
@@ -97,7 +97,8 @@ def fold_weight_norm(model: nn.Module) -> nn.Module:
     """
     for module in model.modules():
         if parametrize.is_parametrized(module):
-            for name in list(module.parametrizations):
+            # torch types a submodule attribute as Tensor | Module; this one is a ModuleDict.
+            for name in list(cast(nn.ModuleDict, module.parametrizations)):
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
     return model
 

@@ -34,7 +34,6 @@ import torch
 from lhotse import CutSet
 from lhotse.cut import Cut
 from lhotse.utils import compute_num_samples
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -52,6 +51,7 @@ from oskdft.embedding.shards import (
 from oskdft.embedding.views import crop_audio, kd_crops, length_batches, pad_batch
 from oskdft.layout import SAMPLE_RATE, manifest_path
 from oskdft.models.device import resolve_device
+from oskdft.models.system import SpeakerModel
 from oskdft.utils.io import Pathlike, atomic_write
 from oskdft.utils.kaldi_io import read_scp_keys, write_ark_scp
 
@@ -94,7 +94,7 @@ def _load_batch(cuts: List[Cut], crop_samples: int, num_crops: int) -> Dict:
 
 
 def embed_cuts(
-    model: nn.Module,
+    model: SpeakerModel,
     cuts: Iterable[Cut],
     device: Device,
     batch_seconds: float = 200.0,
@@ -108,7 +108,7 @@ def embed_cuts(
 
 
 def embed_views(
-    model: nn.Module,
+    model: SpeakerModel,
     cuts: Iterable[Cut],
     device: Device,
     batch_seconds: float = 200.0,
@@ -147,7 +147,8 @@ def embed_views(
         num_workers=num_workers,
     )
     crop_rows = max(1, crop_batch_size // max(num_crops, 1)) * num_crops
-    full, crops = {}, {}
+    full: Dict[str, np.ndarray] = {}
+    crops: Dict[str, np.ndarray] = {}
     was_training = model.training
     model.eval()
     try:
@@ -178,7 +179,7 @@ def embed_views(
 
 
 def embed_eval_views(
-    model: nn.Module,
+    model: SpeakerModel,
     cuts: Iterable[Cut],
     device: Device,
     cfg: EvalConfig,
@@ -204,7 +205,7 @@ def embed_eval_views(
 
 
 def _embed(
-    model: nn.Module,
+    model: SpeakerModel,
     wav: torch.Tensor,
     lengths: Optional[torch.Tensor],
     device: Device,
@@ -219,7 +220,7 @@ def _embed(
 
 
 def _embed_crops(
-    model: nn.Module, crops: torch.Tensor, num_crops: int, num_kd_crops: int, device: Device
+    model: SpeakerModel, crops: torch.Tensor, num_crops: int, num_kd_crops: int, device: Device
 ) -> np.ndarray:
     """Embeddings of whole utterances' crops, ``[U * num_crops, T]`` in utterance order; each
     utterance's first ``num_kd_crops`` on the KD branch. In eval mode every row is embedded

@@ -22,7 +22,7 @@ import math
 import os
 import subprocess
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import onnxruntime
@@ -54,6 +54,7 @@ def read_audio(entry: str) -> np.ndarray:
     >>> read_audio(path).shape
     (1600,)
     """
+    source: Union[io.BytesIO, str]
     if entry.rstrip().endswith("|"):
         command = entry.rstrip()[:-1].strip()
         source = io.BytesIO(_run_command(command))

@@ -27,6 +27,8 @@ class AAMSoftmax(nn.Module):
         class c by ``1 / count_c`` (normalised to mean 1), as the original code did.
     """
 
+    class_weights: Optional[Tensor]  # a buffer: per-class loss weights, None for plain
+
     def __init__(
         self,
         embed_dim: int,

@@ -42,8 +42,14 @@ TeacherStates = Union[Tuple[Tensor, ...], Mapping[int, Tensor]]
 KD_LOSSES: Registry = Registry("kd.loss", names=CHOICES[KDConfig]["loss"])
 
 
+class KDLoss(nn.Module):
+    """What every KD loss has: the teacher hidden-state indices it reads, in order."""
+
+    layers: List[int]
+
+
 @KD_LOSSES.register("mse_last")
-class MSELastLoss(nn.Module):
+class MSELastLoss(KDLoss):
     """The paper's loss: mean squared error of the last hidden states, times ``scale``."""
 
     def __init__(self, cfg: KDConfig, student_dim: int, teacher_dim: int, teacher_num_layers: int):
@@ -69,7 +75,7 @@ class MSELastLoss(nn.Module):
 
 
 @KD_LOSSES.register("distilhubert")
-class DistilHuBERTLoss(nn.Module):
+class DistilHuBERTLoss(KDLoss):
     """DistilHuBERT's layer-prediction loss (see the module docstring); ``heads[str(layer)]``
     predicts teacher hidden state ``layer``."""
 
@@ -117,10 +123,10 @@ FRONT_END_DISTANCES.register("mse")(F.mse_loss)
 FRONT_END_DISTANCES.register("l1_cosine")(_l1_cosine)
 
 
-class WithFrontEnd(nn.Module):
+class WithFrontEnd(KDLoss):
     """``loss + front_end_scale * D(student state 0, teacher state 0)`` (``kd.front_end``)."""
 
-    def __init__(self, loss: nn.Module, cfg: KDConfig, student_dim: int, teacher_dim: int):
+    def __init__(self, loss: KDLoss, cfg: KDConfig, student_dim: int, teacher_dim: int):
         super().__init__()
         if student_dim != teacher_dim:
             raise ValueError(
@@ -144,7 +150,7 @@ class WithFrontEnd(nn.Module):
 
 def build_kd_loss(
     cfg: SystemConfig, student_dim: int, teacher_dim: int, teacher_num_layers: int
-) -> Optional[nn.Module]:
+) -> Optional[KDLoss]:
     """The configured KD loss module (None for ``kd.loss: none``)."""
     _check_front_end(cfg.kd)
     if cfg.kd.loss == NO_KD:

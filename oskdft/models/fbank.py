@@ -62,6 +62,8 @@ class FbankFrontEnd(nn.Module):
 
     num_layers = 0  # no layers: hidden_states holds the features alone
     adapters = None
+    dft_kernel: Tensor  # buffers: the DFT as a convolution, and the Mel filters
+    mel_kernel: Tensor
 
     def __init__(
         self,

@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,7 @@ from transformers.masking_utils import create_bidirectional_mask
 
 from oskdft.models.teacher import (
     SUPPORTED_MODEL_TYPES,
+    SSLEncoder,
     build_ssl_from_arch,
     frame_mask,
     min_samples,
@@ -94,35 +95,35 @@ SSL_FAMILIES: Registry = Registry("SSL model family", names=SUPPORTED_MODEL_TYPE
 
 @SSL_FAMILIES.register("wav2vec2")
 class Wav2Vec2Family:
-    def project(self, model: PreTrainedModel, features: Tensor) -> Tensor:
+    def project(self, model: SSLEncoder, features: Tensor) -> Tensor:
         hidden, _ = model.feature_projection(features)
         return hidden
 
-    def attention_mask(self, model: PreTrainedModel, hidden: Tensor, mask: Tensor):
+    def attention_mask(self, model: SSLEncoder, hidden: Tensor, mask: Tensor):
         return create_bidirectional_mask(
             config=model.config, inputs_embeds=hidden, attention_mask=mask
         )
 
     def attend(
-        self, layer: nn.Module, hidden: Tensor, attention_mask, position_bias: Optional[Tensor]
+        self, attention: nn.Module, hidden: Tensor, attention_mask, position_bias: Optional[Tensor]
     ) -> Tuple[Tensor, Optional[Tensor]]:
-        out, _ = layer.attention(hidden, attention_mask=attention_mask)
+        out, _ = attention(hidden, attention_mask=attention_mask)
         return out, position_bias
 
 
 @SSL_FAMILIES.register("hubert")
 class HubertFamily(Wav2Vec2Family):
-    def project(self, model: PreTrainedModel, features: Tensor) -> Tensor:
+    def project(self, model: SSLEncoder, features: Tensor) -> Tensor:
         return model.feature_projection(features)
 
 
 @SSL_FAMILIES.register("wavlm")
 class WavLMFamily(Wav2Vec2Family):
-    def attention_mask(self, model: PreTrainedModel, hidden: Tensor, mask: Tensor):
+    def attention_mask(self, model: SSLEncoder, hidden: Tensor, mask: Tensor):
         return mask  # WavLM's attention takes the [B, frames] padding mask itself
 
-    def attend(self, layer, hidden, attention_mask, position_bias):
-        out, _, position_bias = layer.attention(
+    def attend(self, attention, hidden, attention_mask, position_bias):
+        out, _, position_bias = attention(
             hidden, attention_mask=attention_mask, position_bias=position_bias
         )
         return out, position_bias
@@ -155,7 +156,7 @@ class BranchedSSL(nn.Module):
 
     def __init__(
         self,
-        model: PreTrainedModel,
+        model: SSLEncoder,
         adapters: bool = True,
         adapter_dim: int = 64,
         adapter_scale: float = 0.1,
@@ -257,7 +258,8 @@ class BranchedSSL(nn.Module):
             if uses_attention_mask(model.config):
                 hidden = hidden * mask[..., None]  # as HF does: padded frames enter as zeros
         if self.spec_augment:  # HF's own masking; it acts in training mode only
-            hidden = model._mask_hidden_states(hidden, attention_mask=mask)
+            # HF annotates the mask a LongTensor; it takes any 0/1 tensor, as its callers pass.
+            hidden = model._mask_hidden_states(hidden, attention_mask=mask)  # type: ignore[arg-type]
         hidden = hidden + encoder.pos_conv_embed(hidden)
         if not self.pre_ln:
             hidden = encoder.layer_norm(hidden)
@@ -287,12 +289,14 @@ class BranchedSSL(nn.Module):
         """One encoder layer, Hugging Face's maths plus the adapter on rows ``num_kd_rows:``."""
         if self.pre_ln:
             attended, position_bias = self.family.attend(
-                layer, layer.layer_norm(hidden), attention_mask, position_bias
+                layer.attention, layer.layer_norm(hidden), attention_mask, position_bias
             )
             hidden = hidden + layer.dropout(attended)
             out = hidden + layer.feed_forward(layer.final_layer_norm(hidden))
             return self._add_adapter(index, hidden, out, num_kd_rows), position_bias
-        attended, position_bias = self.family.attend(layer, hidden, attention_mask, position_bias)
+        attended, position_bias = self.family.attend(
+            layer.attention, hidden, attention_mask, position_bias
+        )
         hidden = layer.layer_norm(hidden + layer.dropout(attended))
         out = self._add_adapter(index, hidden, hidden + layer.feed_forward(hidden), num_kd_rows)
         return layer.final_layer_norm(out), position_bias
@@ -325,7 +329,7 @@ def make_student(
     pos_conv_kernel: Optional[int] = None,
     pos_conv_groups: Optional[int] = None,
     thin_cnn_init: str = "random",
-) -> PreTrainedModel:
+) -> SSLEncoder:
     """The teacher's architecture with ``num_layers`` layers, initialised from the teacher.
 
     Copied (deep copies; the teacher is not needed afterwards): the CNN feature extractor, the
@@ -347,7 +351,8 @@ def make_student(
         ``hidden * hidden / groups * kernel`` multiply-accumulates per frame (XLSR-53's:
         1024 * 64 * 128, two thirds of a transformer layer); ``kd.front_end`` distils it.
     """
-    teacher = teacher.base_model
+    # transformers types base_model as any nn.Module; a teacher's is its PreTrainedModel.
+    teacher = cast(PreTrainedModel, teacher.base_model)
     num_teacher_layers = teacher.config.num_hidden_layers
     init_layers = list(range(num_layers)) if init_layers is None else list(init_layers)
     if len(init_layers) != num_layers or not all(0 <= i < num_teacher_layers for i in init_layers):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union, cast
 
 import torch
 from torch import Tensor, nn
@@ -31,8 +31,11 @@ from oskdft.config import CHOICES, BackendConfig, SSLConfig, SystemConfig
 from oskdft.models.ecapa import EcapaTdnn, masked_instance_norm
 from oskdft.models.fbank import FbankFrontEnd
 from oskdft.models.student import BranchedSSL, make_student
-from oskdft.models.teacher import build_ssl_from_arch
+from oskdft.models.teacher import SSLEncoder, build_ssl_from_arch
 from oskdft.utils.registry import Registry
+
+# The front ends a SpeakerModel can have (see the module docstring).
+FrontEnd = Union[BranchedSSL, FbankFrontEnd]
 
 # ---------------------------------------------------------------------------------------------
 # What the back end reads from the SSL hidden states (``backend.input``)
@@ -96,7 +99,7 @@ class SpeakerModel(nn.Module):
     :param ssl: the front end (see the module docstring), an SSL encoder or a filter bank.
     """
 
-    def __init__(self, ssl: nn.Module, backend_input: nn.Module, ecapa: EcapaTdnn):
+    def __init__(self, ssl: FrontEnd, backend_input: nn.Module, ecapa: EcapaTdnn):
         super().__init__()
         self.ssl = ssl
         self.backend_input = backend_input
@@ -160,7 +163,7 @@ class SpeakerModel(nn.Module):
 # Building
 
 # ssl.source -> the front end (the teacher is needed by student and teacher only).
-SSL_SOURCES: Registry[Callable[[SSLConfig, Optional[PreTrainedModel]], nn.Module]] = Registry(
+SSL_SOURCES: Registry[Callable[[SSLConfig, Optional[PreTrainedModel]], FrontEnd]] = Registry(
     "ssl.source", names=CHOICES[SSLConfig]["source"]
 )
 
@@ -186,9 +189,9 @@ def _student(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> BranchedSSL:
 
 @SSL_SOURCES.register("teacher")
 def _teacher(cfg: SSLConfig, teacher: Optional[PreTrainedModel]) -> BranchedSSL:
-    return _branched(
-        cfg, copy.deepcopy(_required(teacher, "teacher").base_model).requires_grad_(True)
-    )
+    # transformers types base_model as any nn.Module; a teacher's is an SSLEncoder.
+    encoder = cast(SSLEncoder, _required(teacher, "teacher").base_model)
+    return _branched(cfg, copy.deepcopy(encoder).requires_grad_(True))
 
 
 @SSL_SOURCES.register("scratch")
@@ -222,6 +225,7 @@ def build_model(
         architecture is rebuilt from it with random weights, for ``load_state_dict``, and no
         teacher is needed.
     """
+    front_end: FrontEnd
     if ssl_config is not None:
         front_end = _branched(cfg.ssl, build_ssl_from_arch(ssl_config))
     else:
@@ -240,7 +244,7 @@ def build_model(
     return SpeakerModel(front_end, backend_input, ecapa)
 
 
-def _branched(cfg: SSLConfig, encoder: PreTrainedModel) -> BranchedSSL:
+def _branched(cfg: SSLConfig, encoder: SSLEncoder) -> BranchedSSL:
     """``encoder`` (owned, not copied) with the adapters of ``cfg``."""
     return BranchedSSL(
         encoder,

@@ -17,17 +17,27 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union, cast, overload
 
 import torch
 from torch import Tensor, nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    HubertModel,
+    PretrainedConfig,
+    PreTrainedModel,
+    Wav2Vec2Model,
+    WavLMModel,
+)
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
 from oskdft.config import CHOICES, SSLConfig
 from oskdft.utils.errors import InputError
 
 SUPPORTED_MODEL_TYPES = CHOICES[SSLConfig]["arch.model_type"]
+# The Hugging Face encoder of each of those families.
+SSLEncoder = Union[Wav2Vec2Model, HubertModel, WavLMModel]
 
 # The paper's teacher, wav2vec2-large-xlsr-53, as architecture fields (random weights): 24 pre-LN
 # layers, 1024 wide, and a CNN with LayerNorm after every convolution.
@@ -147,7 +157,7 @@ def ssl_config_from_arch(arch: Mapping[str, Any]) -> PretrainedConfig:
     return AutoConfig.for_model(model_type, **fields)
 
 
-def build_ssl_from_arch(arch: Union[Mapping[str, Any], PretrainedConfig]) -> PreTrainedModel:
+def build_ssl_from_arch(arch: Union[Mapping[str, Any], PretrainedConfig]) -> SSLEncoder:
     """A randomly initialised encoder (``Wav2Vec2Model``, ``HubertModel`` or ``WavLMModel``).
 
     ``arch`` is a dict of config fields with ``model_type`` (``ssl.arch`` in a system YAML, or
@@ -157,9 +167,15 @@ def build_ssl_from_arch(arch: Union[Mapping[str, Any], PretrainedConfig]) -> Pre
     config = arch if isinstance(arch, PretrainedConfig) else ssl_config_from_arch(arch)
     _check_supported(config, source="ssl.arch")
     # The class is called directly because AutoModel.from_config ignores a meta device context.
-    return MODEL_MAPPING[type(config)](config)
+    # transformers annotates the mapping's values as tuples; for a model config it is a class.
+    model_class = cast(Callable[[PretrainedConfig], SSLEncoder], MODEL_MAPPING[type(config)])
+    return model_class(config)
 
 
+@overload
+def num_frames(config: PretrainedConfig, num_samples: int) -> int: ...
+@overload
+def num_frames(config: PretrainedConfig, num_samples: Tensor) -> Tensor: ...
 def num_frames(config: PretrainedConfig, num_samples: Union[int, Tensor]) -> Union[int, Tensor]:
     """Frames the CNN feature extractor makes from ``num_samples`` (an int or a tensor)."""
     for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):

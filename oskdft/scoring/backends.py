@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,16 @@ from oskdft.utils.io import Pathlike, atomic_path
 from oskdft.utils.registry import Registry
 
 BACKENDS: Registry = Registry("scoring back end", names=SCORING_BACKENDS)
+
+
+T = TypeVar("T")
+
+
+def fitted(value: Optional[T]) -> T:
+    """A parameter that ``fit`` (or loading) sets; a back end used before has none."""
+    if value is None:
+        raise RuntimeError("the back end is not fitted: fit it or load it first")
+    return value
 
 
 class Backend(ABC):
@@ -72,7 +82,8 @@ def build_backend(name: str, cfg: EvalConfig) -> Backend:
 def save_backend(backend: Backend, path: Pathlike) -> None:
     """Write a fitted back end's parameters as ``.npz``, atomically."""
     with atomic_path(path) as tmp:
-        np.savez(tmp, **backend.state_dict())
+        # mypy matches the ** dict against savez's allow_pickle: bool too.
+        np.savez(tmp, **backend.state_dict())  # type: ignore[arg-type]
 
 
 def load_backend(name: str, path: Pathlike) -> Backend:
@@ -100,14 +111,14 @@ class CosineMean(Backend):
         return self
 
     def normalize(self, vectors: np.ndarray) -> np.ndarray:
-        return length_normalize(vectors - self.mean)
+        return length_normalize(vectors - fitted(self.mean))
 
     def score(self, data: Embeddings, enrol: np.ndarray, test: np.ndarray) -> np.ndarray:
         unit = self.normalize(data.vectors)
         return rowwise_dot(unit, unit, enrol, test)
 
     def state_dict(self) -> Dict[str, np.ndarray]:
-        return {"mean": self.mean}
+        return {"mean": fitted(self.mean)}
 
     @classmethod
     def from_state_dict(cls, state: Dict[str, np.ndarray]) -> "CosineMean":
@@ -145,17 +156,17 @@ class PLDABackend(Backend):
 
     def preprocess(self, vectors: np.ndarray) -> np.ndarray:
         """Centre, LDA, and length-normalise to sqrt(dim): what PLDA is trained on."""
-        reduced = self.lda(vectors.astype(np.float64))
+        reduced = fitted(self.lda)(vectors.astype(np.float64))
         return length_normalize(reduced, math.sqrt(reduced.shape[1]))
 
     def score(self, data: Embeddings, enrol: np.ndarray, test: np.ndarray) -> np.ndarray:
-        projected = self.plda.project(self.preprocess(data.vectors))
-        return self.plda.llr(projected, enrol, test)
+        plda = fitted(self.plda)
+        return plda.llr(plda.project(self.preprocess(data.vectors)), enrol, test)
 
     def state_dict(self) -> Dict[str, np.ndarray]:
         return {
-            **{f"lda_{key}": value for key, value in self.lda.state_dict().items()},
-            **{f"plda_{key}": value for key, value in self.plda.state_dict().items()},
+            **{f"lda_{key}": value for key, value in fitted(self.lda).state_dict().items()},
+            **{f"plda_{key}": value for key, value in fitted(self.plda).state_dict().items()},
         }
 
     @classmethod
@@ -200,11 +211,12 @@ class ASNorm(CosineMean):
     def cohort_stats(self, unit: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation of each row's ``top_n`` best cohort cosines, computed
         ``chunk`` rows at a time to bound the memory of the score matrix."""
-        top_n = min(self.top_n, len(self.cohort))
+        cohort = fitted(self.cohort)
+        top_n = min(self.top_n, len(cohort))
         mean, std = np.empty(len(unit)), np.empty(len(unit))
         for start in range(0, len(unit), self.chunk):
             part = slice(start, start + self.chunk)
-            scores = unit[part] @ self.cohort.T
+            scores = unit[part] @ cohort.T
             top = np.partition(scores, scores.shape[1] - top_n, axis=1)[:, -top_n:]
             mean[part], std[part] = top.mean(axis=1), top.std(axis=1)
         # A cohort of one (or of identical scores) has no spread; avoid dividing by zero.
@@ -220,7 +232,11 @@ class ASNorm(CosineMean):
         return 0.5 * ((raw - mean[e]) / std[e] + (raw - mean[t]) / std[t])
 
     def state_dict(self) -> Dict[str, np.ndarray]:
-        return {"top_n": np.array(self.top_n), "mean": self.mean, "cohort": self.cohort}
+        return {
+            "top_n": np.array(self.top_n),
+            "mean": fitted(self.mean),
+            "cohort": fitted(self.cohort),
+        }
 
     @classmethod
     def from_state_dict(cls, state: Dict[str, np.ndarray]) -> "ASNorm":

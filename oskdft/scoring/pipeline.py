@@ -74,7 +74,7 @@ class TrialList:
         return calibration(scores, self.enrol_durations, self.test_durations)
 
     def quality(self) -> Optional[np.ndarray]:
-        if self.enrol_durations is None:
+        if self.enrol_durations is None or self.test_durations is None:
             return None
         return quality_features(self.enrol_durations, self.test_durations)
 

@@ -36,9 +36,9 @@ def plot_det(path: Pathlike, curves: Mapping[str, ScoresAndLabels], title: str) 
         (line,) = ax.plot(x, y, label=f"{name} (EER {100 * eer:.2f}%)")
         ax.plot(norm.ppf(eer), norm.ppf(eer), "o", color=line.get_color())
     ticks = norm.ppf(np.array(DET_TICKS) / 100)
-    labels = [f"{t:g}" for t in DET_TICKS]
-    ax.set_xticks(ticks, labels)
-    ax.set_yticks(ticks, labels)
+    tick_labels = [f"{t:g}" for t in DET_TICKS]
+    ax.set_xticks(ticks, tick_labels)
+    ax.set_yticks(ticks, tick_labels)
     ax.set_xlim(*limit)
     ax.set_ylim(*limit)
     ax.plot(limit, limit, ":", color="grey", linewidth=0.8)

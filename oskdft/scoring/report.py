@@ -63,7 +63,8 @@ def current_systems(exp_dir: Pathlike, order: Sequence[str], eval_sets: str) -> 
     """
     exp_dir = Path(exp_dir)
     scored = sorted(m.parent.name for m in exp_dir.glob("*/.stage5.done"))
-    current, stale = [], []
+    current: List[str] = []
+    stale: List[str] = []
     for system in dict.fromkeys([s for s in order if s in scored] + scored):
         stage4 = exp_dir / system / ".stage4.done"
         fresh = stage4.is_file() and has_done(
@@ -136,17 +137,18 @@ def make_results(
                 )
     # Stable sort: systems and back ends keep their order within each trial list.
     rows.sort(key=lambda r: (list(eval_sets).index(r["set"]), r["trial_list"]))
+    compared: Optional[str] = reference
     if reference not in systems:
         log.info("no %s among the systems: the table compares none", reference)
-        reference = None
+        compared = None
     for group in _by_trial_list(rows):
-        _add_intervals(group, exp_dir, data_dir, resamples, seed, reference)
+        _add_intervals(group, exp_dir, data_dir, resamples, seed, compared)
     bootstrap = {
         "method": METHOD,
         "resamples": resamples,
         "seed": seed,
         "level": LEVEL,
-        "reference": reference,
+        "reference": compared,
     }
     with atomic_write(exp_dir / "results.json") as f:
         json.dump(
@@ -220,12 +222,12 @@ def _add_intervals(
     eers = {
         (r["system"], r["backend"]): (r["eer"], v) for r, v in zip(rows, resampled, strict=True)
     }
-    for row, values in zip(rows, resampled, strict=True):
+    for row, eer_draws in zip(rows, resampled, strict=True):
         ref = eers.get((reference, row["backend"]))
         row["eer_diff"] = row["eer_diff_ci"] = row["significant"] = None
         if ref is not None and row["system"] != reference:
             row["eer_diff"] = row["eer"] - ref[0]
-            row["eer_diff_ci"] = list(interval(values - ref[1]))
+            row["eer_diff_ci"] = list(interval(eer_draws - ref[1]))
             row["significant"] = excludes_zero(*row["eer_diff_ci"])
 
 
@@ -353,7 +355,7 @@ def make_seed_results(exp_dir: Pathlike, seeds: Sequence[int]) -> str:
     return markdown
 
 
-def _mean_sd(numbers: Sequence[float]) -> Optional[Dict[str, float]]:
+def _mean_sd(numbers: Sequence[float]) -> Optional[Dict[str, Optional[float]]]:
     """Mean and sample standard deviation (None with fewer than 2 numbers)."""
     if not numbers:
         return None

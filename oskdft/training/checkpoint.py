@@ -105,7 +105,8 @@ def average_model_states(states: Sequence[Dict[str, torch.Tensor]]) -> Dict[str,
     averaged = {}
     for key, last in states[-1].items():
         if last.is_floating_point():
-            averaged[key] = sum(s[key].double() for s in states).div(len(states)).to(last.dtype)
+            total = torch.stack([s[key].double() for s in states]).sum(dim=0)
+            averaged[key] = total.div(len(states)).to(last.dtype)
         else:
             averaged[key] = last.clone()
     return averaged

@@ -87,7 +87,8 @@ def weights_fingerprint(module: nn.Module) -> str:
     digest = hashlib.sha256()
     for name, tensor in module.named_parameters():
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+        raw = tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy()
+        digest.update(raw)  # type: ignore[arg-type]  # numpy's stubs omit its buffer protocol
     return digest.hexdigest()
 
 

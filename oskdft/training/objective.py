@@ -47,6 +47,7 @@ class TrainingObjective(nn.Module):
         else:
             kd_states = self.model.ssl(wav, kd_branch=True).kd_hidden_states
         if weights.uses_kd:
+            assert self.kd_loss is not None and teacher_states is not None  # checked above
             parts["kd"] = self.kd_loss(kd_states, teacher_states)
         total = sum(getattr(weights, name) * loss for name, loss in parts.items())
         return total, {name: loss.detach() for name, loss in parts.items()}

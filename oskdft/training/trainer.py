@@ -210,10 +210,12 @@ class Trainer:
         )
         self.objective = TrainingObjective(model, self._kd_loss(model), aam).to(self.device)
         # The online teacher stays (on the device); otherwise it was only the student's init.
-        self.online_teacher = teacher.to(self.device) if cfg.runs_teacher_online() else None
+        self.online_teacher = (
+            teacher.to(self.device) if teacher is not None and cfg.runs_teacher_online() else None
+        )
         if ctx.is_distributed and self.device.type == "cuda":
             self.objective = nn.SyncBatchNorm.convert_sync_batchnorm(self.objective)
-        self.trained = self.objective
+        self.trained: nn.Module = self.objective
         if ctx.is_distributed:
             self.trained = DistributedDataParallel(
                 self.objective,
@@ -279,16 +281,19 @@ class Trainer:
         )
         if not needs_weights:
             return None
+        assert self.cfg.teacher.path, "the config check requires one for these systems"
         return load_teacher(self.cfg.teacher.path)
 
     def _kd_loss(self, model: SpeakerModel) -> Optional[nn.Module]:
         if self.cfg.kd.loss == NO_KD:
             return None
+        teacher_config = self.teacher_config
+        assert teacher_config is not None, "the config check requires a teacher for KD"
         return build_kd_loss(
             self.cfg,
             model.ssl.hidden_size,
-            self.teacher_config.hidden_size,
-            self.teacher_config.num_hidden_layers,
+            teacher_config.hidden_size,
+            teacher_config.num_hidden_layers,
         )
 
     def _make_optimizer(self) -> torch.optim.Adam:
@@ -562,13 +567,15 @@ class Trainer:
         self.sampler.set_epoch(self.epoch)
         self.train_seconds += time.monotonic() - started
         if self.ctx.is_main:
+            # Rank 0 opened the metrics, and has a best epoch: the first epoch at least.
+            assert metrics is not None and self.best_epoch is not None
             checkpoint_dir = self._checkpoint_dir()
             save_checkpoint(checkpoint_dir / epoch_checkpoint_name(epoch + 1), self.state())
             (checkpoint_dir / LATEST).unlink(missing_ok=True)
             prune_checkpoints(
                 checkpoint_dir, max(self.cfg.train.keep_last, self.cfg.train.average_last, 1)
             )
-            best = self.valid_eers[self.best_epoch] if self.best_epoch is not None else None
+            best = self.valid_eers[self.best_epoch]
             metrics.log(
                 {
                     "kind": "epoch",
@@ -595,7 +602,8 @@ class Trainer:
         """Without validation the newest epoch counts as the best."""
         if eer is None or self.best_epoch is None:
             return True
-        return eer < self.valid_eers[self.best_epoch]
+        best = self.valid_eers[self.best_epoch]
+        return best is None or eer < best
 
     # -----------------------------------------------------------------------------------------
     # The trained model
@@ -620,6 +628,7 @@ class Trainer:
             meta["best_epoch"] = None
             meta["valid_eer"] = self.validator.eer(model, self.device) if self.validator else None
         else:
+            assert self.best_epoch is not None, "write_final follows a trained epoch"
             model.load_state_dict(load_checkpoint(self._checkpoint_dir() / BEST))
             meta["best_epoch"] = self.best_epoch + 1
             meta["valid_eer"] = self.valid_eers[self.best_epoch]

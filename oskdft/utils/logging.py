@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from oskdft.utils.io import Pathlike
 
@@ -17,7 +17,7 @@ def setup_logging(log_file: Optional[Pathlike] = None, rank: int = 0) -> None:
     """Log to stderr, and to ``log_file`` when given. Ranks other than 0 log warnings only,
     so a DDP run prints each line once."""
     level = logging.INFO if rank == 0 else logging.WARNING
-    handlers = [logging.StreamHandler(sys.stderr)]
+    handlers: List[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file))

@@ -128,3 +128,14 @@ def test_registry_names_and_unknown_backend():
     assert BACKENDS.names() == ["asnorm", "cosine", "cosine_mean", "fused", "plda"]
     with pytest.raises(KeyError, match="available: asnorm, cosine"):
         build_backend("lda_cosine", EvalConfig())
+
+
+@pytest.mark.parametrize("name", [n for n in BACKENDS.names() if BACKENDS.get(n).trained])
+def test_a_trained_backend_scores_and_saves_only_once_fitted(tmp_path, name):
+    data, _ = speaker_data(0, 3, 2)
+    backend = build_backend(name, EvalConfig())
+    with pytest.raises(RuntimeError, match="not fitted"):
+        backend.score(data, np.array([0]), np.array([1]))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        save_backend(backend, tmp_path / "backend.npz")
+    assert not (tmp_path / "backend.npz").exists()
