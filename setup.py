@@ -34,7 +34,15 @@ setup(
         "onnxscript",
     ],
     extras_require={
-        "test": ["pytest>=7", "tensorboard"],
+        # ruff, mypy and the stubs mypy needs: the static gates of utils/lint.sh.
+        "test": [
+            "pytest>=7",
+            "tensorboard",
+            "ruff>=0.17",
+            "mypy>=2.4",
+            "types-PyYAML",
+            "types-tqdm",
+        ],
         "tensorboard": ["tensorboard"],
         # Lossy teacher-cache storage (teacher.cache_storage: lilcom); fp16, the default, needs
         # nothing. Stage 2 names the package when it is missing.
