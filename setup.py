@@ -38,8 +38,8 @@ setup(
         "test": [
             "pytest>=7",
             "tensorboard",
-            "ruff>=0.17",
-            "mypy>=2.4",
+            "ruff>=0.17,<0.18",  # a new minor release may restyle the tree
+            "mypy>=2.4,<3",
             "types-PyYAML",
             "types-tqdm",
         ],
