@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from transformers import AutoConfig, AutoModel
 
@@ -49,6 +50,7 @@ def test_the_pool_is_disjoint_from_mini_and_five_times_its_training_speakers():
     assert int(pool["train-speakers"]) - held_out >= 5 * mini_ft
 
 
+@pytest.mark.slow  # four stage scripts end to end
 def test_a_shortened_pretraining_saves_a_12_layer_teacher(tmp_path):
     data = tmp_path / "data"
     run(

@@ -173,7 +173,7 @@ def test_scoring_fewer_systems_keeps_the_others_in_the_table(mini):
         assert "| ft_only |" not in (work / "exp" / "results.md").read_text()
     finally:
         marker.write_text(original)
-    # Its embeddings are scored again: its rows come back, and the table is as the fixture left it.
+    # Its marker back, its scores are current again: its rows return, the table as it was.
     run = run_sh(work, "--stage", "5", "--stop-stage", "5", "--systems", "oskdft")
     assert run.returncode == 0, run.stderr[-4000:]
     assert table_systems(work) == SYSTEMS + ["oskdft_cached"]
