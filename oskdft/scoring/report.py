@@ -249,13 +249,10 @@ def render_markdown(rows: Sequence[Dict[str, Any]], bootstrap: Dict[str, Any]) -
     ]
     for group in _by_trial_list(rows):
         best = min(r["eer"] for r in group)
-        lines += [
-            "",
-            f"## {group[0]['set']}: {group[0]['trial_list']} ({group[0]['num_trials']:,} trials)",
-            "",
-            "| " + " | ".join(columns) + " |",
-            "|" + "---|" * 2 + "---:|" * (len(columns) - 2),
-        ]
+        lines += _section(
+            f"{group[0]['set']}: {group[0]['trial_list']} ({group[0]['num_trials']:,} trials)",
+            columns,
+        )
         previous = None
         for r in group:
             eer = f"{100 * r['eer']:.2f}"
@@ -385,13 +382,7 @@ def _render_seeds(rows: Sequence[Dict[str, Any]], seeds: List[int], reference: s
     )
     groups = list(dict.fromkeys((r["set"], r["trial_list"]) for r in rows))
     for set_name, name in groups:
-        lines += [
-            "",
-            f"## {set_name}: {name}",
-            "",
-            "| " + " | ".join(columns) + " |",
-            "|" + "---|" * 2 + "---:|" * (len(columns) - 2),
-        ]
+        lines += _section(f"{set_name}: {name}", columns)
         previous = None
         for r in rows:
             if (r["set"], r["trial_list"]) != (set_name, name):
@@ -453,3 +444,14 @@ def _count(value: Optional[int]) -> str:
     if value is None:
         return "-"
     return f"{value / 1e6:.1f}M" if value >= 1e6 else f"{value / 1e3:.0f}K"
+
+
+def _section(title: str, columns: Sequence[str]) -> List[str]:
+    """A trial list's heading and its table's header: two text columns, then numbers."""
+    return [
+        "",
+        f"## {title}",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * 2 + "---:|" * (len(columns) - 2),
+    ]
