@@ -33,10 +33,10 @@ import torch
 
 from oskdft.cli.common import make_parser
 from oskdft.config import SystemConfig
-from oskdft.embedding.deploy import SAMPLE_RATE, Embedder, embed_by_length
-from oskdft.embedding.export import export_onnx, fold_weight_norm, parity, quantize_int8
-from oskdft.embedding.final import TorchEmbedder
-from oskdft.embedding.onnx_runtime import OnnxEmbedder
+from oskdft.export.onnx import export_onnx, fold_weight_norm, parity, quantize_int8
+from oskdft.inference.deploy import SAMPLE_RATE, Embedder, embed_by_length
+from oskdft.inference.onnx_runtime import OnnxEmbedder
+from oskdft.model_dir import TorchEmbedder
 from oskdft.models.system import build_model
 from oskdft.models.teacher import XLSR53_ARCH, build_ssl_from_arch
 

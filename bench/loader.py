@@ -3,7 +3,7 @@
 windows side by side, from 1 to N workers, and the workers one GPU needs at a step rate.
 
 The bench generates its data in a temporary directory with the synthesisers of
-:mod:`oskdft.data.synthetic`: MUSAN-like sources of realistic length (music and babble speech
+:mod:`oskdft.recipes.synthetic`: MUSAN-like sources of realistic length (music and babble speech
 files of minutes, noise files of seconds, room impulse responses up to 1 s; MUSAN averages about
 4 min per music file, 8 min per speech file and 20 s per noise file) and a VoxCeleb-like
 training set (utterances of 4-10 s), as Kaldi data dirs. The recipe's own stages 0 and 1 turn
@@ -44,7 +44,8 @@ from oskdft.config import load_config, load_data_config
 from oskdft.data.dataset import OneWindowPerUtteranceSampler, TrainingWindows, collate_windows
 from oskdft.data.kaldi_dir import replace_data_dir
 from oskdft.data.manifests import prepare_manifests
-from oskdft.data.synthetic import (
+from oskdft.data.windows import make_windows_from_config
+from oskdft.recipes.synthetic import (
     SAMPLE_RATE,
     random_voice,
     synthesize_music,
@@ -52,7 +53,6 @@ from oskdft.data.synthetic import (
     synthesize_rir,
     synthesize_speech,
 )
-from oskdft.data.windows import make_windows_from_config
 
 # bench/train_gpu.py's online-teacher steps/s at the paper shape, once it has run on a GPU
 # (README, Benchmarks); None: not measured yet.

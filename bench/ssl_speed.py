@@ -8,7 +8,7 @@ fast students (a thin CNN and a cheaper positional convolution, ``ssl.pos_conv_k
 ``ssl.pos_conv_groups``; the teacher's: kernel 128, 16 groups), and each with its ECAPA-TDNN for
 the full embedding. Every model runs on the same 4 s of audio at
 each batch size, in interleaved rounds (one call of each model per round, after warm-up calls;
-the library's :func:`oskdft.embedding.speed.median_times`), and the table gives the median time
+the library's :func:`oskdft.models.speed.median_times`), and the table gives the median time
 and the ratio to the teacher (SSL rows to the teacher's SSL, embedding rows to the teacher +
 ECAPA).
 
@@ -25,7 +25,7 @@ import torch
 
 from oskdft.cli.common import make_parser
 from oskdft.config import SystemConfig
-from oskdft.embedding.speed import median_times
+from oskdft.models.speed import median_times
 from oskdft.models.system import build_model
 from oskdft.models.teacher import XLSR53_ARCH, SSLTeacher, build_ssl_from_arch
 

@@ -12,7 +12,7 @@ import argparse
 import logging
 
 from oskdft.cli.common import make_parser, run_script
-from oskdft.embedding.baseline import FEATURES, baseline_eers
+from oskdft.recipes.baseline import FEATURES, baseline_eers
 from oskdft.utils.logging import setup_logging
 
 

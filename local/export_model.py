@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 
 from oskdft.cli.common import make_parser, run_script, str2bool
-from oskdft.embedding.export import export_system
+from oskdft.export.onnx import export_system
 from oskdft.utils.logging import setup_logging
 
 

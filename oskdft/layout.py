@@ -1,6 +1,6 @@
 """Where oskdft's files live, and the constants every stage shares: each name written once.
 
-Standard library only, so that serving an ONNX model (:mod:`oskdft.embedding.onnx_runtime`)
+Standard library only, so that serving an ONNX model (:mod:`oskdft.inference.onnx_runtime`)
 reads it without importing torch. ``docs/architecture.md`` draws the whole working directory;
 this module names its parts.
 """
@@ -24,7 +24,7 @@ MANIFEST_KINDS = ("recordings", "supervisions", "cuts")
 # exp/<system>/ (stage 3 on); exp/<system>/final/ and export/ hold a CONFIG_NAME and META_NAME too.
 CONFIG_NAME = "config.yaml"  # the merged SystemConfig
 INPUTS_NAME = "inputs.yaml"  # hashes of the training run's other inputs
-FINAL_DIR = "final"  # what inference needs (oskdft.embedding.final)
+FINAL_DIR = "final"  # what inference needs (oskdft.model_dir)
 SCORES_DIR = "scores"  # stage 5's output
 # final/
 MODEL_NAME = "model.pt"

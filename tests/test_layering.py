@@ -124,7 +124,7 @@ def test_onnx_serving_imports_no_torch():
     """`oskdft verify model.onnx` runs without torch: the runtime and the layout it reads load
     none of it, directly or through another oskdft module."""
     probe = (
-        "import sys, oskdft.layout, oskdft.embedding.onnx_runtime\n"
+        "import sys, oskdft.layout, oskdft.inference.onnx_runtime\n"
         "heavy = sorted({'torch', 'lhotse', 'transformers'} & set(sys.modules))\n"
         "assert not heavy, heavy\n"
     )

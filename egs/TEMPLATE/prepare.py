@@ -20,7 +20,7 @@ from typing import Tuple
 
 from oskdft.cli.common import make_parser, run_script
 from oskdft.data.kaldi_dir import import_data_dir
-from oskdft.data.musan import prepare_musan, prepare_rirs
+from oskdft.recipes.musan import prepare_musan, prepare_rirs
 from oskdft.utils.logging import setup_logging
 
 

@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 
 from oskdft.cli.common import make_parser, run_script
-from oskdft.data.synthetic import MiniCorpusSpec, prepare_mini_corpus
+from oskdft.recipes.synthetic import MiniCorpusSpec, prepare_mini_corpus
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import atomic_dir
 from oskdft.utils.logging import setup_logging

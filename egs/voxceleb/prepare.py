@@ -19,7 +19,7 @@ import argparse
 import logging
 
 from oskdft.cli.common import make_parser, run_script
-from oskdft.data.voxceleb import prepare_voxceleb
+from oskdft.recipes.voxceleb import prepare_voxceleb
 from oskdft.utils.logging import setup_logging
 
 

@@ -1,1 +1,1 @@
-"""Command-line plumbing: shared argparse groups and the `oskdft` console command."""
+"""Command-line plumbing: shared argparse groups, the `oskdft` console command and its text."""

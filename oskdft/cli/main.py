@@ -15,7 +15,7 @@ describes a trained or exported model: parameters, compute, teacher, training co
 calibration and the results it scored.
 
 MODEL is ``exp/<system>/final/`` or an exported ONNX file (stage 6); with an ONNX file, verify,
-embed and info never import torch (see :mod:`oskdft.embedding.deploy`), which is why the
+embed and info never import torch (see :mod:`oskdft.inference.deploy`), which is why the
 torch-based modules below are imported inside the functions that need them.
 
 A subcommand is a function ``add_<name>(subparsers)`` that adds its parser and sets
@@ -30,11 +30,11 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from oskdft.cli.formatting import format_model_info
 from oskdft.config import load_config
-from oskdft.embedding.deploy import (
+from oskdft.inference.deploy import (
     describe_model,
     embed_wav_scp,
-    format_model_info,
     load_deployment,
     load_scorer,
     verify_pair,

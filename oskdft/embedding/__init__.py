@@ -1,1 +1,1 @@
-"""Embedding extraction (stage 4) and loading of trained models (exp/<system>/final)."""
+"""Embedding extraction (stage 4): sharded jobs, their merge, and the crops and batches."""

@@ -39,7 +39,6 @@ from tqdm import tqdm
 
 from oskdft.config import EvalConfig
 from oskdft.data.audio import load_audio
-from oskdft.embedding.final import final_fingerprint, load_final
 from oskdft.embedding.shards import (
     TABLES,
     check_job_range,
@@ -50,6 +49,7 @@ from oskdft.embedding.shards import (
 )
 from oskdft.embedding.views import crop_audio, kd_crops, length_batches, pad_batch
 from oskdft.layout import SAMPLE_RATE, manifest_path
+from oskdft.model_dir import final_fingerprint, load_final
 from oskdft.models.device import resolve_device
 from oskdft.models.system import SpeakerModel
 from oskdft.utils.io import Pathlike, atomic_write

@@ -2,7 +2,7 @@
 by length, and the paper's crops.
 
 The same rules as stage 4 (:mod:`oskdft.embedding.extract`), without torch, so that a deployed
-ONNX model (:mod:`oskdft.embedding.deploy`) batches and crops exactly as extraction did.
+ONNX model (:mod:`oskdft.inference.deploy`) batches and crops exactly as extraction did.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Which of oskdft's source files a script runs: what a done marker must hash besides the script
 itself, so that an edit of the library code a stage runs reruns the stage.
 
->>> [str(p.relative_to(PACKAGE_DIR)) for p in imported_sources(PACKAGE_DIR / "data" / "musan.py")]
+>>> musan = PACKAGE_DIR / "recipes" / "musan.py"
+>>> [str(p.relative_to(PACKAGE_DIR)) for p in imported_sources(musan)]
 ['data/audio.py', 'data/kaldi_dir.py', 'layout.py', 'utils/errors.py', 'utils/io.py']
 """
 

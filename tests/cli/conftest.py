@@ -1,6 +1,6 @@
 import pytest
 
-from oskdft.embedding.speed import torch_threads
+from oskdft.models.speed import torch_threads
 from tests.cli.deployed_recipe import build_deployed_recipe
 
 

@@ -8,10 +8,10 @@ from typing import Dict
 
 from oskdft.config import save_config
 from oskdft.data.kaldi_dir import write_table, write_trials
-from oskdft.embedding.export import export_system
 from oskdft.embedding.extract import extract_embeddings_job
-from oskdft.embedding.final import save_final
 from oskdft.embedding.merge import merge_embeddings
+from oskdft.export.onnx import export_system
+from oskdft.model_dir import save_final
 from oskdft.scoring.pipeline import score_system
 from tests.embedding.tiny_system import scratch_config, tiny_model, write_set
 

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from oskdft.cli.main import main
-from oskdft.embedding.deploy import embed_wav_scp, load_deployment
+from oskdft.inference.deploy import embed_wav_scp, load_deployment
 from oskdft.utils.errors import InputError
 from oskdft.utils.kaldi_io import read_scp
 from tests.cli.deployed_recipe import FINAL, MODELS, ONNX

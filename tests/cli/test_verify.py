@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from oskdft.cli.main import main
-from oskdft.embedding.onnx_runtime import resample
+from oskdft.inference.onnx_runtime import resample
 from tests.cli.deployed_recipe import FINAL, MODELS, ONNX
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,6 +1,6 @@
 import pytest
 
-from oskdft.embedding.speed import torch_threads
+from oskdft.models.speed import torch_threads
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from oskdft.embedding.extract import extract_embeddings_job
-from oskdft.embedding.final import save_final
-from oskdft.embedding.speed import median_times
+from oskdft.model_dir import save_final
+from oskdft.models.speed import median_times
 from oskdft.utils.kaldi_io import read_scp
 from tests.embedding.tiny_system import scratch_config, tiny_model, write_set
 

@@ -12,9 +12,9 @@ import pytest
 from lhotse import CutSet
 
 from oskdft.embedding.extract import embed_cuts, extract_embeddings_job
-from oskdft.embedding.final import load_final, save_final
 from oskdft.embedding.merge import merge_embeddings
 from oskdft.layout import manifest_path
+from oskdft.model_dir import load_final, save_final
 from oskdft.scoring.embeddings import load_embeddings
 from oskdft.utils.errors import InputError
 from oskdft.utils.kaldi_io import read_scp

@@ -15,8 +15,8 @@ from transformers import AutoConfig, AutoModel
 
 from oskdft.config import load_config, load_data_config
 from oskdft.data.kaldi_dir import read_data_dir
-from oskdft.data.synthetic import MiniCorpusSpec
 from oskdft.models.teacher import load_teacher
+from oskdft.recipes.synthetic import MiniCorpusSpec
 
 REPO = Path(__file__).resolve().parents[2]
 PRETRAIN = REPO / "egs" / "mini_pretrain"

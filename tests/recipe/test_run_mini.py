@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from oskdft.embedding.baseline import baseline_eers
+from oskdft.recipes.baseline import baseline_eers
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

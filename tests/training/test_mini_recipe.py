@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from oskdft.config import load_config
-from oskdft.embedding.final import load_final
+from oskdft.model_dir import load_final
 from oskdft.training.trainer import train_system
 from tests.training.tiny_recipe import make_tiny_recipe
 

@@ -6,9 +6,9 @@ import types
 import pytest
 import torch
 
-from oskdft.embedding import speed
-from oskdft.embedding.speed import WARMUP_CALLS, median_times
 from oskdft.layout import SAMPLE_RATE
+from oskdft.models import speed
+from oskdft.models.speed import WARMUP_CALLS, median_times
 from tests.embedding.tiny_system import scratch_config, tiny_model
 
 

@@ -107,7 +107,7 @@ def load_final(
 
 class TorchEmbedder:
     """A :class:`SpeakerModel` (or its TorchScript trace) behind the numpy interface of
-    :class:`~oskdft.embedding.onnx_runtime.OnnxEmbedder`: ``(wav, lengths) -> embeddings``."""
+    :class:`~oskdft.inference.onnx_runtime.OnnxEmbedder`: ``(wav, lengths) -> embeddings``."""
 
     def __init__(self, model: nn.Module, device: Union[str, torch.device] = "cpu"):
         self.model = model.eval()

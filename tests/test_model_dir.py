@@ -4,11 +4,12 @@ import json
 import pytest
 import torch
 
-from oskdft.embedding.final import load_final, save_final
+from oskdft.model_dir import load_final, save_final
 from oskdft.models.describe import count_parameters, macs_per_second
 from oskdft.models.system import build_model
 from oskdft.models.teacher import build_ssl_from_arch, load_teacher
 from oskdft.utils.errors import InputError
+from tests.embedding.conftest import one_torch_thread  # noqa: F401 (autouse: one thread)
 from tests.embedding.tiny_system import scratch_config, tiny_model
 from tests.models.tiny import FAMILIES, tiny_arch, tiny_system_config
 

@@ -9,8 +9,8 @@ import soundfile as sf
 import torch
 
 from oskdft.data.kaldi_dir import write_data_dir
-from oskdft.data.synthetic import MiniCorpusSpec, prepare_mini_corpus
-from oskdft.embedding.baseline import FEATURES, baseline_eers, centred_cosine_scores
+from oskdft.recipes.baseline import FEATURES, baseline_eers, centred_cosine_scores
+from oskdft.recipes.synthetic import MiniCorpusSpec, prepare_mini_corpus
 from oskdft.utils.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]

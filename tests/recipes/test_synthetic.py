@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from oskdft.data import synthetic
 from oskdft.data.audio import load_audio
 from oskdft.data.kaldi_dir import read_data_dir, validate_data_dir
-from oskdft.data.synthetic import (
+from oskdft.recipes import synthetic
+from oskdft.recipes.baseline import centred_cosine_scores, mfcc
+from oskdft.recipes.synthetic import (
     SAMPLE_RATE,
     MiniCorpusSpec,
     Voice,
@@ -27,7 +28,6 @@ from oskdft.data.synthetic import (
     synthesize_rir,
     synthesize_speech,
 )
-from oskdft.embedding.baseline import centred_cosine_scores, mfcc
 from oskdft.scoring.metrics import compute_eer
 
 SMALL = MiniCorpusSpec(

@@ -11,18 +11,18 @@ import torch
 
 from oskdft.data.audio import load_audio
 from oskdft.data.kaldi_dir import write_table
-from oskdft.embedding import export
-from oskdft.embedding.deploy import load_deployment, load_scorer
-from oskdft.embedding.export import (
+from oskdft.embedding.views import pad_batch
+from oskdft.export import onnx
+from oskdft.export.onnx import (
     ParityError,
     export_onnx,
     export_system,
     fold_weight_norm,
     load_torchscript,
 )
-from oskdft.embedding.final import TorchEmbedder, load_final, save_final
-from oskdft.embedding.onnx_runtime import OnnxEmbedder
-from oskdft.embedding.views import pad_batch
+from oskdft.inference.deploy import load_deployment, load_scorer
+from oskdft.inference.onnx_runtime import OnnxEmbedder
+from oskdft.model_dir import TorchEmbedder, load_final, save_final
 from oskdft.utils.errors import InputError
 from tests.embedding.tiny_system import scratch_config, tiny_model, write_set
 from tests.models.tiny import tiny_arch, tiny_system_config
@@ -132,14 +132,14 @@ def test_a_failed_parity_check_fails_the_stage_and_keeps_the_old_export(recipe, 
     export_dir = recipe / "exp" / "sys" / "export_kept"
     export_dir.mkdir()
     (export_dir / "model.onnx").write_text("the previous export")
-    real_export = export.export_onnx
+    real_export = onnx.export_onnx
 
     def export_a_changed_model(model, path, **kwargs):
         with torch.no_grad():
             model.ecapa.fc.weight.add_(torch.randn_like(model.ecapa.fc.weight))
         real_export(model, path, **kwargs)
 
-    monkeypatch.setattr(export, "export_onnx", export_a_changed_model)
+    monkeypatch.setattr(onnx, "export_onnx", export_a_changed_model)
     with pytest.raises(ParityError, match="the onnx export disagrees with PyTorch"):
         export_system(
             recipe / "exp" / "sys" / "final", export_dir, recipe / "data" / "test", int8=False

@@ -14,7 +14,7 @@ Output, under the recipe's ``data/``:
 - ``voxceleb1_dev``: VoxCeleb1 without the speakers of Vox1-O, for training on VoxCeleb1 only
   (as the authors' later code did);
 - ``voxceleb2_dev``: VoxCeleb2 dev, the paper's training set;
-- ``musan_music``, ``musan_noise``, ``musan_speech``, ``rirs`` (:mod:`oskdft.data.musan`).
+- ``musan_music``, ``musan_noise``, ``musan_speech``, ``rirs`` (:mod:`oskdft.recipes.musan`).
 
 Utterance ids are ``<spk>-<video>-<nnnnn>``: they start with the speaker id and are unique,
 unlike file names. Trial lines ``1 id10270/x6uYqmx31kE/00001.wav id10270/...`` become
@@ -41,7 +41,7 @@ from oskdft.data.kaldi_dir import (
     scan_audio_tree,
     utt_id_from_path,
 )
-from oskdft.data.musan import prepare_musan, prepare_rirs
+from oskdft.recipes.musan import prepare_musan, prepare_rirs
 from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike, tmp_path_for
 

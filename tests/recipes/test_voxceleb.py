@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from oskdft.data import voxceleb
 from oskdft.data.kaldi_dir import read_data_dir, read_table
 from oskdft.data.manifests import prepare_manifests
-from oskdft.data.voxceleb import convert_m4a_tree
+from oskdft.recipes import voxceleb
+from oskdft.recipes.voxceleb import convert_m4a_tree
 from oskdft.utils.errors import InputError
 
 PREPARE = Path(__file__).resolve().parents[2] / "egs" / "voxceleb" / "prepare.py"

@@ -57,11 +57,9 @@ from torch.nn.utils import parametrize
 
 from oskdft.data.audio import SAMPLE_RATE, load_audio
 from oskdft.data.kaldi_dir import read_table
-from oskdft.embedding.deploy import Embedder
-from oskdft.embedding.final import CONFIG_NAME as FINAL_CONFIG_NAME
-from oskdft.embedding.final import TorchEmbedder, final_fingerprint, load_final
-from oskdft.embedding.onnx_runtime import OnnxEmbedder
 from oskdft.embedding.views import kd_crops, pad_batch
+from oskdft.inference.deploy import Embedder
+from oskdft.inference.onnx_runtime import OnnxEmbedder
 from oskdft.layout import (
     CALIBRATION_NAME,
     CONFIG_NAME,
@@ -72,6 +70,8 @@ from oskdft.layout import (
     SCORES_DIR,
     TORCHSCRIPT_NAME,
 )
+from oskdft.model_dir import CONFIG_NAME as FINAL_CONFIG_NAME
+from oskdft.model_dir import TorchEmbedder, final_fingerprint, load_final
 from oskdft.scoring.calibration import load_calibration
 from oskdft.utils.io import Pathlike, atomic_dir
 

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from oskdft.data.audio import load_audio
-from oskdft.embedding.onnx_runtime import OnnxEmbedder, read_audio, read_wav_scp
+from oskdft.inference.onnx_runtime import OnnxEmbedder, read_audio, read_wav_scp
 from oskdft.utils.errors import InputError
 
 

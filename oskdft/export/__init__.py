@@ -1,0 +1,2 @@
+"""Stage 6: a trained system exported for serving (ONNX, optionally int8 and TorchScript),
+checked against PyTorch."""
