@@ -1,11 +1,8 @@
-"""Teacher feature cache (stage 2): hidden states stored with lhotse's array storage.
-
-Importing the package registers the fp16 storage backend with lhotse, which reading cached
-windows needs (:mod:`oskdft.cache.storage`).
+"""Teacher feature cache (stage 2): hidden states stored with lhotse's array storage, in the
+formats of :mod:`oskdft.data.storage`.
 """
 
 from oskdft.cache.key import CacheSpec, cache_spec
-from oskdft.cache.storage import STORAGES, get_storage
 from oskdft.cache.teacher_cache import (
     TeacherCache,
     cache_teacher_job,
@@ -14,12 +11,10 @@ from oskdft.cache.teacher_cache import (
 )
 
 __all__ = [
-    "STORAGES",
     "CacheSpec",
     "TeacherCache",
     "cache_spec",
     "cache_teacher_job",
-    "get_storage",
     "merge_teacher_cache",
     "open_teacher_cache",
 ]

@@ -25,8 +25,8 @@ from typing import Tuple
 
 from huggingface_hub import snapshot_download
 
-from oskdft.cache.storage import get_storage
 from oskdft.config import DataConfig, SystemConfig
+from oskdft.data.storage import get_storage
 from oskdft.losses.kd import kd_layers
 from oskdft.models.teacher import load_teacher_config, num_frames
 from oskdft.utils.errors import InputError

@@ -5,7 +5,7 @@ A cache lives in ``<cache_root>/<key>/`` (:mod:`oskdft.cache.key`):
 
 - ``shards/<s>.jsonl.gz``: windows ``s * shard_size ...`` of stage 1's manifest, each with a
   ``teacher_hidden`` ``TemporalArray`` (``[layers, frames, dim]``, time on axis 1);
-- ``shards/<s>.f16`` (or ``.lca``): their arrays (:mod:`oskdft.cache.storage`);
+- ``shards/<s>.f16`` (or ``.lca``): their arrays (:mod:`oskdft.data.storage`);
 - ``cuts.jsonl.gz``: every window with its array, written by the merge after verification;
 - ``meta.yaml``: the spec, the counts and the size.
 
@@ -13,8 +13,9 @@ Job ``j`` of ``N`` writes shards ``s`` with ``s % N == j - 1``. Shards do not de
 and a shard counts as done once its ``.jsonl.gz`` exists, which is renamed into place after its
 arrays, both from temporary names: an interrupted run keeps every finished shard and redoes the
 rest, and never leaves a half-written shard under its final name. The merge checks that every
-window is there exactly once, in order, with the expected shape, and that no fp16 file is cut
-short; the values were checked to be finite by the job that stored them.
+window is there exactly once, in order, with the expected shape, and that no array file is cut
+short (where the storage's keys are byte ranges); the values were checked to be finite by the
+job that stored them.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ from lhotse.utils import fastcopy
 from tqdm import tqdm
 
 from oskdft.cache.key import CacheSpec, cache_spec
-from oskdft.cache.storage import get_storage
 from oskdft.config import NO_KD, DataConfig, SystemConfig, load_config, load_data_config
 from oskdft.data.audio import load_audio
 from oskdft.data.dataset import TEACHER_FIELD
+from oskdft.data.storage import Storage, get_storage
 from oskdft.layout import windows_path
 from oskdft.models.device import resolve_device
 from oskdft.models.teacher import load_teacher
@@ -301,13 +302,14 @@ def write_shard(
     """Run ``teacher`` on the clean ``windows`` and write the shard (arrays first, then the
     cuts manifest that marks it done), atomically."""
     cuts_path, data_path = shard_paths(out_dir, shard, spec.storage)
+    storage = get_storage(spec.storage)
     cuts_path.parent.mkdir(parents=True, exist_ok=True)
     for stale in cuts_path.parent.glob(f".{shard:06d}.tmp.*"):  # left by a killed run
         stale.unlink()
     # Leaving the with-block renames data_path before cuts_path.
     with atomic_path(cuts_path) as cuts_tmp, atomic_path(data_path) as data_tmp:
         with (
-            get_storage(spec.storage).writer(data_tmp) as storage,
+            storage.writer(data_tmp) as arrays,
             CutSet.open_writer(cuts_tmp) as cut_writer,
         ):
             for first in range(0, len(windows), batch_size):
@@ -317,8 +319,8 @@ def write_shard(
                     hidden_states = teacher(wav)
                 stacked = torch.stack([hidden_states[i] for i in spec.layers], dim=1)
                 for window, array in zip(batch, stacked.float().cpu().numpy(), strict=True):
-                    _check_array(window, array, spec)
-                    manifest = storage.store_array(
+                    _check_array(window, array, spec, storage)
+                    manifest = arrays.store_array(
                         window.id,
                         array,
                         frame_shift=spec.frame_shift,
@@ -332,14 +334,12 @@ def write_shard(
                     cut_writer.write(window.with_custom(TEACHER_FIELD, manifest))
 
 
-def _check_array(window: Cut, array: np.ndarray, spec: CacheSpec) -> None:
+def _check_array(window: Cut, array: np.ndarray, spec: CacheSpec, storage: Storage) -> None:
     if tuple(array.shape) != spec.array_shape:
         raise RuntimeError(
             f"window {window.id}: teacher output {array.shape}, expected {spec.array_shape}"
         )
-    with np.errstate(over="ignore"):  # overflow is what the check below reports
-        stored = array.astype(np.float16) if spec.storage == "fp16" else array
-    if not np.isfinite(stored).all():
+    if not np.isfinite(storage.as_stored(array)).all():
         raise RuntimeError(
             f"window {window.id}: teacher output is not finite in {spec.storage} "
             f"(max |x| = {np.abs(array).max():.4g}); use teacher.cache_storage: lilcom"
@@ -364,7 +364,7 @@ def merge_shards(
     The arrays themselves are not read back: each job checked shape and finiteness before it
     stored them, and a shard appears only once complete. Reading VoxCeleb2's cache (over a
     terabyte) again on the host that runs the merge would cost hours. Only the size of each
-    fp16 file is checked against the records its cuts point at.
+    array file is checked against the records its cuts point at (where keys are byte ranges).
 
     :return: the number of windows.
     """
@@ -381,6 +381,7 @@ def merge_shards(
             hint="rerun stage 2: finished shards are kept",
         )
     expected = _window_ids(manifest)
+    storage = get_storage(spec.storage)
     count, size = 0, 0
     with atomic_path(out_dir / CUTS_NAME) as tmp, CutSet.open_writer(tmp) as writer:
         for shard in tqdm(
@@ -391,7 +392,8 @@ def merge_shards(
             needed = 0
             for line, cut in enumerate(CutSet.from_jsonl_lazy(cuts_path), 1):
                 _verify_window(cut, next(expected, None), spec, cuts_path, line)
-                needed = max(needed, _record_end(cut, spec))
+                key = getattr(cut, TEACHER_FIELD).array.storage_key
+                needed = max(needed, storage.record_end(key))
                 writer.write(cut)
                 count += 1
             if needed > data_size:
@@ -423,16 +425,6 @@ def merge_shards(
         "teacher cache %s: %d windows verified, %s on disk", out_dir, count, human_bytes(size)
     )
     return count
-
-
-def _record_end(cut: Cut, spec: CacheSpec) -> int:
-    """Where the window's fp16 record ends in its shard's file (0 for lilcom, whose keys are
-    not byte ranges): a cheap check against a truncated file, without reading it."""
-    if spec.storage != "fp16":
-        return 0
-    key = getattr(cut, TEACHER_FIELD).array.storage_key
-    offset, length = (int(part) for part in key.split(","))
-    return offset + length
 
 
 def _window_ids(manifest: Path) -> Iterator[str]:

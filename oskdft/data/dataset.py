@@ -16,7 +16,8 @@ would have seen.
 Memory: the windows manifest is read once and kept compact (one cut per utterance, numbers per
 window), since VoxCeleb2 has ~7.6M windows of 2 s; every other window is made from its
 utterance's first one with :func:`~oskdft.data.windows.shift_window`. Window cuts are read as
-plain JSON for speed; the fields used are lhotse's ``MonoCut`` serialisation.
+plain JSON for speed; the fields used are lhotse's ``MonoCut`` serialisation, and the cached
+arrays' locations are kept by :class:`~oskdft.data.storage.StoredArrays`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from lhotse.array import Array
-from lhotse.features.io import get_reader
 from lhotse.serialization import deserialize_item
 from numpy.typing import ArrayLike
 from torch.utils.data import Dataset, Sampler
@@ -37,6 +36,7 @@ from torch.utils.data import Dataset, Sampler
 from oskdft.config import AugmentConfig
 from oskdft.data.audio import load_audio
 from oskdft.data.augment import AugmentSources, StudentAugmenter
+from oskdft.data.storage import StoredArrays
 from oskdft.data.windows import read_train_speakers, shift_window
 from oskdft.layout import windows_path
 from oskdft.utils.errors import InputError
@@ -48,15 +48,16 @@ TEACHER_FIELD = "teacher_hidden"
 
 class _WindowIndex:
     """Windows grouped by utterance: the first window's JSON per utterance, a start time and
-    (cached teacher) a storage location per window. Compact arrays and one byte buffer, built
-    in one streamed pass, which forked loader workers share without copying."""
+    (cached teacher) the location of its array per window. Compact arrays and one byte buffer,
+    built in one streamed pass, which forked loader workers share without copying."""
 
     def __init__(self, manifest: Pathlike, speakers: Sequence[str]):
         class_of = {speaker: i for i, speaker in enumerate(speakers)}
         self.first_json = bytearray()
         json_offsets, utt_speakers, utt_first_window = array("q", [0]), array("q"), array("q")
         starts = array("d")
-        locations = _ArrayLocations(manifest)
+        arrays = StoredArrays(manifest)
+        with_arrays: Optional[bool] = None  # set by the first window
         last_utt, seen = None, set()
         with gzip.open(manifest, "rt", encoding="utf-8") as f:
             for line_no, line in enumerate(f, 1):
@@ -69,7 +70,18 @@ class _WindowIndex:
                         line=line_no,
                         hint="rerun stage 1",
                     )
-                locations.add(custom.pop(TEACHER_FIELD, None), window["id"], line_no)
+                teacher_hidden = custom.pop(TEACHER_FIELD, None)
+                if with_arrays is None:
+                    with_arrays = teacher_hidden is not None
+                if (teacher_hidden is not None) != with_arrays:
+                    raise InputError(
+                        manifest,
+                        f"window {window['id']}: some windows have a {TEACHER_FIELD} and some not",
+                        line=line_no,
+                        hint="rerun stage 2",
+                    )
+                if teacher_hidden is not None:
+                    arrays.add(teacher_hidden, window["id"], line_no)
                 if custom["utterance"] != last_utt:
                     last_utt = custom["utterance"]
                     if last_utt in seen:
@@ -100,7 +112,7 @@ class _WindowIndex:
         self.speakers = np.frombuffer(utt_speakers, dtype=np.int64)
         self.first_window = np.frombuffer(utt_first_window, dtype=np.int64)
         self.starts = np.frombuffer(starts, dtype=np.float64)
-        self.storage = locations.finish()
+        self.arrays = arrays.finish() if with_arrays else None
 
     def utterance_of(self, window: int) -> int:
         return int(np.searchsorted(self.first_window, window, side="right") - 1)
@@ -113,73 +125,6 @@ class _WindowIndex:
         first = deserialize_item(json.loads(text))
         position = index - int(self.first_window[utt])
         return first if position == 0 else shift_window(first, self.starts[index], position)
-
-
-class _ArrayLocations:
-    """Where each window's cached array is: one storage type and shape, a file per shard."""
-
-    def __init__(self, manifest: Pathlike):
-        self.manifest = manifest
-        self.count, self.with_arrays = 0, False
-        self.storage_type: Optional[str] = None
-        self.shape: List[int] = []  # of every array, set by the first
-        self.path_of: Dict[str, int] = {}
-        self.path_index = array("q")
-        self.keys: List[bytes] = []
-
-    def add(self, temporal_array: Optional[Dict[str, Any]], window_id: str, line: int) -> None:
-        """Record the location of the next window's array (None: the window has none)."""
-        if self.count == 0:
-            self.with_arrays = temporal_array is not None
-        self.count += 1
-        if (temporal_array is not None) != self.with_arrays:
-            raise InputError(
-                self.manifest,
-                f"window {window_id}: some windows have a {TEACHER_FIELD} and some not",
-                line=line,
-                hint="rerun stage 2",
-            )
-        if temporal_array is None:
-            return
-        stored = temporal_array["array"]
-        if self.storage_type is None:
-            self.storage_type, self.shape = stored["storage_type"], stored["shape"]
-        if (stored["storage_type"], stored["shape"]) != (self.storage_type, self.shape):
-            raise InputError(
-                self.manifest,
-                f"window {window_id}: {TEACHER_FIELD} stored as "
-                f"{stored['storage_type']} {stored['shape']}, unlike the windows "
-                f"before it",
-                line=line,
-                hint="rerun stage 2",
-            )
-        path = stored["storage_path"]
-        self.path_index.append(self.path_of.setdefault(path, len(self.path_of)))
-        self.keys.append(stored["storage_key"].encode())
-
-    def finish(self) -> Optional["_ArrayLocations"]:
-        """Compact the locations; None when the windows carry no arrays."""
-        if not self.with_arrays:
-            return None
-        if get_reader(self.storage_type) is None:
-            raise RuntimeError(
-                f"no lhotse reader for {self.storage_type!r}: import oskdft.cache "
-                "before loading teacher-cache windows (it registers the storage)"
-            )
-        self.paths = list(self.path_of)
-        # One contiguous array, not millions of bytes objects.
-        self.packed_keys = np.array(self.keys, dtype=np.bytes_)
-        self.keys = []
-        return self
-
-    def load(self, index: int) -> np.ndarray:
-        stored = Array(
-            storage_type=self.storage_type,
-            storage_path=self.paths[self.path_index[index]],
-            storage_key=self.packed_keys[index].decode(),
-            shape=self.shape,
-        )
-        return stored.load()
 
 
 class TrainingWindows(Dataset):
@@ -207,10 +152,10 @@ class TrainingWindows(Dataset):
         self.index = _WindowIndex(windows, speakers)
         self.augmenter, self.seed, self.teacher_wav = augmenter, seed, teacher_wav
         self.teacher_layers = list(teacher_layers or [])
-        storage = self.index.storage
-        if storage is not None and len(self.teacher_layers) != storage.shape[0]:
+        arrays = self.index.arrays
+        if arrays is not None and len(self.teacher_layers) != arrays.shape[0]:
             raise ValueError(
-                f"{windows}: the cached arrays stack {storage.shape[0]} layers, but "
+                f"{windows}: the cached arrays stack {arrays.shape[0]} layers, but "
                 f"teacher_layers={self.teacher_layers}; pass the cache's layers"
             )
 
@@ -269,8 +214,8 @@ class TrainingWindows(Dataset):
             example["student_wav"] = self.augmenter(cut, rng, clean=clean)
         if self.teacher_wav:
             example["teacher_wav"] = clean
-        if self.index.storage is not None:
-            stacked = self.index.storage.load(index).astype(np.float16)
+        if self.index.arrays is not None:
+            stacked = self.index.arrays.load(index).astype(np.float16)
             example["teacher_hidden"] = dict(zip(self.teacher_layers, stacked, strict=True))
         return example
 

@@ -5,6 +5,7 @@ import importlib.util
 import logging
 import runpy
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -133,6 +134,28 @@ def test_cached_dataset_gives_the_stored_arrays_with_any_number_of_workers(recip
         assert all(torch.equal(a["teacher_hidden"][k], b["teacher_hidden"][k]) for k in (1, 2))
     with pytest.raises(ValueError, match="stack 2 layers"):
         TrainingWindows(cache.cuts_path, read_train_speakers(data), teacher_layers=[2])
+
+
+def test_the_data_layer_reads_cached_arrays_without_the_cache_package(recipe, cache):
+    # A fresh interpreter: nothing has imported oskdft.cache (which writes the cache) there.
+    script = (
+        "import sys\n"
+        "from oskdft.data.dataset import TrainingWindows\n"
+        "from oskdft.data.windows import read_train_speakers\n"
+        "data, cuts = sys.argv[1:]\n"
+        "dataset = TrainingWindows(cuts, read_train_speakers(data), teacher_layers=[1, 2])\n"
+        "print(float(dataset[(0, 3)]['teacher_hidden'][2].astype('float64').sum()))\n"
+        "assert 'oskdft.cache' not in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(recipe / "data"), str(cache.cuts_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    stored = list(CutSet.from_file(cache.cuts_path))[3].teacher_hidden.load()[1]
+    assert float(result.stdout) == pytest.approx(float(stored.astype(np.float64).sum()))
 
 
 def test_a_complete_cache_is_reused_as_it_is(recipe, cache):
