@@ -44,12 +44,16 @@ seeds=                        # train.seed values ("1 2 3"): stages 2-5 per seed
 bootstrap=1000                # speaker-bootstrap resamples behind the results table's 95% intervals
 # End configuration section.
 
-help_message="Runs the OS-KDFT recipe of egs/<egs>/ from raw corpus to scored trials."
+help_message="Runs the OS-KDFT recipe of egs/<egs>/ from raw corpus to scored trials.
+Every variable of egs/<egs>/run.conf is an option too (--prepare-opts, --train-set, --eval-sets,
+--aug-sets, ...), and the command line wins over it."
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$root/path.sh"
 args=("$@")
-. "$root/utils/parse_options.sh"  # first pass: which recipe
+# First pass: which recipe (--egs, also from a --config file). The options that only its run.conf
+# defines (prepare_opts, train_set, ...) are let through, and applied by the second pass.
+parse_options_unknown=skip . "$root/utils/parse_options.sh"
 . "$root/utils/log.sh"
 . "$root/utils/done.sh"
 
@@ -60,7 +64,8 @@ recipe=$root/egs/$egs
 # shellcheck source=egs/TEMPLATE/run.conf
 . "$recipe/run.conf"
 recipe_systems=$systems  # the results table's order
-# Second pass: --config files, then the command line, win over run.conf.
+# Second pass: --config files, then the command line, win over run.conf. A value that run.conf
+# builds from another (prepare_opts from $musan) is built from run.conf's: give it whole.
 . "$root/utils/parse_options.sh" "${args[@]}"
 train_cmd=${train_cmd:-$cmd}
 # A runner named relative to the repository (the default) must still be found after the cd below.
@@ -255,21 +260,24 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   done
 fi
 
-# Stage 4: embeddings (full utterance and the paper's 5 x 3 s crops) of every evaluation set,
-#   the validation set and the back-end set, split over $nj jobs.
+# Stage 4: embeddings (full utterance and the paper's 5 x 3 s crops) of every evaluation set
+#   and the validation set, and (full utterances alone: the back ends are fitted on those) of
+#   the back-end set, split over $nj jobs.
 #   in:  exp/<sys>/final, data/<set>   out: exp/<sys>/embeddings/<set>/xvector{,_crops}.{ark,scp}
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   embed_sets="$eval_sets valid backend"
+  full_only_sets=backend
   for sys in $systems; do
     log "Stage 4: embeddings of $sys ($embed_sets)"
-    h=$(stage_hash "exp/$sys/.stage3.done" data/.stage1.done -- "$embed_sets")
+    h=$(stage_hash "exp/$sys/.stage3.done" data/.stage1.done -- "$embed_sets" "$full_only_sets")
     is_done "exp/$sys" stage4 "$h" && continue
     clear_done "exp/$sys" stage4
     $cmd --job-key "$(job_key "$h")" JOB=1:"$nj" "exp/$sys/embeddings/log/extract.JOB.log" \
-      python "$root/local/extract_embeddings.py" --sets "$embed_sets" --job JOB --num-jobs "$nj" \
+      python "$root/local/extract_embeddings.py" --sets "$embed_sets" \
+      --full-only-sets "$full_only_sets" --job JOB --num-jobs "$nj" \
       "exp/$sys/final" data "exp/$sys/embeddings"
-    python "$root/local/merge_embeddings.py" --sets "$embed_sets" --num-jobs "$nj" \
-      data "exp/$sys/embeddings"
+    python "$root/local/merge_embeddings.py" --sets "$embed_sets" \
+      --full-only-sets "$full_only_sets" --num-jobs "$nj" data "exp/$sys/embeddings"
     mark_done "exp/$sys" stage4 "$h"
   done
 fi

@@ -3,14 +3,16 @@
 
 Each set's utterances are split over the N jobs by duration (deterministically); this job embeds
 its share twice, the whole utterance and num_crops crops of crop_seconds (the model config's
-`eval` section), and writes them as Kaldi tables. A set this job already finished with the same
-model is skipped, so a rerun redoes only missing or failed work.
+`eval` section; the whole utterance alone for --full-only-sets), and writes them as Kaldi
+tables. A set this job already finished with the same model is skipped, so a rerun redoes only
+missing or failed work.
 
 Inputs:  FINAL_DIR/{config.yaml,model.pt,ssl/,meta.json},
          DATA_DIR/manifests/<set>_cuts.jsonl.gz (stage 0: evaluation sets; stage 1: valid, backend)
 Outputs: EMBEDDINGS_DIR/<set>/xvector.JOB.{ark,scp}, xvector_crops.JOB.{ark,scp}, .done.JOB
 
-Usage: local/extract_embeddings.py --sets "test valid backend" --job 1 --num-jobs 4 \\
+Usage: local/extract_embeddings.py --sets "test valid backend" --full-only-sets backend \\
+           --job 1 --num-jobs 4 \\
            exp/oskdft/final data exp/oskdft/embeddings
 """
 
@@ -25,6 +27,11 @@ from oskdft.utils.logging import setup_logging
 def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
     parser.add_argument("--sets", required=True, help="sets to embed, space-separated")
+    parser.add_argument(
+        "--full-only-sets",
+        default="",
+        help="of those, the sets embedded without crops, space-separated (the back-end set)",
+    )
     add_job_args(parser)
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu or cuda[:i]")
     parser.add_argument(
@@ -50,6 +57,7 @@ def main(argv=None) -> None:
         sets=args.sets.split(),
         job=args.job,
         num_jobs=args.num_jobs,
+        full_only_sets=args.full_only_sets.split(),
         device=args.device,
         num_workers=args.num_workers,
     )

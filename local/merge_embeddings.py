@@ -8,7 +8,8 @@ utterance id and point into the jobs' arks. Imports no torch.
 Inputs:  DATA_DIR/manifests/<set>_cuts.jsonl.gz, EMBEDDINGS_DIR/<set>/xvector{,_crops}.JOB.scp
 Outputs: EMBEDDINGS_DIR/<set>/xvector.scp, EMBEDDINGS_DIR/<set>/xvector_crops.scp
 
-Usage: local/merge_embeddings.py --sets "test valid backend" --num-jobs 4 \\
+Usage: local/merge_embeddings.py --sets "test valid backend" --full-only-sets backend \\
+           --num-jobs 4 \\
            data exp/oskdft/embeddings
 """
 
@@ -23,6 +24,11 @@ from oskdft.utils.logging import setup_logging
 def get_parser() -> argparse.ArgumentParser:
     parser = make_parser(__doc__)
     parser.add_argument("--sets", required=True, help="sets to merge, space-separated")
+    parser.add_argument(
+        "--full-only-sets",
+        default="",
+        help="of those, the sets embedded without crops, space-separated (the back-end set)",
+    )
     parser.add_argument(
         "--num-jobs", type=int, required=True, help="the number of jobs that extracted them"
     )
@@ -40,6 +46,7 @@ def main(argv=None) -> None:
         embeddings_dir=args.embeddings_dir,
         sets=args.sets.split(),
         num_jobs=args.num_jobs,
+        full_only_sets=args.full_only_sets.split(),
     )
 
 

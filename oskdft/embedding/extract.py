@@ -40,11 +40,11 @@ from tqdm import tqdm
 from oskdft.config import EvalConfig
 from oskdft.data.audio import load_audio
 from oskdft.embedding.shards import (
-    TABLES,
     check_job_range,
     job_marker_path,
     job_table_paths,
     read_cut_durations,
+    set_tables,
     split_by_duration,
 )
 from oskdft.embedding.views import crop_audio, kd_crops, length_batches, pad_batch
@@ -249,9 +249,11 @@ def extract_embeddings_job(
     device: Device = "auto",
     num_workers: int = 0,
     progress: bool = True,
+    full_only_sets: Sequence[str] = (),
 ) -> List[str]:
     """Embed job ``job``'s share (1-based, of ``num_jobs``) of every set in ``sets`` with the
-    model of ``final_dir``, both views, using the model config's ``eval`` section.
+    model of ``final_dir``, both views (the full utterance alone for ``full_only_sets``), using
+    the model config's ``eval`` section.
 
     Writes ``<embeddings_dir>/<set>/xvector.<job>.{ark,scp}``, ``xvector_crops.<job>.{ark,scp}``
     and the marker ``.done.<job>``. A set whose marker matches this model and whose tables hold
@@ -267,7 +269,7 @@ def extract_embeddings_job(
         manifest = manifest_path(data_dir, set_name, "cuts")
         share = split_by_duration(read_cut_durations(manifest), num_jobs)[job - 1]
         set_dir = embeddings_dir / set_name
-        if _job_done(set_dir, job, share, fingerprint):
+        if _job_done(set_dir, job, share, fingerprint, set_tables(set_name, full_only_sets)):
             logging.info(
                 "%s: job %d already done (%d utterances), skipped", set_name, job, len(share)
             )
@@ -292,11 +294,19 @@ def extract_embeddings_job(
             sum(c.duration for c in cuts),
             device,
         )
+        with_crops = len(set_tables(set_name, full_only_sets)) > 1
         vectors, crops = embed_eval_views(
-            model, cuts, device, cfg.eval, progress=progress, num_workers=num_workers
+            model,
+            cuts,
+            device,
+            cfg.eval,
+            crops=with_crops,
+            progress=progress,
+            num_workers=num_workers,
         )
         _write_table(set_dir, "xvector", job, vectors)
-        _write_table(set_dir, "xvector_crops", job, crops)
+        if with_crops:
+            _write_table(set_dir, "xvector_crops", job, crops)
         with atomic_write(marker) as f:
             f.write(fingerprint + "\n")
     return [set_name for set_name, _, _ in todo]
@@ -310,11 +320,13 @@ def _write_table(set_dir: Path, table: str, job: int, values: Dict[str, np.ndarr
     write_ark_scp(ark, scp, values.items())
 
 
-def _job_done(set_dir: Path, job: int, share: List[str], fingerprint: str) -> bool:
+def _job_done(
+    set_dir: Path, job: int, share: List[str], fingerprint: str, tables: Sequence[str]
+) -> bool:
     marker = job_marker_path(set_dir, job)
     if not marker.is_file() or marker.read_text().strip() != fingerprint:
         return False
-    for table in TABLES:
+    for table in tables:
         scp = job_table_paths(set_dir, table, job)[1]
         if not scp.is_file() or read_scp_keys(scp) != share:
             return False

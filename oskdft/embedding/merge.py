@@ -1,6 +1,6 @@
 """Stage 4, after the jobs: join the jobs' scp files of each set into ``xvector.scp`` and
-``xvector_crops.scp``, sorted by utterance id (``LC_ALL=C`` order); the arks stay where the jobs
-wrote them.
+``xvector_crops.scp`` (the first alone for a full-only set), sorted by utterance id
+(``LC_ALL=C`` order); the arks stay where the jobs wrote them.
 
 Every job's part is checked against the utterances the split gave it (recomputed from the
 set's manifest), so a job that did not run, failed, or ran with another ``--num-jobs`` is named
@@ -18,6 +18,7 @@ from oskdft.embedding.shards import (
     TABLES,
     job_table_paths,
     read_cut_durations,
+    set_tables,
     split_by_duration,
 )
 from oskdft.layout import manifest_path
@@ -27,9 +28,13 @@ from oskdft.utils.kaldi_io import write_scp_index
 
 
 def merge_embeddings(
-    data_dir: Pathlike, embeddings_dir: Pathlike, sets: Sequence[str], num_jobs: int
+    data_dir: Pathlike,
+    embeddings_dir: Pathlike,
+    sets: Sequence[str],
+    num_jobs: int,
+    full_only_sets: Sequence[str] = (),
 ) -> Dict[str, int]:
-    """Merge the job tables of every set in ``sets``.
+    """Merge the job tables of every set in ``sets`` (``full_only_sets``: no crops table).
 
     :param embeddings_dir: ``exp/<system>/embeddings``; job logs are expected in its ``log/``.
     :return: set -> number of utterances merged.
@@ -37,17 +42,20 @@ def merge_embeddings(
     """
     counts = {}
     for set_name in sets:
-        counts[set_name] = merge_set(data_dir, Path(embeddings_dir), set_name, num_jobs)
+        tables = set_tables(set_name, full_only_sets)
+        counts[set_name] = merge_set(data_dir, Path(embeddings_dir), set_name, num_jobs, tables)
         logging.info("%s: %d utterances merged from %d jobs", set_name, counts[set_name], num_jobs)
     return counts
 
 
-def merge_set(data_dir: Pathlike, embeddings_dir: Path, set_name: str, num_jobs: int) -> int:
+def merge_set(
+    data_dir: Pathlike, embeddings_dir: Path, set_name: str, num_jobs: int, tables: Sequence[str]
+) -> int:
     utterances = read_cut_durations(manifest_path(data_dir, set_name, "cuts"))
     shares = split_by_duration(utterances, num_jobs)
     set_dir = embeddings_dir / set_name
     merged, problems = {}, []
-    for table in TABLES:
+    for table in tables:
         lines: List[str] = []
         for job, share in enumerate(shares, 1):
             problem = _read_job_lines(set_dir, table, job, share, lines)
@@ -69,6 +77,8 @@ def merge_set(data_dir: Pathlike, embeddings_dir: Path, set_name: str, num_jobs:
                 f"{len(lines)} entries for {len(utterances)} utterances of set {set_name}",
             )
         write_scp_index(set_dir / f"{table}.scp", lines)
+    for table in set(TABLES) - set(tables):  # an earlier run's, of another model perhaps
+        (set_dir / f"{table}.scp").unlink(missing_ok=True)
     return len(utterances)
 
 

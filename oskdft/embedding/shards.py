@@ -5,7 +5,8 @@ Stage 4 splits each set over N jobs by total duration and job ``j`` writes, in
 ``<embeddings>/<set>/``, the tables ``xvector.j.{ark,scp}`` (one vector per utterance) and
 ``xvector_crops.j.{ark,scp}`` (a ``num_crops x D`` matrix per utterance), then its marker
 ``.done.j``. The merge writes ``xvector.scp`` and ``xvector_crops.scp``, whose lines point
-into the jobs' arks.
+into the jobs' arks. A set named full-only (the back-end set: the back ends are fitted on whole
+utterances) has no crops table: its crops would cost four times its full view, for nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from oskdft.utils.errors import InputError
 from oskdft.utils.io import Pathlike
 
 TABLES = ("xvector", "xvector_crops")
+
+
+def set_tables(set_name: str, full_only_sets: Sequence[str]) -> Tuple[str, ...]:
+    """The tables stage 4 writes for ``set_name``: both, or the full view alone."""
+    return TABLES[:1] if set_name in full_only_sets else TABLES
 
 
 def read_cut_durations(manifest: Pathlike) -> List[Tuple[str, float]]:

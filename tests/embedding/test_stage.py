@@ -27,6 +27,7 @@ SETS = {
     "backend": [2.0, 1.0, 1.5, 0.4, 2.6, 1.8],
 }
 NUM_JOBS = 2
+FULL_ONLY = "backend"  # as run.sh: the back ends are fitted on whole utterances
 
 
 def script_main(name: str):
@@ -55,6 +56,8 @@ def stage_4(recipe):
                 [
                     "--sets",
                     sets,
+                    "--full-only-sets",
+                    FULL_ONLY,
                     "--job",
                     str(job),
                     "--num-jobs",
@@ -67,7 +70,16 @@ def stage_4(recipe):
                 ]
             )
         script_main("merge_embeddings.py")(
-            ["--sets", sets, "--num-jobs", str(NUM_JOBS), "data", "exp/sys/embeddings"]
+            [
+                "--sets",
+                sets,
+                "--full-only-sets",
+                FULL_ONLY,
+                "--num-jobs",
+                str(NUM_JOBS),
+                "data",
+                "exp/sys/embeddings",
+            ]
         )
     return recipe / "exp" / "sys" / "embeddings"
 
@@ -85,7 +97,7 @@ def test_stage_4_embeds_every_utterance_of_every_set_once(recipe, stage_4, monke
     model, _, _ = load_final(recipe / "exp" / "sys" / "final")
     for name in SETS:
         cuts = CutSet.from_file(manifest_path(recipe / "data", name, "cuts"))
-        table = load_embeddings(out / name, crops=True)
+        table = load_embeddings(out / name, crops=name != FULL_ONLY)
         assert table.keys == sorted(cut.id for cut in cuts)
         assert table.vectors.shape == (len(cuts), 8)
         for job in range(1, NUM_JOBS + 1):  # both jobs did work
@@ -94,6 +106,7 @@ def test_stage_4_embeds_every_utterance_of_every_set_once(recipe, stage_4, monke
         np.testing.assert_allclose(
             table.vectors, np.stack([expected[k] for k in table.keys]), atol=1e-4
         )
+    assert not list((out / FULL_ONLY).glob("xvector_crops*"))
     crops_scp = out / "test" / "xvector_crops.scp"
     assert {m.shape for m in read_scp(crops_scp).values()} == {(3, 8)}  # eval.num_crops of 3
     ark = crops_scp.read_text().split()[1].rsplit(":", 1)[0]
@@ -111,12 +124,13 @@ def test_a_rerun_redoes_only_missing_or_stale_work(recipe, copied):
         num_jobs=NUM_JOBS,
         device="cpu",
         progress=False,
+        full_only_sets=[FULL_ONLY],
     )
     assert extract_embeddings_job(job=1, **args) == []
     untouched = (out / "test" / "xvector.2.ark").stat().st_mtime_ns
     assert extract_embeddings_job(job=2, **args) == ["valid"]
     assert (out / "test" / "xvector.2.ark").stat().st_mtime_ns == untouched
-    merge_embeddings("data", out, list(SETS), NUM_JOBS)
+    merge_embeddings("data", out, list(SETS), NUM_JOBS, [FULL_ONLY])
 
     # A retrained model (final/ rewritten) makes every table stale.
     final = recipe / "exp" / "sys" / "final"
@@ -130,7 +144,7 @@ def merged(copied):
     """The jobs' output without the merged tables."""
     for name in SETS:
         for table in ("xvector", "xvector_crops"):
-            (copied / name / f"{table}.scp").unlink()
+            (copied / name / f"{table}.scp").unlink(missing_ok=name == FULL_ONLY)
     return copied
 
 
@@ -155,10 +169,20 @@ def test_merge_detects_lost_utterances_and_a_wrong_job_count(merged):
         merge_embeddings("data", merged, ["valid"], NUM_JOBS)
     with pytest.raises(InputError, match=r"job 3: xvector\.3\.scp missing"):
         merge_embeddings("data", merged, ["backend"], 3)
-    assert merge_embeddings("data", merged, ["test", "backend"], NUM_JOBS) == {
+    assert merge_embeddings("data", merged, ["test", "backend"], NUM_JOBS, [FULL_ONLY]) == {
         "test": len(SETS["test"]),
         "backend": len(SETS["backend"]),
     }
+
+
+def test_a_full_only_set_has_no_crops_and_an_old_crops_table_goes(merged):
+    # Asked for crops, the merge finds none: the jobs were told not to make them.
+    with pytest.raises(InputError, match=r"job 1: xvector_crops\.1\.scp missing"):
+        merge_embeddings("data", merged, [FULL_ONLY], NUM_JOBS)
+    stale = merged / FULL_ONLY / "xvector_crops.scp"
+    stale.write_text("an earlier run's table\n")
+    merge_embeddings("data", merged, [FULL_ONLY], NUM_JOBS, [FULL_ONLY])
+    assert (merged / FULL_ONLY / "xvector.scp").is_file() and not stale.exists()
 
 
 def test_merge_runs_without_torch(merged):
