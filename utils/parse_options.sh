@@ -22,6 +22,9 @@
 #   --                ends the options
 #   --help, -h        prints ${help_message:-} and the options of the script's configuration
 #                     section (name, default, comment) to stdout, then exits 0
+#   parse_options_unknown=skip . utils/parse_options.sh
+#                     lets options whose variable is not defined yet through, unapplied: a first
+#                     pass before a file that defines more options is sourced (run.sh's run.conf)
 # Any error exits the calling script with status 1 and a message naming the option. Leaves no
 # variables or functions behind and changes no shell option of the caller (works under set -u).
 
@@ -67,6 +70,7 @@ _po_apply() {
   for _po_i in "${!_po_names[@]}"; do
     _po_name=${_po_names[_po_i]} _po_value=${_po_values[_po_i]}
     if ! declare -p "$_po_name" >/dev/null 2>&1; then
+      [ "${parse_options_unknown:-}" = skip ] && continue
       echo "$0: unknown option --${_po_name//_/-} (see $0 --help)" >&2
       exit 1
     fi

@@ -71,6 +71,29 @@ def test_unknown_option_is_an_error_naming_it(bash):
     assert result.stdout == ""
 
 
+def test_a_first_pass_lets_options_defined_later_through(bash):
+    # run.sh's two passes: the first knows the script's options, the second also those that a
+    # file sourced between them defines.
+    script = """set -euo pipefail
+nj=4
+args=("$@")
+parse_options_unknown=skip . "$UTILS/parse_options.sh"
+echo "first pass: nj=$nj skip=${parse_options_unknown-unset} train_set=${train_set-unset}"
+train_set=from_file
+. "$UTILS/parse_options.sh" "${args[@]}"
+echo "second pass: nj=$nj train_set=$train_set args=$*"
+"""
+    result = bash(script, "--train-set", "cli", "--nj", "2", "data")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "first pass: nj=2 skip=unset train_set=unset",
+        "second pass: nj=2 train_set=cli args=data",
+    ]
+    result = bash(script, "--no-such-option", "1")
+    assert result.returncode == 1, "the second pass still refuses what nothing defined"
+    assert "unknown option --no-such-option" in result.stderr
+
+
 def test_option_without_value_is_an_error(bash):
     result = bash(CALLER, "--nj")
     assert result.returncode == 1

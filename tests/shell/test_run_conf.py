@@ -81,6 +81,21 @@ def test_the_command_line_wins_over_a_config_file_which_wins_over_run_conf(repo)
     assert plan(result) == "7..9, systems: d"
 
 
+def test_every_run_conf_variable_is_an_option_and_the_command_line_wins(repo):
+    stage0 = ("--stage", "0", "--stop-stage", "0")
+    run_sh(repo, "--prepare-opts", "--utts 3", "--systems", "c", *stage0)
+    wav_scp = repo / "egs" / "toy" / "data" / "train" / "wav.scp"
+    assert len(wav_scp.read_text().splitlines()) == 2 * 3, "prepare.py got the command line's"
+    result = subprocess.run(
+        ["bash", str(repo / "run.sh"), "--egs", "toy", "--no-such-variable", "1", *stage0],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1 and "unknown option --no-such-variable" in result.stderr
+
+
 def test_an_edit_of_the_library_code_that_writes_the_corpus_reruns_stage_0(repo):
     stage0 = ("--stage", "0", "--stop-stage", "0")
     run_sh(repo, *stage0)
