@@ -291,8 +291,8 @@ fi
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   for sys in $systems; do
     log "Stage 5: scoring $sys"
-    # oskdft.scoring.report.current_systems checks this hash for the table: change both or neither.
-    h=$(stage_hash "exp/$sys/.stage4.done" -- "$eval_sets")
+    # By the rule make_results.py checks to pick the table's systems.
+    h=$(python "$root/local/scores_hash.py" --eval-sets "$eval_sets" "exp/$sys")
     is_done "exp/$sys" stage5 "$h" && continue
     clear_done "exp/$sys" stage5
     python "$root/local/score_trials.py" --eval-sets "$eval_sets" data "exp/$sys"

@@ -50,6 +50,22 @@ COLUMNS = (
 )
 RESAMPLES = 1000
 REFERENCE = "oskdft"
+EMBEDDED = ".stage4.done"  # a system's stage-4 done marker (utils/done.sh)
+
+
+def scores_hash(system_dir: Pathlike, eval_sets: str) -> str:
+    """Stage 5's input hash of one system, which its done marker records: of its stage-4 marker
+    and ``eval_sets``, run.conf's string as written. run.sh marks stage 5 with it
+    (local/scores_hash.py) and :func:`current_systems` checks it: one rule for both.
+
+    :raises InputError: when stage 4 has not marked the system done.
+    """
+    stage4 = Path(system_dir) / EMBEDDED
+    if not stage4.is_file():
+        raise InputError(
+            stage4, "missing: stage 4 writes it when it succeeds", hint="run stage 4 first"
+        )
+    return stage_hash([stage4], [eval_sets])
 
 
 def current_systems(exp_dir: Pathlike, order: Sequence[str], eval_sets: str) -> List[str]:
@@ -57,18 +73,16 @@ def current_systems(exp_dir: Pathlike, order: Sequence[str], eval_sets: str) -> 
     those of ``order`` (run.conf's list) first, then the others by name; a rerun of stage 5 that
     names fewer systems keeps the others' rows. Logs the scored systems left out.
 
-    Scores are current when the system's stage-5 marker records run.sh's stage-5 hash: of its
-    stage-4 marker and ``eval_sets``, run.conf's string as written (scored since its last
-    embeddings, for these sets).
+    Scores are current when the system's stage-5 marker records its :func:`scores_hash` (scored
+    since its last embeddings, for these sets).
     """
     exp_dir = Path(exp_dir)
     scored = sorted(m.parent.name for m in exp_dir.glob("*/.stage5.done"))
     current: List[str] = []
     stale: List[str] = []
     for system in dict.fromkeys([s for s in order if s in scored] + scored):
-        stage4 = exp_dir / system / ".stage4.done"
-        fresh = stage4.is_file() and has_done(
-            exp_dir / system, "stage5", stage_hash([stage4], [eval_sets])
+        fresh = (exp_dir / system / EMBEDDED).is_file() and has_done(
+            exp_dir / system, "stage5", scores_hash(exp_dir / system, eval_sets)
         )
         (current if fresh else stale).append(system)
     if stale:

@@ -184,3 +184,34 @@ def test_python_reads_the_markers_bash_writes(bash, tmp_path):
         assert result.stdout.strip() == digest, (files, strings)
         assert has_done(tmp_path / "exp", "stage5", digest)
         assert not has_done(tmp_path / "exp", "stage5", stage_hash([], ["other"]))
+
+
+def run_sh_stage5_marking(bash, system, eval_sets):
+    """Marks ``exp/<system>`` done for stage 5 with the hash line of run.sh's stage 5, as is."""
+    lines = (REPO / "run.sh").read_text().splitlines()
+    start = lines.index('    log "Stage 5: scoring $sys"')
+    hash_line = next(line for line in lines[start:] if line.strip().startswith("h="))
+    script = (
+        f'set -euo pipefail\nroot={REPO}\nsys=$1 eval_sets=$2\n. "$UTILS/done.sh"\n'
+        f'{hash_line}\nmark_done "exp/$sys" stage5 "$h"\n'
+    )
+    return bash(script, system, eval_sets)
+
+
+def test_run_sh_marks_stage_5_by_the_rule_the_results_table_checks(bash, tmp_path):
+    from oskdft.scoring.report import current_systems
+
+    for system in ("a", "b"):
+        (tmp_path / "exp" / system).mkdir(parents=True)
+        (tmp_path / "exp" / system / ".stage4.done").write_text(f"hash: {system}\n")
+        result = run_sh_stage5_marking(bash, system, "test vox")
+        assert result.returncode == 0, result.stderr
+    assert current_systems(tmp_path / "exp", ["b"], "test vox") == ["b", "a"]
+    assert current_systems(tmp_path / "exp", [], "test") == [], "scored for other sets"
+    (tmp_path / "exp" / "a" / ".stage4.done").write_text("hash: a, embedded again\n")
+    assert current_systems(tmp_path / "exp", [], "test vox") == ["b"]
+
+    (tmp_path / "exp" / "c").mkdir()
+    result = run_sh_stage5_marking(bash, "c", "test")
+    assert result.returncode != 0 and "exp/c/.stage4.done: missing" in result.stderr
+    assert not (tmp_path / "exp" / "c" / ".stage5.done").exists()
