@@ -183,6 +183,12 @@ class KDConfig:
     # weighted by its schedule). It teaches a thin CNN and a cheaper positional convolution.
     front_end: str = NO_KD
     front_end_scale: float = 1.0
+    # A front-end distillation phase before epoch 1: this many steps (0: none) in which only
+    # the CNN, feature projection and positional convolution train, on the kd.front_end
+    # distance to the teacher's hidden state 0 (no transformer layer runs), with Adam at
+    # front_end_lr (cosine to 0). It teaches a thin CNN what the copied layers expect.
+    front_end_steps: int = 0
+    front_end_lr: float = 1.0e-3
 
 
 @dataclass
@@ -501,6 +507,8 @@ LIMITS = {
         "decay_epochs": _at_least(1),
         "until_epoch": _at_least(0),
         "front_end_scale": _at_least(0),
+        "front_end_steps": _at_least(0),
+        "front_end_lr": _positive,
     },
     SVConfig: {"margin": _at_least(0), "scale": _positive, "from_epoch": _at_least(0)},
     AugmentConfig: {

@@ -17,7 +17,9 @@ layer. Student and teacher must have the same number of frames (same CNN strides
 state 0)`` (the transformer input: CNN, feature projection, positional convolution), ``D`` the
 ``mse`` or DistilHuBERT's per-frame ``l1_cosine`` above, so a thin CNN and a cheaper positional
 convolution (``ssl.thin_cnn_dim``, ``ssl.pos_conv_*``) learn the teacher's features. Layer 0 then
-joins :func:`kd_layers` (and the cache and its key).
+joins :func:`kd_layers` (and the cache and its key). ``kd.front_end_steps`` adds a phase before
+epoch 1 in which :class:`FrontEndLoss` alone trains the front end
+(:class:`oskdft.training.objective.FrontEndDistillation`).
 
 The trainer multiplies the loss by :func:`kd_weight` of the epoch.
 
@@ -123,6 +125,20 @@ FRONT_END_DISTANCES.register("mse")(F.mse_loss)
 FRONT_END_DISTANCES.register("l1_cosine")(_l1_cosine)
 
 
+class FrontEndLoss(nn.Module):
+    """``D(student state 0, teacher state 0)``, ``D`` of ``kd.front_end``: the term
+    :class:`WithFrontEnd` adds, and the whole loss of the ``kd.front_end_steps`` phase."""
+
+    def __init__(self, cfg: KDConfig):
+        super().__init__()
+        self.distance = FRONT_END_DISTANCES.get(cfg.front_end)
+
+    def forward(self, student_state: Tensor, teacher_hidden_states: TeacherStates) -> Tensor:
+        teacher = teacher_hidden_states[0]
+        _check_frames(student_state, teacher)
+        return self.distance(student_state, teacher)
+
+
 class WithFrontEnd(KDLoss):
     """``loss + front_end_scale * D(student state 0, teacher state 0)`` (``kd.front_end``)."""
 
@@ -135,17 +151,14 @@ class WithFrontEnd(KDLoss):
             )
         self.loss = loss
         self.layers = [0] + loss.layers
-        self.distance = FRONT_END_DISTANCES.get(cfg.front_end)
+        self.front_end = FrontEndLoss(cfg)
         self.scale = cfg.front_end_scale
 
     def forward(
         self, student_hidden_states: Sequence[Tensor], teacher_hidden_states: TeacherStates
     ) -> Tensor:
-        student, teacher = student_hidden_states[0], teacher_hidden_states[0]
-        _check_frames(student, teacher)
-        return self.loss(student_hidden_states, teacher_hidden_states) + self.scale * self.distance(
-            student, teacher
-        )
+        front_end = self.front_end(student_hidden_states[0], teacher_hidden_states)
+        return self.loss(student_hidden_states, teacher_hidden_states) + self.scale * front_end
 
 
 def build_kd_loss(
@@ -175,6 +188,11 @@ def _check_front_end(cfg: KDConfig) -> None:
         raise ValueError(
             f"kd.front_end={cfg.front_end} is a term of the KD loss, and "
             f"kd.loss={NO_KD}; set kd.front_end: {NO_KD} or choose a kd.loss"
+        )
+    if cfg.front_end_steps and cfg.front_end == NO_KD:
+        raise ValueError(
+            f"kd.front_end_steps={cfg.front_end_steps} distils with the kd.front_end distance, "
+            f"and kd.front_end={NO_KD}; choose one (mse) or set kd.front_end_steps: 0"
         )
 
 

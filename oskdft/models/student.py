@@ -240,6 +240,18 @@ class BranchedSSL(nn.Module):
             return SSLOutput(ft, kd, mask)
         return SSLOutput(hidden_states, hidden_states if kd_branch else None, mask)
 
+    def front_end_parameters(self) -> List[nn.Parameter]:
+        """What ``kd.front_end_steps`` trains: the CNN, the feature projection and the
+        positional convolution (not the encoder LayerNorm, which the copied layers expect)."""
+        model = self.model
+        modules = (model.feature_extractor, model.feature_projection, model.encoder.pos_conv_embed)
+        return [param for module in modules for param in module.parameters()]
+
+    def front_end_state(self, wav: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        """Hidden state 0 (the transformer input) alone: no transformer layer runs."""
+        hidden, _ = self._front_end(wav, lengths, copies=1)
+        return hidden
+
     def _front_end(self, wav: Tensor, lengths: Optional[Tensor], copies: int):
         """CNN, feature projection, SpecAugment, positional convolution: the input of layer 0,
         for the batch stacked ``copies`` times, and its frame mask."""

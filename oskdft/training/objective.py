@@ -8,13 +8,16 @@ the embeddings, so DDP's search for unused parameters starts from the loss alone
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager, Dict, List, Optional, Tuple
+import math
+from typing import Callable, ContextManager, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from oskdft.config import KDConfig
 from oskdft.losses.aam import AAMSoftmax
-from oskdft.losses.kd import TeacherStates
+from oskdft.losses.kd import FrontEndLoss, TeacherStates
+from oskdft.models.student import BranchedSSL
 from oskdft.models.system import SpeakerModel
 from oskdft.training.schedules import LossWeights
 
@@ -60,6 +63,43 @@ class TrainingObjective(nn.Module):
         if self.kd_loss is not None:
             groups["ssl"] = groups["ssl"] + list(self.kd_loss.parameters())
         return groups
+
+
+class FrontEndDistillation:
+    """The phase before OS-KDFT (``kd.front_end_steps``): Adam on the encoder's front end alone
+    (:meth:`~oskdft.models.student.BranchedSSL.front_end_parameters`), on the ``kd.front_end``
+    distance between its hidden state 0 and the teacher's; no transformer layer runs, and the
+    rest of the model is untouched. The rate follows a cosine from ``kd.front_end_lr`` to 0.
+
+    :param average: applied to every gradient before the step (the mean over DDP ranks).
+    """
+
+    def __init__(
+        self,
+        ssl: BranchedSSL,
+        cfg: KDConfig,
+        average: Callable[[Tensor], Tensor] = lambda grad: grad,
+    ):
+        self.ssl, self.loss, self.average = ssl, FrontEndLoss(cfg), average
+        self.params = ssl.front_end_parameters()
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.front_end_lr)
+        self.lr, self.steps = cfg.front_end_lr, cfg.front_end_steps
+
+    def learning_rate(self, step: int) -> float:
+        return 0.5 * self.lr * (1 + math.cos(math.pi * step / self.steps))
+
+    def step(self, step: int, wav: Tensor, teacher_states: TeacherStates) -> Tensor:
+        """Step ``step`` (0-based) on a batch; the detached loss."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate(step)
+        loss = self.loss(self.ssl.front_end_state(wav), teacher_states)
+        loss.backward()
+        for param in self.params:
+            if param.grad is not None:
+                param.grad = self.average(param.grad)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
 
 
 def autocast(device: torch.device, amp_dtype: Optional[torch.dtype]) -> ContextManager:

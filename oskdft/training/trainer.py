@@ -28,10 +28,11 @@ uninterrupted run (:mod:`.checkpoint`).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, cast
 
 import numpy as np
 import torch
@@ -52,10 +53,11 @@ from oskdft.config import (
 )
 from oskdft.data.dataset import OneWindowPerUtteranceSampler, TrainingWindows, collate_windows
 from oskdft.data.windows import read_train_speakers, speaker_counts
+from oskdft.embedding.final import save_final
 from oskdft.layout import FINAL_DIR
 from oskdft.losses.aam import AAMSoftmax
 from oskdft.losses.kd import build_kd_loss
-from oskdft.model_dir import save_final
+from oskdft.models.student import BranchedSSL
 from oskdft.models.system import SpeakerModel, build_model
 from oskdft.models.teacher import SSLTeacher, load_teacher, load_teacher_config
 from oskdft.training.checkpoint import (
@@ -81,7 +83,12 @@ from oskdft.training.distributed import (
 )
 from oskdft.training.experiment import prepare_exp_dir
 from oskdft.training.loggers import MetricsLogger, Throughput, format_duration, open_metrics
-from oskdft.training.objective import TrainingObjective, autocast, optimizer_step
+from oskdft.training.objective import (
+    FrontEndDistillation,
+    TrainingObjective,
+    autocast,
+    optimizer_step,
+)
 from oskdft.training.schedules import LossWeights, learning_rates, loss_weights
 from oskdft.training.validation import make_validator
 from oskdft.utils.errors import InputError
@@ -416,6 +423,9 @@ class Trainer:
             total_steps=cfg.optim.epochs * self.steps_per_epoch, start_step=self.step
         )
         try:
+            # A resumed run has its distilled front end in the checkpoint.
+            if cfg.kd.front_end_steps and self.step == 0:
+                self._distil_front_end()
             while self.epoch < cfg.optim.epochs:
                 started = time.monotonic()
                 self._train_epoch(meter, metrics)
@@ -467,6 +477,46 @@ class Trainer:
                     self._save_latest(time.monotonic() - started)
                     started = time.monotonic()
         self.train_seconds += time.monotonic() - started
+
+    def _distil_front_end(self) -> None:
+        """``kd.front_end_steps`` steps of :class:`FrontEndDistillation` over the training
+        windows (epochs of the sampler from 0 on), before epoch 1."""
+        cfg, steps = self.cfg, self.cfg.kd.front_end_steps
+        ssl = cast(BranchedSSL, self.objective.model.ssl)  # KD needs an SSL encoder
+        phase = FrontEndDistillation(ssl, cfg.kd, lambda grad: all_reduce_mean(self.ctx, grad))
+        logging.info(
+            "front-end distillation: %d steps, %s parameters trained",
+            steps,
+            f"{sum(p.numel() for p in phase.params):,}",
+        )
+        torch.manual_seed(cfg.train.seed)
+        self.trained.train()
+        started = time.monotonic()
+        losses: List[torch.Tensor] = []
+        step, epoch = 0, 0
+        while step < steps:
+            self.sampler.set_epoch(epoch)
+            for batch in itertools.islice(self.loader, min(self.steps_per_epoch, steps - step)):
+                teacher = self._teacher_states(batch)[0].float()
+                wav = batch["student_wav"].to(self.device, non_blocking=True)
+                losses.append(phase.step(step, wav, {0: teacher}))
+                step += 1
+                if step % cfg.train.log_every == 0 or step == steps:
+                    mean = all_reduce_mean(self.ctx, torch.stack(losses).mean()).item()
+                    logging.info(
+                        "front-end distillation step %d/%d: %s %.4g | lr %.2e",
+                        step,
+                        steps,
+                        cfg.kd.front_end,
+                        mean,
+                        phase.learning_rate(step - 1),
+                    )
+                    losses = []
+            epoch += 1
+        self.sampler.set_epoch(self.epoch)
+        seconds = time.monotonic() - started
+        self.train_seconds += seconds
+        logging.info("front-end distillation done in %s", format_duration(seconds))
 
     def _train_step(self, batch: Dict[str, Any], weights: LossWeights) -> Dict[str, torch.Tensor]:
         seed = step_seed(self.cfg.train.seed, self.ctx.rank, self.step)

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from oskdft.losses.kd import KD_LOSSES, build_kd_loss, kd_layers, kd_weight
+from oskdft.losses.kd import KD_LOSSES, FrontEndLoss, build_kd_loss, kd_layers, kd_weight
 from tests.models.tiny import tiny_system_config
 
 
@@ -113,3 +113,22 @@ def test_front_end_term_is_refused_where_it_cannot_work():
     assert kd_layers(distil, 12) == [0, 4, 8, 12]
     with pytest.raises(ValueError, match="kd.front_end=mse needs equal widths"):
         build_kd_loss(distil, 4, 8, 12)
+
+
+def test_front_end_steps_need_a_front_end_distance():
+    cfg = tiny_system_config(kd={"front_end_steps": 10})
+    with pytest.raises(ValueError, match="kd.front_end_steps=10 distils with the kd.front_end"):
+        build_kd_loss(cfg, 4, 4, 12)
+    with pytest.raises(ValueError, match="kd.front_end_steps=10"):
+        kd_layers(cfg, 12)
+    cfg.kd.front_end = "mse"
+    assert kd_layers(cfg, 12) == [0, 12]  # stage 2 caches hidden state 0 for the phase
+
+
+def test_front_end_loss_is_the_unscaled_distance_of_hidden_state_0():
+    cfg = tiny_system_config(kd={"front_end": "mse", "front_end_scale": 3.0})
+    teacher, student = states(), states(seed=1)
+    expected = ((student[0] - teacher[0]) ** 2).mean()
+    assert torch.allclose(FrontEndLoss(cfg.kd)(student[0], {0: teacher[0]}), expected)
+    with pytest.raises(ValueError, match="differ in batch or frames"):
+        FrontEndLoss(cfg.kd)(student[0][:, :3], teacher)

@@ -388,3 +388,29 @@ def test_sliced_thin_cnn_starts_as_the_teachers_leading_channels():
         random.feature_extractor.conv_layers[0].conv.weight,
         teacher.feature_extractor.conv_layers[0].conv.weight[:8],
     )
+
+
+@pytest.mark.parametrize("model_type,pre_ln", FAMILIES)
+def test_front_end_state_is_hidden_state_0_without_the_layers(model_type, pre_ln):
+    ssl = BranchedSSL(make_student(teacher_model(model_type, pre_ln), 2, thin_cnn_dim=8)).eval()
+    wav, lengths = torch.randn(2, 16000), torch.tensor([16000, 12000])
+    with torch.no_grad():
+        full = ssl(wav, lengths, kd_branch=True).kd_hidden_states[0]
+        alone = ssl.front_end_state(wav, lengths)
+    assert torch.equal(alone, full)
+    layers = ssl.model.encoder.layers
+    called = []
+    hooks = [layer.register_forward_hook(lambda *_: called.append(1)) for layer in layers]
+    ssl.front_end_state(wav)
+    assert not called
+    for hook in hooks:
+        hook.remove()
+
+
+def test_front_end_parameters_are_the_cnn_projection_and_positional_convolution():
+    ssl = BranchedSSL(make_student(teacher_model(), 2, thin_cnn_dim=8))
+    trained = {id(p) for p in ssl.front_end_parameters()}
+    prefixes = ("model.feature_extractor.", "model.feature_projection.", "model.encoder.pos_conv")
+    expected = {id(p) for name, p in ssl.named_parameters() if name.startswith(prefixes)}
+    assert trained == expected and len(ssl.front_end_parameters()) == len(expected)
+    assert any(name.startswith("model.encoder.pos_conv") for name, _ in ssl.named_parameters())

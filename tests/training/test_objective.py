@@ -1,4 +1,7 @@
-"""The training objective's loss phases and the optimizer step (clipping, parameter groups)."""
+"""The training objective's loss phases and the optimizer step (clipping, parameter groups),
+and the front-end distillation phase."""
+
+import math
 
 import pytest
 import torch
@@ -9,7 +12,7 @@ from oskdft.losses.aam import AAMSoftmax
 from oskdft.losses.kd import build_kd_loss
 from oskdft.models.system import build_model
 from oskdft.models.teacher import SSLTeacher, build_ssl_from_arch
-from oskdft.training.objective import TrainingObjective, optimizer_step
+from oskdft.training.objective import FrontEndDistillation, TrainingObjective, optimizer_step
 from oskdft.training.schedules import LossWeights, loss_weights
 from tests.models.tiny import tiny_arch, tiny_system_config
 
@@ -113,3 +116,42 @@ def test_optimizer_step_clips_the_gradient_norm(clip):
     assert out["loss"].item() == 4e6
     assert moved == pytest.approx(clip if clip else 4e6, rel=1e-4)  # gradient 2e6 per entry
     assert module.w.grad is None  # zeroed for the next step
+
+
+def front_end_setup(steps=8):
+    torch.manual_seed(0)
+    teacher = SSLTeacher(build_ssl_from_arch(tiny_arch()))
+    cfg = tiny_system_config(
+        ssl={"thin_cnn_dim": 8, "pos_conv_groups": 4},
+        kd={"front_end": "mse", "front_end_steps": steps, "front_end_lr": 1e-2},
+    )
+    model = build_model(cfg, teacher.hf_model)
+    wav = torch.randn(2, 16000)
+    with torch.no_grad():
+        targets = {0: teacher.eval()(wav)[0]}
+    return cfg, model, wav, targets
+
+
+def test_front_end_distillation_trains_the_front_end_alone_towards_state_0():
+    cfg, model, wav, targets = front_end_setup()
+    phase = FrontEndDistillation(model.ssl, cfg.kd)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    losses = [phase.step(step, wav, targets).item() for step in range(cfg.kd.front_end_steps)]
+    assert losses[-1] < 0.8 * losses[0]
+    ids = {id(p) for p in model.ssl.front_end_parameters()}
+    names = {name for name, p in model.named_parameters() if id(p) in ids}
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and changed <= names  # nothing outside the front end moves
+    assert any(k.startswith("ssl.model.encoder.pos_conv") for k in changed)
+
+
+def test_front_end_distillation_rate_is_a_cosine_to_0_and_gradients_are_averaged():
+    cfg, model, wav, targets = front_end_setup(steps=4)
+    phase = FrontEndDistillation(model.ssl, cfg.kd, average=lambda grad: 0 * grad)
+    rates = [phase.learning_rate(step) for step in range(5)]
+    assert rates == pytest.approx([1e-2 * (1 + math.cos(math.pi * s / 4)) / 2 for s in range(5)])
+    assert rates[0] == 1e-2 and rates[2] == pytest.approx(5e-3) and rates[4] == 0
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    phase.step(0, wav, targets)  # all-zero averaged gradients: Adam does not move
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

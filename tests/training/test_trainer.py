@@ -13,7 +13,7 @@ import torch
 
 from oskdft.cache import cache_teacher_job, merge_teacher_cache
 from oskdft.config import load_config, load_data_config
-from oskdft.model_dir import load_final
+from oskdft.embedding.final import load_final
 from oskdft.models.teacher import load_teacher
 from oskdft.training.trainer import train_system
 from tests.training.tiny_recipe import TEACHER_DIR, tiny_system, write_system
@@ -246,3 +246,21 @@ def test_the_originals_training_options_train_and_repeat_exactly(recipe, monkeyp
     assert all(torch.equal(want[k], got[k]) for k in want)
     model, cfg, _ = load_final(second)
     assert model.ssl.spec_augment and cfg.eval.original_crop_branches
+
+
+def test_front_end_distillation_runs_before_epoch_1_and_not_again_on_resume(recipe, monkeypatch):
+    monkeypatch.chdir(recipe)
+    system = tiny_system(
+        ssl={"thin_cnn_dim": 8},
+        kd={"front_end": "mse", "front_end_steps": 6},  # 6 steps: more than an epoch's 4
+        optim={"epochs": 1},
+        train={"max_steps_per_epoch": 2, "log_every": 3},
+    )
+    exp = train(recipe, "front_end", system).parent
+    log = (exp / "log" / "train.log").read_text()
+    assert "front-end distillation step 3/6" in log and "front-end distillation step 6/6" in log
+    assert log.index("front-end distillation done") < log.index("epoch 1/1 step")
+    (exp / "final").rename(exp / "final.old")  # rerun: resumes from epoch-1.pt
+    train(recipe, "front_end", system)
+    log = (exp / "log" / "train.log").read_text()
+    assert "resumed from" in log and log.count("front-end distillation done") == 1
