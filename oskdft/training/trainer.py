@@ -53,10 +53,10 @@ from oskdft.config import (
 )
 from oskdft.data.dataset import OneWindowPerUtteranceSampler, TrainingWindows, collate_windows
 from oskdft.data.windows import read_train_speakers, speaker_counts
-from oskdft.embedding.final import save_final
 from oskdft.layout import FINAL_DIR
 from oskdft.losses.aam import AAMSoftmax
 from oskdft.losses.kd import build_kd_loss
+from oskdft.model_dir import save_final
 from oskdft.models.student import BranchedSSL
 from oskdft.models.system import SpeakerModel, build_model
 from oskdft.models.teacher import SSLTeacher, load_teacher, load_teacher_config

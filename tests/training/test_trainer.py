@@ -13,7 +13,7 @@ import torch
 
 from oskdft.cache import cache_teacher_job, merge_teacher_cache
 from oskdft.config import load_config, load_data_config
-from oskdft.embedding.final import load_final
+from oskdft.model_dir import load_final
 from oskdft.models.teacher import load_teacher
 from oskdft.training.trainer import train_system
 from tests.training.tiny_recipe import TEACHER_DIR, tiny_system, write_system
