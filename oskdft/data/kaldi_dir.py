@@ -17,7 +17,8 @@ below and reports the first broken one with the file, the line and what to do:
 - in an evaluation set, every utterance lasts at least ``min_seconds`` (stage 0's
   ``--min-eval-seconds``, default :data:`MIN_EVAL_SECONDS`): a shorter one has no embedding, or
   one that means nothing, and would otherwise fail in stage 4. Training utterances are not
-  refused: stage 1 skips those shorter than a window (:mod:`oskdft.data.windows`).
+  refused: stage 1 skips those shorter than a window, and leaves those shorter than this
+  minimum out of its validation and back-end sets (:mod:`oskdft.data.windows`).
 
 :func:`import_data_dir` copies an existing Kaldi data dir (and trial lists, Kaldi- or
 VoxCeleb-style) into a recipe, which is all a port to a new corpus needs.

@@ -18,6 +18,9 @@ Reads ``data/manifests/<train>_cuts.jsonl.gz``, the Kaldi dir ``data/<train>/`` 
   training, and a balanced target/nontarget trial list over them, for model selection.
 - ``manifests/backend_cuts.jsonl.gz`` and ``backend/``: at most ``backend_utts_per_speaker``
   utterances of each training speaker, for PLDA, mean subtraction and AS-norm cohorts.
+  Stage 4 embeds both whole, so neither takes an utterance shorter than stage 0 requires of
+  evaluation utterances (:data:`~oskdft.data.kaldi_dir.MIN_EVAL_SECONDS`); those are counted in
+  the log.
 - ``manifests/aug_{noise,music,speech,rir}_cuts.jsonl.gz``: the augmentation sources. A set is
   of the kind its name contains (``musan_noise`` -> noise, ``rirs`` -> rir).
 
@@ -42,7 +45,13 @@ from numpy.typing import ArrayLike
 from tqdm import tqdm
 
 from oskdft.config import DataConfig, load_data_config
-from oskdft.data.kaldi_dir import DataDir, Trial, read_data_dir, replace_data_dir
+from oskdft.data.kaldi_dir import (
+    MIN_EVAL_SECONDS,
+    DataDir,
+    Trial,
+    read_data_dir,
+    replace_data_dir,
+)
 from oskdft.layout import (
     aug_cuts_path,
     manifest_path,
@@ -114,9 +123,14 @@ def shift_window(first: Cut, start: float, index: int) -> Cut:
 
 
 def sample_per_speaker(
-    speakers: np.ndarray, max_per_speaker: int, rng: np.random.Generator
+    speakers: np.ndarray,
+    max_per_speaker: int,
+    rng: np.random.Generator,
+    eligible: Optional[np.ndarray] = None,
 ) -> np.ndarray:
-    """Boolean mask choosing at most ``max_per_speaker`` random utterances of every speaker.
+    """Boolean mask choosing at most ``max_per_speaker`` random utterances of every speaker,
+    among the ``eligible`` ones (default: all). The draw is the same as with all eligible, but
+    for the ineligible utterances it would have chosen.
 
     :param speakers: speaker code of every utterance.
 
@@ -124,14 +138,17 @@ def sample_per_speaker(
     >>> [int(mask[[0, 1, 2]].sum()), int(mask[3]), int(mask[[4, 5]].sum())]
     [2, 1, 2]
     """
-    order = np.lexsort((rng.random(len(speakers)), speakers))  # by speaker, then at random
+    if eligible is None:
+        eligible = np.ones(len(speakers), dtype=bool)
+    # By speaker, the eligible first, then at random.
+    order = np.lexsort((rng.random(len(speakers)), ~eligible, speakers))
     sorted_speakers = speakers[order]
     group_start = np.flatnonzero(np.r_[True, sorted_speakers[1:] != sorted_speakers[:-1]])
     group_sizes = np.diff(np.r_[group_start, len(order)])
     rank = np.arange(len(order)) - np.repeat(group_start, group_sizes)
     mask = np.zeros(len(speakers), dtype=bool)
     mask[order[rank < max_per_speaker]] = True
-    return mask
+    return mask & eligible
 
 
 def sample_balanced_trials(
@@ -210,6 +227,7 @@ class WindowStats:
     valid_utterances: int
     valid_trials: int
     backend_utterances: int
+    too_short_to_embed: int  # neither in the validation nor in the back-end set
 
 
 def make_windows(
@@ -243,15 +261,18 @@ def make_windows_from_config(
     table = read_utterance_table(cuts_path, cfg.sample_rate)
     speaker_names, speakers = np.unique(table.speakers, return_inverse=True)
 
-    held_out = choose_valid_speakers(speakers, cfg, config_path)
+    # Stage 4 embeds the validation and back-end utterances whole: a shorter one than an
+    # evaluation utterance may be has no embedding (or one that means nothing).
+    embeddable = table.num_samples >= round(MIN_EVAL_SECONDS * cfg.sample_rate)
+    held_out = choose_valid_speakers(speakers, embeddable, cfg, config_path)
     is_valid_speaker = np.isin(speakers, held_out)
     valid_rng = np.random.default_rng([cfg.seed, _VALID_UTTS])
     in_valid = is_valid_speaker & sample_per_speaker(
-        speakers, cfg.valid_utts_per_speaker, valid_rng
+        speakers, cfg.valid_utts_per_speaker, valid_rng, embeddable
     )
     backend_rng = np.random.default_rng([cfg.seed, _BACKEND])
     in_backend = ~is_valid_speaker & sample_per_speaker(
-        speakers, cfg.backend_utts_per_speaker, backend_rng
+        speakers, cfg.backend_utts_per_speaker, backend_rng, embeddable
     )
     trials = sample_balanced_trials(
         table.ids[in_valid],
@@ -285,11 +306,13 @@ def make_windows_from_config(
         valid_utterances=int(in_valid.sum()),
         valid_trials=len(trials),
         backend_utterances=int(in_backend.sum()),
+        too_short_to_embed=int(np.sum(~embeddable)),
     )
     logging.info(
         "stage 1: %d training speakers, %d utterances -> %d windows (%.1f s every %.1f s; "
         "%d utterances shorter than a window skipped); validation: %d held-out speakers, "
-        "%d utterances, %d trials; back end: %d utterances",
+        "%d utterances, %d trials; back end: %d utterances; %d utterances shorter than %g s "
+        "in neither",
         stats.train_speakers,
         stats.train_utterances,
         stats.windows,
@@ -300,6 +323,8 @@ def make_windows_from_config(
         stats.valid_utterances,
         stats.valid_trials,
         stats.backend_utterances,
+        stats.too_short_to_embed,
+        MIN_EVAL_SECONDS,
     )
     logging.info(
         "speakers held out for validation: %s",
@@ -347,18 +372,22 @@ def read_utterance_table(cuts_path: Path, sample_rate: int) -> UtteranceTable:
 
 
 def choose_valid_speakers(
-    speakers: np.ndarray, cfg: DataConfig, config_path: Pathlike = "data config"
+    speakers: np.ndarray,
+    embeddable: np.ndarray,
+    cfg: DataConfig,
+    config_path: Pathlike = "data config",
 ) -> np.ndarray:
     """Codes of the ``cfg.valid_speakers`` speakers held out, drawn among those with two or
-    more utterances (a target trial needs two); at least two speakers stay for training."""
-    counts = np.bincount(speakers)
+    more ``embeddable`` utterances (a target trial needs two); at least two speakers stay for
+    training."""
+    counts = np.bincount(speakers[embeddable], minlength=speakers.max() + 1)
     eligible = np.flatnonzero(counts >= 2)
     if cfg.valid_speakers > min(len(eligible), len(counts) - 2):
         raise InputError(
             config_path,
             f"valid_speakers={cfg.valid_speakers} is too many: the training set has "
-            f"{len(counts)} speakers, {len(eligible)} of them with 2+ utterances, and 2 "
-            "must stay for training",
+            f"{len(counts)} speakers, {len(eligible)} of them with 2+ utterances of "
+            f"{MIN_EVAL_SECONDS} s or more, and 2 must stay for training",
             hint="lower data.valid_speakers",
         )
     rng = np.random.default_rng([cfg.seed, _VALID_SPEAKERS])

@@ -218,6 +218,32 @@ def test_sample_per_speaker_caps_each_speaker():
     assert np.bincount(speakers[mask]).tolist() == [min(n, 7) for n in range(1, 51)]
 
 
+def test_sample_per_speaker_takes_only_eligible_utterances():
+    speakers = np.repeat(np.arange(50), np.arange(1, 51))
+    eligible = np.random.default_rng(1).random(len(speakers)) < 0.5
+    mask = sample_per_speaker(speakers, 7, np.random.default_rng(0), eligible)
+    assert not mask[~eligible].any()
+    per_speaker = np.bincount(speakers[eligible], minlength=50)
+    assert np.bincount(speakers[mask], minlength=50).tolist() == np.minimum(per_speaker, 7).tolist()
+
+
+def test_utterances_too_short_to_embed_are_in_neither_valid_nor_backend(tmp_path, caplog):
+    # Each speaker's first utterance lasts 50 ms: shorter than the SSL models' first frame plus
+    # margin (stage 0's minimum for evaluation utterances), so stage 4 could not embed it.
+    data = make_toy_corpus(tmp_path, num_speakers=5, utt_seconds=(0.05, 2.0, 3.3, 4.0))
+    cfg = toy_data_config(valid_utts_per_speaker=4, backend_utts_per_speaker=4)
+    with caplog.at_level("INFO"):
+        stats = make_windows_from_config(data, cfg, "train", AUG_SETS)
+    short = {f"spk{k}-u1" for k in range(1, 6)}
+    valid = set(read_data_dir(data / "valid").utt2spk)
+    backend = set(read_data_dir(data / "backend").utt2spk)
+    assert not short & (valid | backend)
+    # Nothing else is left out: every other utterance of their speakers is taken.
+    assert len(valid) == 2 * 3 and len(backend) == 3 * 3
+    assert stats.too_short_to_embed == 5
+    assert "5 utterances shorter than 0.1 s in neither" in caplog.text
+
+
 def test_sample_balanced_trials_is_balanced_and_capped():
     speakers = np.repeat(np.arange(10), 4)
     utts = [f"s{s}-u{i}" for i, s in enumerate(speakers)]
