@@ -53,7 +53,8 @@ jobs_parse_args "$job_key" "$@"
 jobs_find_todo
 [ ${#jobs_todo[@]} -gt 0 ] || exit 0
 
-cores=$(nproc)
+# The cores this process may use; nproc alone would answer OMP_NUM_THREADS, the jobs' threads.
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 [ "$max_jobs_run" -gt 0 ] || max_jobs_run=$cores
 at_once=$((max_jobs_run < ${#jobs_todo[@]} ? max_jobs_run : ${#jobs_todo[@]}))
 threads=$((cores / at_once > 1 ? cores / at_once : 1))

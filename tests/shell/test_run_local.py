@@ -175,31 +175,49 @@ def alive(pid):
         return False
 
 
+def wait_until(condition, what, hang_guard=120):
+    """Polls until ``condition()`` holds. The deadline only stops a hang: a busy machine may be
+    slow, but a correct runner gets there."""
+    deadline = time.monotonic() + hang_guard
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting after {hang_guard} s: {what}"
+        time.sleep(0.05)
+
+
 def test_sigterm_stops_every_job_and_what_it_started(workdir):
-    # Each job starts a child of its own and waits for it.
-    (workdir / "long.sh").write_text("sleep 60 & echo $! > tmp.$1; mv tmp.$1 child.$1\nwait\n")
+    # Each job starts a child of its own and waits for it; the child outlives the hang guards,
+    # so only the runner's SIGTERM stops it in time.
+    (workdir / "long.sh").write_text("sleep 600 & echo $! > tmp.$1; mv tmp.$1 child.$1\nwait\n")
     runner = subprocess.Popen(
-        [RUNNER, "JOB=1:2", "log/long.JOB.log", "bash", "long.sh", "JOB"],
+        # Both jobs at once, whatever the number of cores.
+        [RUNNER, "--max-jobs-run", "2", "JOB=1:2", "log/long.JOB.log", "bash", "long.sh", "JOB"],
         cwd=workdir,
         stderr=subprocess.PIPE,
         text=True,
     )
     children = []
     try:
-        deadline = time.monotonic() + 10
-        while len(list(workdir.glob("child.*"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: len(list(workdir.glob("child.*"))) == 2, "both jobs' children")
         children = [int(p.read_text()) for p in workdir.glob("child.*")]
-        assert len(children) == 2 and all(alive(pid) for pid in children)
+        assert all(alive(pid) for pid in children)
         runner.send_signal(signal.SIGTERM)
-        assert runner.wait(timeout=10) == 143
+        assert runner.wait(timeout=120) == 143
+        wait_until(lambda: not any(alive(pid) for pid in children), "the children to stop")
     finally:
         if runner.poll() is None:
             runner.terminate()
-            runner.wait(timeout=10)
-        time.sleep(0.2)
-        survivors = [pid for pid in children if alive(pid)]
-        for pid in survivors:  # leave nothing behind, even when the test fails
-            os.kill(pid, signal.SIGKILL)
-    assert not survivors, "the jobs' children must be stopped too"
+            runner.wait(timeout=120)
+        for pid in children:  # leave nothing behind, even when the test fails
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
     assert re.search(r"stopping the running jobs: [12] [12]$", runner.stderr.read(), re.M)
+
+
+def test_the_core_count_is_not_the_callers_thread_count(workdir):
+    # Under OMP_NUM_THREADS=1 (one thread per job), nproc says 1: the jobs ran one at a time.
+    cores = len(os.sched_getaffinity(0))
+    result = run(
+        workdir, "JOB=1:2", "log/job.JOB.log", "bash", "job.sh", "JOB", env={"OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"running 2 jobs, {min(2, cores)} at a time, with 1 threads each" in result.stderr
