@@ -36,6 +36,7 @@ node_rank=0                   # this node's rank among them (under Slurm: Slurm'
 rdzv_endpoint=127.0.0.1:29400 # torchrun c10d rendezvous host:port: node 0's (under Slurm: its port)
 cmd=utils/run_local.sh        # runner of stage 2 and 4 jobs (docs/architecture.md#job-runner)
 train_cmd=                    # runner of each training job, stage 3 (default: --cmd's)
+train_jobs=1                  # systems trained at once in stage 3 (each waits for its teacher)
 systems=                      # systems to train and score (default: run.conf's list)
 train_config=                 # train one system from this YAML instead (its stem names exp/<stem>)
 override=                     # dotted config overrides for every system, e.g. "optim.epochs=2"
@@ -218,7 +219,8 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   fi
 fi
 
-# Stage 3: train every system in the order listed (a later one may distil an earlier one).
+# Stage 3: train every system in the order listed, $train_jobs at a time (a later one may distil
+#   an earlier one: it waits for that one).
 #   in:  data/manifests, exp/teacher_cache, conf/<sys>.yaml
 #   out: exp/<sys>/{config.yaml,checkpoints/,final/,log/train.log,metrics.jsonl}
 #   utils/torchrun.sh starts one node's share: one CPU process (--gpus 0) or one per GPU under
@@ -237,14 +239,14 @@ fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   device=cpu
   [ "$gpus" -gt 0 ] && device=cuda
-  for sys in $systems; do
-    log "Stage 3: training $sys"
+  train_system() {
+    local sys=$1 conf h f job_log teacher=() input_hashes=() train=()
     conf=$(system_config "$sys")
-    teacher=(); [ "${teacher_marker[$sys]}" = - ] || teacher=("${teacher_marker[$sys]}")
+    [ "${teacher_marker[$sys]}" = - ] || teacher=("${teacher_marker[$sys]}")
     h=$(stage_hash data/.stage1.done "${teacher[@]}" -- "${digest[$sys]}" "$data_digest")
-    is_done "exp/$sys" stage3 "$h" && continue
+    is_done "exp/$sys" stage3 "$h" && return 0
+    log "Stage 3: training $sys"
     # Not the configs: train.py compares them itself, and names what changed.
-    input_hashes=()
     for f in data/.stage1.done "${teacher[@]}"; do input_hashes+=("$f=$(stage_hash "$f")"); done
     train=("$root/utils/torchrun.sh" --gpus "$gpus" --num-nodes "$num_nodes"
       --node-rank "$node_rank" --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "oskdft-$sys"
@@ -254,10 +256,38 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     [ "$num_nodes" -gt 1 ] && job_log=exp/log/$sys/train.node$node_rank.log
     if ! $train_cmd --gpus "$gpus" --num-nodes "$num_nodes" "$job_log" "${train[@]}"; then
       log "training $sys failed: see $work/$job_log and $work/exp/$sys/log/train.log"
-      exit 1
+      return 1
     fi
     mark_done "exp/$sys" stage3 "$h"
+  }
+  # Up to $train_jobs systems at once, in the order listed; a system whose teacher is another
+  # system's model starts when that one is done. After a failure nothing new starts, the
+  # running ones finish (their markers are valid) and the stage fails.
+  declare -A training=()  # pid -> system
+  failed=0
+  wait_for_one() {
+    local pid
+    wait -n -p pid "${!training[@]}" || failed=1
+    unset "training[$pid]"
+  }
+  teacher_training() {  # true while the system whose model is $1's teacher is training
+    local running
+    for running in "${training[@]}"; do
+      [ "${teacher_marker[$1]}" = "exp/$running/.stage3.done" ] && return 0
+    done
+    return 1
+  }
+  for sys in $systems; do
+    while [ ${#training[@]} -gt 0 ] && { [ ${#training[@]} -ge "$train_jobs" ] ||
+      teacher_training "$sys"; }; do
+      wait_for_one
+    done
+    [ "$failed" = 0 ] || break
+    train_system "$sys" &
+    training[$!]=$sys
   done
+  while [ ${#training[@]} -gt 0 ]; do wait_for_one; done
+  [ "$failed" = 0 ] || exit 1
 fi
 
 # Stage 4: embeddings (full utterance and the paper's 5 x 3 s crops) of every evaluation set

@@ -4,10 +4,13 @@ a system's config as loaded (its YAML or its `base:` chain), or a retrained teac
 not: a comment edit, a rerun naming fewer systems. Options' paths are relative to where run.sh
 is started."""
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MINI = REPO / "egs" / "mini"
@@ -157,3 +160,88 @@ def test_config_inputs_prints_digests_teacher_modes_and_teacher_markers(work):
     assert data_overridden == data, "the overrides are the systems'"
     assert overridden["oskdft"][1] == "online" and overridden["oskdft"][0] != systems["oskdft"][0]
     assert overridden["teacher_ft"][1] == "none"
+
+
+# A runner that takes a while: it logs its system's start and end, and fails for "ft_only"
+# when FAIL is set.
+SLOW_RUNNER = """#!/usr/bin/env bash
+sys=${!#}; sys=${sys#exp/}
+echo "start $sys" >> events.txt
+sleep 0.5
+echo "end $sys" >> events.txt
+[ -n "${FAIL:-}" ] && [ "$sys" = ft_only ] && exit 3
+exit 0
+"""
+
+
+def events(work: Path):
+    """The most systems training at once, and the event index of each start and end."""
+    running, most, start, end = set(), 0, {}, {}
+    for i, line in enumerate((work / "events.txt").read_text().splitlines()):
+        kind, sys = line.split()
+        (running.add if kind == "start" else running.discard)(sys)
+        (start if kind == "start" else end)[sys] = i
+        most = max(most, len(running))
+    return most, start, end
+
+
+@pytest.fixture
+def slow(work):
+    (work.parent / "runner.sh").write_text(SLOW_RUNNER)
+    return work
+
+
+def test_systems_train_train_jobs_at_a_time(slow):
+    stage3(slow, "--train-jobs", "2")
+    most, start, end = events(slow)
+    assert most == 2, "two at a time, never more"
+    assert set(start) == set(end) == set(SYSTEMS)
+
+
+def test_a_student_listed_with_its_teacher_starts_when_the_teacher_is_done(slow, tmp_path):
+    # A recipe of its own (egs/ is the repository's): teacher_ft, a student of its trained
+    # model right after it, then ft_only.
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("run.sh", "path.sh", "setup.py", "utils", "local", "oskdft", ".venv"):
+        (repo / name).symlink_to(REPO / name)
+    conf = repo / "egs" / "toy" / "conf"
+    conf.mkdir(parents=True)
+    (conf.parent / "run.conf").write_text(
+        'prepare_opts=""\ntrain_set=train\neval_sets=""\naug_sets=""\n'
+        'systems="teacher_ft student ft_only"\n'
+    )
+    for name in ("data", "teacher_ft", "ft_only"):
+        (conf / f"{name}.yaml").write_text(f"base: {MINI}/conf/{name}.yaml\n")
+    (conf / "student.yaml").write_text(STUDENT)
+    command = ["bash", str(repo / "run.sh"), "--egs", "toy", "--dir", str(slow)]
+    command += ["--stage", "3", "--stop-stage", "3", "--cmd", str(tmp_path / "runner.sh")]
+    result = subprocess.run(
+        [*command, "--train-jobs", "3"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    most, start, end = events(slow)
+    assert end["teacher_ft"] < start["student"], "the student waited for its teacher"
+    assert start["ft_only"] > end["teacher_ft"], "the ones listed after it waited in line"
+    assert most == 2
+
+
+def test_a_failed_system_lets_the_running_ones_finish_and_starts_no_other(slow):
+    command = ["bash", str(REPO / "run.sh"), "--dir", "work", "--stage", "3", "--stop-stage", "3"]
+    command += ["--cmd", str(slow.parent / "runner.sh"), "--train-jobs", "2"]
+    result = subprocess.run(
+        command,
+        cwd=slow.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FAIL": "1"},
+    )
+    assert result.returncode == 1
+    assert "training ft_only failed" in result.stderr
+    _, start, end = events(slow)
+    assert set(start) == set(end), "whatever started, finished"
+    # The system beside ft_only may start before its failure is seen; nothing after that.
+    assert len(set(SYSTEMS[SYSTEMS.index("ft_only") + 1 :]) & set(start)) <= 1
+    assert not (slow / "exp" / "ft_only" / ".stage3.done").exists()
+    assert all((slow / "exp" / s / ".stage3.done").is_file() for s in start if s != "ft_only")
