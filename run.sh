@@ -29,7 +29,7 @@ egs=mini                      # recipe under egs/: its run.conf, prepare.py and 
 dir=                          # working directory for data/ and exp/ (default: egs/<egs>)
 stage=0                       # first stage to run
 stop_stage=6                  # last stage to run
-nj=2                          # parallel jobs for stages 2 and 4
+nj=2                          # parallel jobs for stages 2 and 4, systems exported at once in 6
 gpus=0                        # GPUs per node for training (0: one process per node on CPU)
 num_nodes=1                   # nodes taking part in training
 node_rank=0                   # this node's rank among them (under Slurm: Slurm's)
@@ -152,6 +152,30 @@ fi
 # fresh key under --force so that every job reruns.
 job_key() { if [ "$force" = true ]; then echo "$1-$(date +%s%N)"; else echo "$1"; fi; }
 
+# for_each_system FUNCTION N [WAIT]: runs "FUNCTION <sys>" for every system, in the order
+# listed, N at a time in the background; a system for which "WAIT <sys>" is true (it may read
+# ${running[@]}, the systems running) starts once that is no longer so. After a failure nothing
+# new starts, the running ones finish (their markers are valid) and run.sh exits 1.
+for_each_system() {
+  local run=$1 at_once=$2 wait_for=${3:-} sys pid failed=0
+  local -A running=()  # pid -> system
+  for sys in $systems; do
+    while [ ${#running[@]} -gt 0 ] && { [ ${#running[@]} -ge "$at_once" ] ||
+      { [ -n "$wait_for" ] && "$wait_for" "$sys"; }; }; do
+      wait -n -p pid "${!running[@]}" || failed=1
+      unset "running[$pid]"
+    done
+    [ "$failed" = 0 ] || break
+    "$run" "$sys" &
+    running[$!]=$sys
+  done
+  while [ ${#running[@]} -gt 0 ]; do
+    wait -n -p pid "${!running[@]}" || failed=1
+    unset "running[$pid]"
+  done
+  [ "$failed" = 0 ] || exit 1
+}
+
 # Stage 0: corpus -> Kaldi data dirs -> validated lhotse manifests.
 #   in:  the corpus (prepare_opts in run.conf)  out: data/<set>/, data/manifests/<set>_*.jsonl.gz
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
@@ -260,34 +284,14 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     fi
     mark_done "exp/$sys" stage3 "$h"
   }
-  # Up to $train_jobs systems at once, in the order listed; a system whose teacher is another
-  # system's model starts when that one is done. After a failure nothing new starts, the
-  # running ones finish (their markers are valid) and the stage fails.
-  declare -A training=()  # pid -> system
-  failed=0
-  wait_for_one() {
-    local pid
-    wait -n -p pid "${!training[@]}" || failed=1
-    unset "training[$pid]"
-  }
   teacher_training() {  # true while the system whose model is $1's teacher is training
-    local running
-    for running in "${training[@]}"; do
-      [ "${teacher_marker[$1]}" = "exp/$running/.stage3.done" ] && return 0
+    local other
+    for other in "${running[@]}"; do
+      [ "${teacher_marker[$1]}" = "exp/$other/.stage3.done" ] && return 0
     done
     return 1
   }
-  for sys in $systems; do
-    while [ ${#training[@]} -gt 0 ] && { [ ${#training[@]} -ge "$train_jobs" ] ||
-      teacher_training "$sys"; }; do
-      wait_for_one
-    done
-    [ "$failed" = 0 ] || break
-    train_system "$sys" &
-    training[$!]=$sys
-  done
-  while [ ${#training[@]} -gt 0 ]; do wait_for_one; done
-  [ "$failed" = 0 ] || exit 1
+  for_each_system train_system "$train_jobs" teacher_training
 fi
 
 # Stage 4: embeddings (full utterance and the paper's 5 x 3 s crops) of every evaluation set
@@ -348,18 +352,29 @@ fi
 # Stage 6: export each system's student + ECAPA to ONNX (waveform -> embedding) with a parity
 #   check against PyTorch on real utterances.
 #   in:  exp/<sys>/final, exp/<sys>/scores (calibration), data/<first eval set>
-#   out: exp/<sys>/export/{model.onnx,model.int8.onnx,meta.json,calibration.json}
+#   out: exp/<sys>/export/{model.onnx,model.int8.onnx,meta.json,calibration.json},
+#        exp/log/<sys>/export.log
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
-  for sys in $systems; do
-    log "Stage 6: export $sys"
+  export_system() {
+    local sys=$1 h
     # The export carries stage 5's calibration and back end, so a rescoring re-exports.
     h=$(stage_hash "exp/$sys/.stage3.done" "exp/$sys/.stage5.done")
-    is_done "exp/$sys" stage6 "$h" && continue
+    is_done "exp/$sys" stage6 "$h" && return 0
+    log "Stage 6: export $sys"
     clear_done "exp/$sys" stage6
-    python "$root/local/export_model.py" --parity-set "data/${eval_sets%% *}" \
-      "exp/$sys/final" "exp/$sys/export"
+    mkdir -p "exp/log/$sys"
+    if ! python "$root/local/export_model.py" --parity-set "data/${eval_sets%% *}" \
+      "exp/$sys/final" "exp/$sys/export" >"exp/log/$sys/export.log" 2>&1; then
+      log "export of $sys failed: see $work/exp/log/$sys/export.log"
+      tail -n 20 "exp/log/$sys/export.log" >&2
+      return 1
+    fi
     mark_done "exp/$sys" stage6 "$h"
-  done
+  }
+  # $nj systems at once, sharing the cores (unless the threads are set already).
+  at_once=$((nj < 1 ? 1 : nj))
+  threads=$(($(nproc) / at_once > 1 ? $(nproc) / at_once : 1))
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads} for_each_system export_system "$at_once"
 fi
 
 log "Done: stages $stage..$stop_stage of egs/$egs"

@@ -245,3 +245,20 @@ def test_a_failed_system_lets_the_running_ones_finish_and_starts_no_other(slow):
     assert len(set(SYSTEMS[SYSTEMS.index("ft_only") + 1 :]) & set(start)) <= 1
     assert not (slow / "exp" / "ft_only" / ".stage3.done").exists()
     assert all((slow / "exp" / s / ".stage3.done").is_file() for s in start if s != "ft_only")
+
+
+def test_a_failed_export_names_its_log_and_fails_the_stage(work):
+    # Stage 6 of two systems whose stages 3 and 5 are marked done but left no model.
+    for sys in ("ft_only", "oskdft"):
+        for n in (3, 5):
+            (work / "exp" / sys).mkdir(parents=True, exist_ok=True)
+            (work / "exp" / sys / f".stage{n}.done").write_text("hash: by hand\n")
+    command = ["bash", str(REPO / "run.sh"), "--dir", str(work), "--stage", "6"]
+    command += ["--systems", "ft_only oskdft", "--nj", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    for sys in ("ft_only", "oskdft"):  # both ran: the first failure stops nothing running
+        log = work / "exp" / "log" / sys / "export.log"
+        assert f"export of {sys} failed: see {log}" in result.stderr
+        assert "no trained model here" in log.read_text()
+        assert not (work / "exp" / sys / ".stage6.done").exists()
