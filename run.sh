@@ -230,15 +230,16 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     if [ ${#cached[@]} -eq 0 ]; then
       log "no system caches its teacher (online teachers, or no KD)"
     fi
-    for sys in "${cached[@]}"; do
-      conf=$(system_config "$sys")
-      args=(--config "$conf" --data-config "$data_config" "${override_args[@]}")
-      $cmd --job-key "$(job_key "$h")" JOB=1:"$nj" "exp/teacher_cache/log/$sys/cache.JOB.log" \
+    if [ ${#cached[@]} -gt 0 ]; then
+      # One job array for every system: a teacher cache that systems share is written once.
+      confs=(); for sys in "${cached[@]}"; do confs+=("$(system_config "$sys")"); done
+      args=(--config "${confs[@]}" --data-config "$data_config" "${override_args[@]}")
+      $cmd --job-key "$(job_key "$h")" JOB=1:"$nj" "exp/teacher_cache/log/cache.JOB.log" \
         python "$root/local/cache_teacher_feats.py" "${args[@]}" --job JOB --num-jobs "$nj" \
         data exp/teacher_cache
       python "$root/local/merge_teacher_cache.py" "${args[@]}" --num-jobs "$nj" \
         data exp/teacher_cache
-    done
+    fi
     mark_done exp stage2 "$h"
   fi
 fi

@@ -28,9 +28,13 @@ def str2bool(text: str) -> bool:
     return text == "true"
 
 
-def add_system_args(parser: argparse.ArgumentParser) -> None:
-    """The system's YAML, the recipe's data YAML and dotted overrides (run.sh's --override)."""
-    parser.add_argument("--config", required=True, help="the system's YAML")
+def add_system_args(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    """The system's YAML (``several``: one or more systems' YAMLs), the recipe's data YAML and
+    dotted overrides (run.sh's --override)."""
+    if several:
+        parser.add_argument("--config", required=True, nargs="+", help="the systems' YAMLs")
+    else:
+        parser.add_argument("--config", required=True, help="the system's YAML")
     parser.add_argument("--data-config", required=True, help="the recipe's data YAML")
     parser.add_argument(
         "--override", nargs="*", default=[], help="dotted config overrides, e.g. optim.epochs=2"

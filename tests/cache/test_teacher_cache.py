@@ -346,14 +346,11 @@ def test_the_stage_scripts_run_stages_1_and_2(recipe, tmp_path):
             str(data),
         ]
     )
-    common = [
-        "--config",
-        str(recipe / "sys.yaml"),
-        "--data-config",
-        str(recipe / "data.yaml"),
-        "--override",
-        "kd.loss=mse_last",
-    ]
+    # Three systems, two of which share a cache (the same teacher and layers).
+    (tmp_path / "twin.yaml").write_text(f"base: {recipe / 'sys.yaml'}\ndescription: twin\n")
+    (tmp_path / "mse.yaml").write_text(f"base: {recipe / 'sys.yaml'}\nkd:\n  loss: mse_last\n")
+    systems = [str(recipe / "sys.yaml"), str(tmp_path / "twin.yaml"), str(tmp_path / "mse.yaml")]
+    common = ["--config", *systems, "--data-config", str(recipe / "data.yaml")]
     for job in ("1", "2"):
         script("cache_teacher_feats.py")(
             common + ["--job", job, "--num-jobs", "2", str(data), str(tmp_path / "cache")]
@@ -361,10 +358,18 @@ def test_the_stage_scripts_run_stages_1_and_2(recipe, tmp_path):
     script("merge_teacher_cache.py")(
         common + ["--num-jobs", "2", str(data), str(tmp_path / "cache")]
     )
-    cfg, data_cfg = configs(recipe, "kd.loss=mse_last")
-    cache = open_teacher_cache(cfg, data_cfg, data, tmp_path / "cache")
-    assert cache.layers == [2]
-    assert len(CutSet.from_file(cache.cuts_path)) == cache.spec.num_windows
+    caches = []
+    for system, layers in zip(systems, ([1, 2], [1, 2], [2]), strict=True):
+        cache = open_teacher_cache(
+            load_config(system), load_data_config(recipe / "data.yaml"), data, tmp_path / "cache"
+        )
+        assert cache.layers == layers
+        assert len(CutSet.from_file(cache.cuts_path)) == cache.spec.num_windows
+        caches.append(cache.path)
+    assert caches[0] == caches[1] != caches[2]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        [caches[0].name, caches[2].name]
+    ), "two caches, each written once"
 
 
 LILCOM = importlib.util.find_spec("lilcom") is not None
