@@ -29,7 +29,7 @@ egs=mini                      # recipe under egs/: its run.conf, prepare.py and 
 dir=                          # working directory for data/ and exp/ (default: egs/<egs>)
 stage=0                       # first stage to run
 stop_stage=6                  # last stage to run
-nj=2                          # parallel jobs for stages 2 and 4, systems exported at once in 6
+nj=2                          # parallel jobs for stages 2 and 4; systems at once in 5 and 6
 gpus=0                        # GPUs per node for training (0: one process per node on CPU)
 num_nodes=1                   # nodes taking part in training
 node_rank=0                   # this node's rank among them (under Slurm: Slurm's)
@@ -151,6 +151,11 @@ fi
 # The job runner skips jobs that already succeeded with the same key: the stage's input hash, or a
 # fresh key under --force so that every job reruns.
 job_key() { if [ "$force" = true ]; then echo "$1-$(date +%s%N)"; else echo "$1"; fi; }
+
+# Stages 5 and 6 run here, not through $cmd: $nj systems at once, sharing this machine's cores
+# (unless the caller set the threads).
+scoring_jobs=$((nj < 1 ? 1 : nj))
+scoring_threads=${OMP_NUM_THREADS:-$(($(nproc) / scoring_jobs > 1 ? $(nproc) / scoring_jobs : 1))}
 
 # for_each_system FUNCTION N [WAIT]: runs "FUNCTION <sys>" for every system, in the order
 # listed, N at a time in the background; a system for which "WAIT <sys>" is true (it may read
@@ -322,17 +327,25 @@ fi
 #   scores are current (run.conf's order first), so a rerun naming fewer systems keeps the others,
 #   with $bootstrap resamples of a bootstrap over speakers behind its intervals.
 #   in:  exp/<sys>/embeddings, data/<set>/trials_*, data/<set>/utt2spk
-#   out: exp/<sys>/scores/, exp/results.md, exp/results.json
+#   out: exp/<sys>/scores/, exp/results.md, exp/results.json, exp/log/<sys>/score.log
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  for sys in $systems; do
-    log "Stage 5: scoring $sys"
+  score_system() {
+    local sys=$1 h
     # By the rule make_results.py checks to pick the table's systems.
     h=$(python "$root/local/scores_hash.py" --eval-sets "$eval_sets" "exp/$sys")
-    is_done "exp/$sys" stage5 "$h" && continue
+    is_done "exp/$sys" stage5 "$h" && return 0
+    log "Stage 5: scoring $sys"
     clear_done "exp/$sys" stage5
-    python "$root/local/score_trials.py" --eval-sets "$eval_sets" data "exp/$sys"
+    mkdir -p "exp/log/$sys"
+    if ! python "$root/local/score_trials.py" --eval-sets "$eval_sets" data "exp/$sys" \
+      >"exp/log/$sys/score.log" 2>&1; then
+      log "scoring $sys failed: see $work/exp/log/$sys/score.log"
+      tail -n 20 "exp/log/$sys/score.log" >&2
+      return 1
+    fi
     mark_done "exp/$sys" stage5 "$h"
-  done
+  }
+  OMP_NUM_THREADS=$scoring_threads for_each_system score_system "$scoring_jobs"
   # make_results.py picks the table's systems from every system's stage-4 and stage-5 markers,
   # so those markers are the table's inputs.
   markers=()
@@ -372,10 +385,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     fi
     mark_done "exp/$sys" stage6 "$h"
   }
-  # $nj systems at once, sharing the cores (unless the threads are set already).
-  at_once=$((nj < 1 ? 1 : nj))
-  threads=$(($(nproc) / at_once > 1 ? $(nproc) / at_once : 1))
-  OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads} for_each_system export_system "$at_once"
+  OMP_NUM_THREADS=$scoring_threads for_each_system export_system "$scoring_jobs"
 fi
 
 log "Done: stages $stage..$stop_stage of egs/$egs"

@@ -189,7 +189,7 @@ def test_python_reads_the_markers_bash_writes(bash, tmp_path):
 def run_sh_stage5_marking(bash, system, eval_sets):
     """Marks ``exp/<system>`` done for stage 5 with the hash line of run.sh's stage 5, as is."""
     lines = (REPO / "run.sh").read_text().splitlines()
-    start = lines.index('    log "Stage 5: scoring $sys"')
+    start = lines.index("  score_system() {")
     hash_line = next(line for line in lines[start:] if line.strip().startswith("h="))
     script = (
         f'set -euo pipefail\nroot={REPO}\nsys=$1 eval_sets=$2\n. "$UTILS/done.sh"\n'
