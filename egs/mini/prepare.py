@@ -19,6 +19,7 @@ Usage: egs/mini/prepare.py [--seed 0] [--corpus-dir DIR] [--teacher DIR --teache
 import argparse
 import hashlib
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -45,6 +46,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-speakers", type=int, default=spec.test_speakers)
     parser.add_argument(
         "--corpus-dir", default=None, help="where the audio goes (default: DATA_DIR/mini_corpus)"
+    )
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="processes synthesising speech (default: this machine's cores; same corpus)",
     )
     parser.add_argument("--teacher", default=None, help="a Hugging Face model dir to install")
     parser.add_argument("--teacher-sha256", default=None, help="the sha256 of its safetensors")
@@ -85,7 +92,13 @@ def main(argv=None) -> None:
         train_speakers=args.train_speakers,
         test_speakers=args.test_speakers,
     )
-    prepare_mini_corpus(args.data_dir, corpus_dir=args.corpus_dir, seed=args.seed, spec=spec)
+    prepare_mini_corpus(
+        args.data_dir,
+        corpus_dir=args.corpus_dir,
+        seed=args.seed,
+        spec=spec,
+        num_workers=args.num_workers,
+    )
     if args.teacher:
         install_teacher(Path(args.teacher), args.teacher_sha256, Path(args.data_dir))
 

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import logging
 import string
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import combinations
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -651,24 +653,43 @@ def _write_wav(path: Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) ->
 
 
 def _write_utterances(
-    plan: List[_Utterance], root: Path, spec: MiniCorpusSpec, layout_rng: np.random.Generator
+    plan: List[_Utterance],
+    root: Path,
+    spec: MiniCorpusSpec,
+    layout_rng: np.random.Generator,
+    num_workers: int = 1,
 ) -> None:
-    """Synthesise and record every planned utterance into ``root``. A few, drawn by
+    """Synthesise and record every planned utterance into ``root``, in ``num_workers``
+    processes (the same bytes: each utterance draws from its own seed). A few, drawn by
     ``layout_rng``, are written stereo or at ``spec.other_sample_rate``."""
     odd = layout_rng.choice(len(plan), spec.stereo_files + spec.resampled_files, replace=False)
     stereo, resampled = set(odd[: spec.stereo_files]), set(odd[spec.stereo_files :])
-    for i, utt in enumerate(plan):
-        rng = np.random.default_rng(utt.keys)
-        speech = synthesize_speech(utt.voice, rng.uniform(*spec.utt_seconds), rng, utt.f0_shift)
-        audio = apply_channel(speech, utt.channel, rng)
-        if i in stereo:  # second channel: another, quieter and noisier microphone
-            second = 0.5 * audio + 0.01 * rng.standard_normal(len(audio))
-            _write_wav(root / utt.path, np.stack([audio, second], axis=1))
-        elif i in resampled:
-            rate = spec.other_sample_rate
-            _write_wav(root / utt.path, resample(audio, rate), rate)
-        else:
-            _write_wav(root / utt.path, audio)
+
+    def kind(i: int) -> str:
+        return "stereo" if i in stereo else "resampled" if i in resampled else ""
+
+    jobs = [(utt, root, spec, kind(i)) for i, utt in enumerate(plan)]
+    if num_workers <= 1:
+        for job in jobs:
+            _write_utterance(*job)
+        return
+    with ProcessPoolExecutor(num_workers, mp_context=get_context("fork")) as pool:
+        # list(): a worker's exception is raised here, after the others stopped.
+        list(pool.map(_write_utterance, *zip(*jobs, strict=True), chunksize=8))
+
+
+def _write_utterance(utt: _Utterance, root: Path, spec: MiniCorpusSpec, kind: str) -> None:
+    rng = np.random.default_rng(utt.keys)
+    speech = synthesize_speech(utt.voice, rng.uniform(*spec.utt_seconds), rng, utt.f0_shift)
+    audio = apply_channel(speech, utt.channel, rng)
+    if kind == "stereo":  # second channel: another, quieter and noisier microphone
+        second = 0.5 * audio + 0.01 * rng.standard_normal(len(audio))
+        _write_wav(root / utt.path, np.stack([audio, second], axis=1))
+    elif kind == "resampled":
+        rate = spec.other_sample_rate
+        _write_wav(root / utt.path, resample(audio, rate), rate)
+    else:
+        _write_wav(root / utt.path, audio)
 
 
 Synthesiser = Callable[[np.random.Generator], np.ndarray]
@@ -742,8 +763,10 @@ def prepare_mini_corpus(
     corpus_dir: Optional[Pathlike] = None,
     seed: int = 0,
     spec: MiniCorpusSpec = MiniCorpusSpec(),
+    num_workers: int = 1,
 ) -> None:
-    """Synthesise the egs/mini corpus and write its Kaldi data dirs.
+    """Synthesise the egs/mini corpus and write its Kaldi data dirs, the speech in
+    ``num_workers`` processes (the corpus does not depend on it).
 
     Audio goes to ``corpus_dir`` (default ``data_dir/mini_corpus``): the speakers in VoxCeleb
     layout, ``wav/<spk>/<session>/<nnnnn>.wav``, then ``musan/{noise,music,speech}/`` and
@@ -768,8 +791,8 @@ def prepare_mini_corpus(
             spec.test_speakers,
             corpus_dir,
         )
-        _write_utterances(train, tmp, spec, layout_rng)
-        _write_utterances(test, tmp, spec, layout_rng)
+        _write_utterances(train, tmp, spec, layout_rng, num_workers)
+        _write_utterances(test, tmp, spec, layout_rng, num_workers)
         logger.info("synthesising noise, music, babble and room impulse responses")
         for key, (name, (folder, prefix, count, make)) in enumerate(_source_makers(spec).items()):
             sources[name] = {}

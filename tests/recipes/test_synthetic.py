@@ -72,8 +72,8 @@ def audio_bytes(corpus_dir: Path) -> dict:
 
 
 def test_same_seed_same_corpus_other_seed_another(corpus, tmp_path):
-    again = tmp_path / "again"
-    prepare_mini_corpus(again, corpus_dir=tmp_path / "audio", seed=0, spec=SMALL)
+    again = tmp_path / "again"  # made by two processes, the fixture's by one
+    prepare_mini_corpus(again, corpus_dir=tmp_path / "audio", seed=0, spec=SMALL, num_workers=2)
     assert tables(again, tmp_path / "audio") == tables(corpus, corpus / "mini_corpus")
     assert audio_bytes(tmp_path / "audio") == audio_bytes(corpus / "mini_corpus")
 
