@@ -85,11 +85,18 @@ def test_oskdft_beats_the_trivial_baseline_clearly(mini):
     assert oskdft < baseline - 0.05, (oskdft, baseline)
 
 
-def test_oskdft_validation_eer_improves_after_its_first_epoch(mini):
+def test_oskdft_validates_every_epoch_and_keeps_the_best(mini):
     work, _ = mini
     lines = (work / "exp" / "oskdft" / "metrics.jsonl").read_text().splitlines()
     eers = [r["valid_eer"] for r in map(json.loads, lines) if r["kind"] == "epoch"]
-    assert len(eers) > 1 and min(eers[1:]) < eers[0], eers
+    meta = json.loads((work / "exp" / "oskdft" / "final" / "meta.json").read_text())
+    # What a correct trainer does by construction. (Whether a later epoch beats the first is
+    # not: the student starts from the pre-trained teacher's layers, and the small run's EERs
+    # on its few validation trials moved by about a point between epochs, either way.)
+    assert len(eers) == meta["epochs"] and meta["valid_eers"] == eers
+    assert meta["best_epoch"] == eers.index(min(eers)) + 1 and meta["valid_eer"] == min(eers)
+    # Learned: chance is 50%; the small run's epochs were at 13-15%.
+    assert min(eers) < 0.3, eers
 
 
 def test_second_run_changes_nothing(mini):
