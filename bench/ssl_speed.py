@@ -13,7 +13,7 @@ and the ratio to the teacher (SSL rows to the teacher's SSL, embedding rows to t
 ECAPA).
 
 Usage: python bench/ssl_speed.py [--threads 2] [--repeats 3] [--thin-cnn-dims 256 128 64]
-           [--fast-cnn-dim 64] [--pos-convs 128:64 32:16]
+           [--fast-cnn-dims 64 32] [--pos-convs 128:64 32:16] [--ssl-only]
        python bench/ssl_speed.py --device cuda --repeats 20
 """
 
@@ -44,7 +44,11 @@ def get_parser() -> argparse.ArgumentParser:
         help="CNN widths of the thin-CNN students",
     )
     parser.add_argument(
-        "--fast-cnn-dim", type=int, default=64, help="CNN width of the fast students"
+        "--fast-cnn-dims",
+        type=int,
+        nargs="+",
+        default=[64],
+        help="CNN widths of the fast students (each with every --pos-convs)",
     )
     parser.add_argument(
         "--pos-convs",
@@ -53,12 +57,17 @@ def get_parser() -> argparse.ArgumentParser:
         metavar="KERNEL:GROUPS",
         help="positional convolutions of the fast students",
     )
+    parser.add_argument(
+        "--ssl-only",
+        action="store_true",
+        help="time the SSL encoders alone (no + ECAPA rows): half the run, more rounds",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     return parser
 
 
 def build_candidates(
-    thin_dims: List[int], fast_cnn_dim: int, pos_convs: List[str], device: str
+    thin_dims: List[int], fast_cnn_dims: List[int], pos_convs: List[str], device: str
 ) -> Dict[str, Tuple[torch.nn.Module, str]]:
     """name -> (model called on a waveform batch, reference row for its ratio)."""
     teacher_model = build_ssl_from_arch(XLSR53_ARCH).eval()
@@ -75,13 +84,14 @@ def build_candidates(
     }
     students = {"student": {}}
     students.update({f"student thin-CNN {thin}": {"thin_cnn_dim": thin} for thin in thin_dims})
-    for pos_conv in pos_convs:
-        kernel, groups = (int(n) for n in pos_conv.split(":"))
-        students[f"fast CNN {fast_cnn_dim} pos k{kernel} g{groups}"] = {
-            "thin_cnn_dim": fast_cnn_dim,
-            "pos_conv_kernel": kernel,
-            "pos_conv_groups": groups,
-        }
+    for fast_cnn_dim in fast_cnn_dims:
+        for pos_conv in pos_convs:
+            kernel, groups = (int(n) for n in pos_conv.split(":"))
+            students[f"fast CNN {fast_cnn_dim} pos k{kernel} g{groups}"] = {
+                "thin_cnn_dim": fast_cnn_dim,
+                "pos_conv_kernel": kernel,
+                "pos_conv_groups": groups,
+            }
     for label, ssl_fields in students.items():
         student_cfg = dataclasses.replace(cfg, ssl=dataclasses.replace(cfg.ssl, **ssl_fields))
         system = build_model(student_cfg, teacher_model)
@@ -94,8 +104,10 @@ def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
     torch.manual_seed(0)
     candidates = build_candidates(
-        args.thin_cnn_dims, args.fast_cnn_dim, args.pos_convs, args.device
+        args.thin_cnn_dims, args.fast_cnn_dims, args.pos_convs, args.device
     )
+    if args.ssl_only:
+        candidates = {name: c for name, c in candidates.items() if c[1] == "teacher SSL"}
     models = [model for model, _ in candidates.values()]
     medians: Dict[Tuple[str, int], float] = {}
     for batch in args.batch_sizes:
