@@ -302,24 +302,30 @@ fi
 
 # Stage 4: embeddings (full utterance and the paper's 5 x 3 s crops) of every evaluation set
 #   and the validation set, and (full utterances alone: the back ends are fitted on those) of
-#   the back-end set, split over $nj jobs.
-#   in:  exp/<sys>/final, data/<set>   out: exp/<sys>/embeddings/<set>/xvector{,_crops}.{ark,scp}
+#   the back-end set, split over $nj jobs, each doing its share for every system.
+#   in:  exp/<sys>/final, data/<set>   out: exp/<sys>/embeddings/<set>/xvector{,_crops}.{ark,scp},
+#        exp/log/extract.<j>.log
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   embed_sets="$eval_sets valid backend"
   full_only_sets=backend
+  todo=(); hashes=()
   for sys in $systems; do
-    log "Stage 4: embeddings of $sys ($embed_sets)"
     h=$(stage_hash "exp/$sys/.stage3.done" data/.stage1.done -- "$embed_sets" "$full_only_sets")
     is_done "exp/$sys" stage4 "$h" && continue
     clear_done "exp/$sys" stage4
-    $cmd --job-key "$(job_key "$h")" JOB=1:"$nj" "exp/$sys/embeddings/log/extract.JOB.log" \
-      python "$root/local/extract_embeddings.py" --sets "$embed_sets" \
-      --full-only-sets "$full_only_sets" --job JOB --num-jobs "$nj" \
-      "exp/$sys/final" data "exp/$sys/embeddings"
-    python "$root/local/merge_embeddings.py" --sets "$embed_sets" \
-      --full-only-sets "$full_only_sets" --num-jobs "$nj" data "exp/$sys/embeddings"
-    mark_done "exp/$sys" stage4 "$h"
+    todo+=("$sys"); hashes+=("$h")
   done
+  if [ ${#todo[@]} -gt 0 ]; then
+    log "Stage 4: embeddings of ${todo[*]} ($embed_sets)"
+    # One job array for all of them: job j embeds its share of every system's sets, paying
+    # the start-up once.
+    sets=(--sets "$embed_sets" --full-only-sets "$full_only_sets")
+    $cmd --job-key "$(job_key "$(stage_hash -- "${todo[@]}" "${hashes[@]}")")" JOB=1:"$nj" \
+      exp/log/extract.JOB.log python "$root/local/extract_embeddings.py" "${sets[@]}" \
+      --job JOB --num-jobs "$nj" data exp "${todo[@]}"
+    python "$root/local/merge_embeddings.py" "${sets[@]}" --num-jobs "$nj" data exp "${todo[@]}"
+    for i in "${!todo[@]}"; do mark_done "exp/${todo[$i]}" stage4 "${hashes[$i]}"; done
+  fi
 fi
 
 # Stage 5: score every trial list with every back end, calibrate on the validation trials,

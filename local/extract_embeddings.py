@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
-"""Stage 4, one job: speaker embeddings of this job's share of each set, with the trained model.
+"""Stage 4, one job: speaker embeddings of this job's share of each set, for each system given,
+with its trained model.
 
 Each set's utterances are split over the N jobs by duration (deterministically); this job embeds
 its share twice, the whole utterance and num_crops crops of crop_seconds (the model config's
 `eval` section; the whole utterance alone for --full-only-sets), and writes them as Kaldi
-tables. A set this job already finished with the same model is skipped, so a rerun redoes only
-missing or failed work.
+tables. One job does its share for every system in turn, so a machine pays the start-up (torch,
+transformers) once per job, not once per system. A set this job already finished with the same
+model is skipped, so a rerun redoes only missing or failed work.
 
-Inputs:  FINAL_DIR/{config.yaml,model.pt,ssl/,meta.json},
+Inputs:  EXP_DIR/<system>/final/{config.yaml,model.pt,ssl/,meta.json},
          DATA_DIR/manifests/<set>_cuts.jsonl.gz (stage 0: evaluation sets; stage 1: valid, backend)
-Outputs: EMBEDDINGS_DIR/<set>/xvector.JOB.{ark,scp}, xvector_crops.JOB.{ark,scp}, .done.JOB
+Outputs: EXP_DIR/<system>/embeddings/<set>/xvector.JOB.{ark,scp}, xvector_crops.JOB.{ark,scp},
+         .done.JOB
 
 Usage: local/extract_embeddings.py --sets "test valid backend" --full-only-sets backend \\
-           --job 1 --num-jobs 4 \\
-           exp/oskdft/final data exp/oskdft/embeddings
+           --job 1 --num-jobs 4 data exp oskdft ft_only
 """
 
 import argparse
@@ -21,6 +23,7 @@ import logging
 
 from oskdft.cli.common import add_job_args, make_parser, run_script
 from oskdft.embedding.extract import extract_embeddings_job
+from oskdft.layout import system_paths
 from oskdft.utils.logging import setup_logging
 
 
@@ -40,9 +43,9 @@ def get_parser() -> argparse.ArgumentParser:
         default=0,
         help="processes loading audio ahead of the model (0: none)",
     )
-    parser.add_argument("final_dir", help="the trained model, e.g. exp/oskdft/final")
     parser.add_argument("data_dir", help="the recipe's data directory")
-    parser.add_argument("embeddings_dir", help="output, e.g. exp/oskdft/embeddings")
+    parser.add_argument("exp_dir", help="the experiments, e.g. exp")
+    parser.add_argument("systems", nargs="+", help="the systems to embed with, e.g. oskdft")
     return parser
 
 
@@ -50,17 +53,20 @@ def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
     setup_logging()
     logging.info("%s", vars(args))
-    extract_embeddings_job(
-        final_dir=args.final_dir,
-        data_dir=args.data_dir,
-        embeddings_dir=args.embeddings_dir,
-        sets=args.sets.split(),
-        job=args.job,
-        num_jobs=args.num_jobs,
-        full_only_sets=args.full_only_sets.split(),
-        device=args.device,
-        num_workers=args.num_workers,
-    )
+    for system in args.systems:
+        final_dir, embeddings_dir = system_paths(args.exp_dir, system)
+        logging.info("%s: job %d of %d", system, args.job, args.num_jobs)
+        extract_embeddings_job(
+            final_dir=final_dir,
+            data_dir=args.data_dir,
+            embeddings_dir=embeddings_dir,
+            sets=args.sets.split(),
+            job=args.job,
+            num_jobs=args.num_jobs,
+            full_only_sets=args.full_only_sets.split(),
+            device=args.device,
+            num_workers=args.num_workers,
+        )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
+from typing import Tuple, Union
 
 _Pathlike = Union[str, os.PathLike]
 
@@ -25,6 +25,7 @@ MANIFEST_KINDS = ("recordings", "supervisions", "cuts")
 CONFIG_NAME = "config.yaml"  # the merged SystemConfig
 INPUTS_NAME = "inputs.yaml"  # hashes of the training run's other inputs
 FINAL_DIR = "final"  # what inference needs (oskdft.model_dir)
+EMBEDDINGS_DIR = "embeddings"  # stage 4's output
 SCORES_DIR = "scores"  # stage 5's output
 # final/
 MODEL_NAME = "model.pt"
@@ -49,6 +50,11 @@ def manifest_path(data_dir: _Pathlike, set_name: str, kind: str) -> Path:
     if kind not in MANIFEST_KINDS:
         raise ValueError(f"unknown manifest kind {kind!r}; known: {', '.join(MANIFEST_KINDS)}")
     return Path(data_dir) / MANIFESTS_DIR / f"{set_name}_{kind}.jsonl.gz"
+
+
+def system_paths(exp_dir: _Pathlike, system: str) -> Tuple[Path, Path]:
+    """``exp/<system>/final`` (its trained model) and ``exp/<system>/embeddings`` (stage 4)."""
+    return Path(exp_dir, system, FINAL_DIR), Path(exp_dir, system, EMBEDDINGS_DIR)
 
 
 def windows_path(data_dir: _Pathlike) -> Path:

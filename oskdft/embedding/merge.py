@@ -66,8 +66,8 @@ def merge_set(
         raise InputError(
             set_dir,
             f"{len(problems)} incomplete job table(s) of {num_jobs} jobs: " + "; ".join(problems),
-            hint=f"see {embeddings_dir / 'log'}/extract.JOB.log, then rerun stage 4 (only "
-            "unfinished jobs run again); --num-jobs must be the extraction's",
+            hint="see the extraction jobs' logs (run.sh: exp/log/extract.JOB.log), then rerun "
+            "stage 4 (only unfinished jobs run again); --num-jobs must be the extraction's",
         )
     for table, lines in merged.items():
         # The per-job checks already imply this; it is the final guard on what gets written.

@@ -31,7 +31,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from oskdft.config import EvalConfig, load_config
-from oskdft.layout import CALIBRATION_NAME, CONFIG_NAME, METRICS_NAME, SCORES_DIR
+from oskdft.layout import (
+    CALIBRATION_NAME,
+    CONFIG_NAME,
+    EMBEDDINGS_DIR,
+    METRICS_NAME,
+    SCORES_DIR,
+)
 from oskdft.scoring.backends import Backend, build_backend, save_backend
 from oskdft.scoring.calibration import (
     Calibration,
@@ -94,7 +100,7 @@ def score_system(
     config_path = system_dir / CONFIG_NAME
     cfg = load_config(config_path).eval
     backends = _build_backends(cfg, config_path)
-    embeddings_dir = system_dir / "embeddings"
+    embeddings_dir = system_dir / EMBEDDINGS_DIR
     uses_crops = any(b.uses_crops for b in backends.values())
 
     if any(b.trained for b in backends.values()):

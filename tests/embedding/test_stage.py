@@ -36,12 +36,14 @@ def script_main(name: str):
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
-    """A recipe working directory with data/manifests for three sets and exp/sys/final."""
+    """A recipe working directory with data/manifests for three sets, exp/sys/final, and a
+    second system of other weights, exp/other/final."""
     root = tmp_path_factory.mktemp("recipe")
     for seed, (name, seconds) in enumerate(SETS.items()):
         write_set(root, name, seconds, seed=seed)
     cfg = scratch_config(eval={"crop_seconds": 1.5, "num_crops": 3, "batch_seconds": 6.0})
     save_final(root / "exp" / "sys" / "final", tiny_model(cfg), cfg, {})
+    save_final(root / "exp" / "other" / "final", tiny_model(cfg, seed=1), cfg, {})
     return root
 
 
@@ -64,9 +66,10 @@ def stage_4(recipe):
                     str(NUM_JOBS),
                     "--device",
                     "cpu",
-                    "exp/sys/final",
                     "data",
-                    "exp/sys/embeddings",
+                    "exp",
+                    "sys",
+                    "other",
                 ]
             )
         script_main("merge_embeddings.py")(
@@ -78,7 +81,9 @@ def stage_4(recipe):
                 "--num-jobs",
                 str(NUM_JOBS),
                 "data",
-                "exp/sys/embeddings",
+                "exp",
+                "sys",
+                "other",
             ]
         )
     return recipe / "exp" / "sys" / "embeddings"
@@ -88,13 +93,15 @@ def stage_4(recipe):
 def copied(stage_4, recipe, tmp_path, monkeypatch):
     """A copy of stage 4's output to change, in the recipe directory."""
     monkeypatch.chdir(recipe)
-    return Path(shutil.copytree(stage_4, tmp_path / "embeddings"))
+    return Path(shutil.copytree(stage_4, tmp_path / "exp" / "sys" / "embeddings"))
 
 
-def test_stage_4_embeds_every_utterance_of_every_set_once(recipe, stage_4, monkeypatch):
-    out = stage_4
+@pytest.mark.parametrize("system", ["sys", "other"])
+def test_stage_4_embeds_every_utterance_of_every_set_once(recipe, stage_4, monkeypatch, system):
+    # Each job did its share for both systems, each with its own model.
+    out = recipe / "exp" / system / "embeddings"
     monkeypatch.chdir(REPO)  # the tables must read the same from anywhere
-    model, _, _ = load_final(recipe / "exp" / "sys" / "final")
+    model, _, _ = load_final(recipe / "exp" / system / "final")
     for name in SETS:
         cuts = CutSet.from_file(manifest_path(recipe / "data", name, "cuts"))
         table = load_embeddings(out / name, crops=name != FULL_ONLY)
@@ -189,7 +196,7 @@ def test_merge_runs_without_torch(merged):
     code = (
         "import runpy, sys\n"
         f"sys.argv = ['merge_embeddings.py', '--sets', 'test', '--num-jobs', '{NUM_JOBS}', "
-        f"'data', {str(merged)!r}]\n"
+        f"'data', {str(merged.parents[1])!r}, 'sys']\n"
         f"runpy.run_path({str(REPO / 'local' / 'merge_embeddings.py')!r}, run_name='__main__')\n"
         "assert 'torch' not in sys.modules, 'merge imported torch'\n"
     )
