@@ -32,13 +32,15 @@ import numpy as np
 import torch
 
 from oskdft.cli.common import make_parser
-from oskdft.config import SystemConfig
+from oskdft.config import SystemConfig, load_config
 from oskdft.export.onnx import export_onnx, fold_weight_norm, parity, quantize_int8
 from oskdft.inference.deploy import SAMPLE_RATE, Embedder, embed_by_length
 from oskdft.inference.onnx_runtime import OnnxEmbedder
 from oskdft.model_dir import TorchEmbedder
 from oskdft.models.system import build_model
 from oskdft.models.teacher import XLSR53_ARCH, build_ssl_from_arch
+
+FAST_CONFIG = Path(__file__).resolve().parents[1] / "egs" / "voxceleb" / "conf" / "oskdft_fast.yaml"
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -64,11 +66,18 @@ def get_parser() -> argparse.ArgumentParser:
         "--fast",
         nargs=3,
         type=int,
-        default=[64, 128, 64],
+        default=None,
         metavar=("CNN_DIM", "POS_KERNEL", "POS_GROUPS"),
-        help="the fast student's ssl.thin_cnn_dim, pos_conv_kernel, pos_conv_groups",
+        help="the fast student's ssl.thin_cnn_dim, pos_conv_kernel, pos_conv_groups "
+        f"(default: those of {FAST_CONFIG.relative_to(FAST_CONFIG.parents[3])})",
     )
     return parser
+
+
+def fast_front_end(config: Path = FAST_CONFIG) -> List[int]:
+    """The thin CNN width, positional kernel and groups of ``config``'s student."""
+    ssl = load_config(config).ssl
+    return [ssl.thin_cnn_dim, ssl.pos_conv_kernel, ssl.pos_conv_groups]
 
 
 def build_systems(
@@ -102,6 +111,7 @@ def build_systems(
 
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
+    args.fast = args.fast or fast_front_end()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
