@@ -154,8 +154,8 @@ job_key() { if [ "$force" = true ]; then echo "$1-$(date +%s%N)"; else echo "$1"
 
 # Stages 5 and 6 run here, not through $cmd: $nj systems at once, sharing this machine's cores
 # (unless the caller set the threads).
-scoring_jobs=$((nj < 1 ? 1 : nj))
-scoring_threads=${OMP_NUM_THREADS:-$(($(nproc) / scoring_jobs > 1 ? $(nproc) / scoring_jobs : 1))}
+here_jobs=$((nj < 1 ? 1 : nj))
+here_threads=${OMP_NUM_THREADS:-$(($(nproc) / here_jobs > 1 ? $(nproc) / here_jobs : 1))}
 
 # for_each_system FUNCTION N [WAIT]: runs "FUNCTION <sys>" for every system, in the order
 # listed, N at a time in the background; a system for which "WAIT <sys>" is true (it may read
@@ -351,7 +351,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     fi
     mark_done "exp/$sys" stage5 "$h"
   }
-  OMP_NUM_THREADS=$scoring_threads for_each_system score_system "$scoring_jobs"
+  OMP_NUM_THREADS=$here_threads for_each_system score_system "$here_jobs"
   # make_results.py picks the table's systems from every system's stage-4 and stage-5 markers,
   # so those markers are the table's inputs.
   markers=()
@@ -391,7 +391,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     fi
     mark_done "exp/$sys" stage6 "$h"
   }
-  OMP_NUM_THREADS=$scoring_threads for_each_system export_system "$scoring_jobs"
+  OMP_NUM_THREADS=$here_threads for_each_system export_system "$here_jobs"
 fi
 
 log "Done: stages $stage..$stop_stage of egs/$egs"

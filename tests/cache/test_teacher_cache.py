@@ -369,7 +369,7 @@ def test_the_stage_scripts_run_stages_1_and_2(recipe, tmp_path):
     assert caches[0] == caches[1] != caches[2]
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
         [caches[0].name, caches[2].name]
-    ), "two caches, each written once"
+    ), "one cache per distinct teacher and layers, each system's complete"
 
 
 LILCOM = importlib.util.find_spec("lilcom") is not None
